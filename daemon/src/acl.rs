@@ -1,0 +1,231 @@
+//! Access control: blocked list first, then allowed list (when not empty).
+//!
+//! Entries are server names or IDs, resolved through the [`Catalog`] to the paths of those
+//! servers, or path prefixes starting with `/`. Both match local request paths on whole
+//! segments, case-sensitively. Paths are in normal form before they get here (see `path`), and
+//! the upstream sees the same path with only the mount prefix replaced, so what the ACL allows is
+//! exactly what reaches the upstream.
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::config::AclConfig;
+use crate::path;
+
+/// One list entry with what it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    entry: String,
+    prefixes: Vec<String>,
+}
+
+impl Rule {
+    fn new(entry: &str, catalog: &Catalog) -> Rule {
+        let prefixes = if entry.starts_with('/') {
+            vec![entry.to_string()]
+        } else {
+            catalog
+                .find(entry)
+                .flat_map(|s| s.scopes.iter().cloned())
+                .collect()
+        };
+        Rule {
+            entry: entry.to_string(),
+            prefixes,
+        }
+    }
+
+    fn matches(&self, local_path: &str) -> bool {
+        self.prefixes.iter().any(|p| path::under(local_path, p))
+    }
+}
+
+/// Which list decided, for logs, 403 bodies and `acl check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Decision {
+    /// No list applies, or an allowed entry matched (`rule` names it).
+    Allowed { rule: Option<String> },
+    /// A blocked entry matched.
+    Blocked { rule: String },
+    /// The allowed list is not empty and nothing in it matched.
+    NotAllowed,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed { .. })
+    }
+
+    /// A one-line reason fit for a 403 body and a log line.
+    pub fn reason(&self) -> String {
+        match self {
+            Decision::Allowed { rule: None } => "allowed: no access list applies".into(),
+            Decision::Allowed { rule: Some(r) } => {
+                format!("allowed by allowed_servers entry `{r}`")
+            }
+            Decision::Blocked { rule } => format!("blocked by blocked_servers entry `{rule}`"),
+            Decision::NotAllowed => "not in allowed_servers (whitelist)".into(),
+        }
+    }
+
+    /// The rule as a short label, for metrics and structured logs.
+    pub fn rule(&self) -> String {
+        match self {
+            Decision::Allowed { rule } => rule.clone().unwrap_or_default(),
+            Decision::Blocked { rule } => format!("blocked:{rule}"),
+            Decision::NotAllowed => "not_allowed".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Acl {
+    allowed: Vec<Rule>,
+    blocked: Vec<Rule>,
+}
+
+impl Acl {
+    pub fn new(config: &AclConfig, catalog: &Catalog) -> Acl {
+        Acl {
+            allowed: config
+                .allowed
+                .iter()
+                .map(|e| Rule::new(e, catalog))
+                .collect(),
+            blocked: config
+                .blocked
+                .iter()
+                .map(|e| Rule::new(e, catalog))
+                .collect(),
+        }
+    }
+
+    /// Decides a local request path (already in normal form).
+    pub fn check(&self, local_path: &str) -> Decision {
+        if let Some(rule) = self.blocked.iter().find(|r| r.matches(local_path)) {
+            return Decision::Blocked {
+                rule: rule.entry.clone(),
+            };
+        }
+        if self.allowed.is_empty() {
+            return Decision::Allowed { rule: None };
+        }
+        match self.allowed.iter().find(|r| r.matches(local_path)) {
+            Some(rule) => Decision::Allowed {
+                rule: Some(rule.entry.clone()),
+            },
+            None => Decision::NotAllowed,
+        }
+    }
+
+    /// Names and IDs that match no catalogued server (they match nothing).
+    pub fn unresolved(&self) -> Vec<String> {
+        self.blocked
+            .iter()
+            .chain(&self.allowed)
+            .filter(|r| !r.entry.starts_with('/') && r.prefixes.is_empty())
+            .map(|r| r.entry.clone())
+            .collect()
+    }
+
+    pub fn allowed_entries(&self) -> impl Iterator<Item = &str> {
+        self.allowed.iter().map(|r| r.entry.as_str())
+    }
+
+    pub fn blocked_entries(&self) -> impl Iterator<Item = &str> {
+        self.blocked.iter().map(|r| r.entry.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::CatalogServer;
+
+    fn catalog() -> Catalog {
+        let server = |name: &str, id: &str, base: &str| CatalogServer {
+            upstream: "u".into(),
+            name: name.into(),
+            id: id.into(),
+            mcp: Some(format!("{base}/mcp")),
+            sse: Some(format!("{base}/sse")),
+            scopes: vec![base.into()],
+        };
+        Catalog {
+            servers: vec![
+                server("ecs", "ECS01", "/accounts/1/custom/ecs/id/ECS01"),
+                server("oss", "OSS01", "/accounts/1/custom/oss/id/OSS01"),
+                server("ram", "RAM01", "/accounts/1/custom/ram/id/RAM01"),
+                server("s1", "S1", "/x/s1"),
+                server("s10", "S10", "/x/s10"),
+            ],
+        }
+    }
+
+    fn acl(allowed: &[&str], blocked: &[&str]) -> Acl {
+        let cfg = AclConfig {
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            blocked: blocked.iter().map(|s| s.to_string()).collect(),
+        };
+        Acl::new(&cfg, &catalog())
+    }
+
+    const ECS: &str = "/accounts/1/custom/ecs/id/ECS01/mcp";
+    const OSS_SSE: &str = "/accounts/1/custom/oss/id/OSS01/sse";
+    const RAM: &str = "/accounts/1/custom/ram/id/RAM01/mcp";
+
+    #[test]
+    fn no_lists_allow_everything() {
+        assert!(acl(&[], &[]).check("/anything").is_allowed());
+    }
+
+    #[test]
+    fn blocked_wins_over_allowed() {
+        let a = acl(&["ram", "ecs"], &["RAM01"]);
+        assert_eq!(
+            a.check(RAM),
+            Decision::Blocked {
+                rule: "RAM01".into()
+            }
+        );
+        assert!(a.check(ECS).is_allowed());
+    }
+
+    #[test]
+    fn allowed_list_denies_everything_else() {
+        let a = acl(&["ecs", "OSS01"], &[]);
+        assert!(a.check(ECS).is_allowed());
+        assert!(a.check(OSS_SSE).is_allowed());
+        assert!(a
+            .check("/accounts/1/custom/oss/id/OSS01/message?x")
+            .is_allowed());
+        assert_eq!(a.check(RAM), Decision::NotAllowed);
+        assert_eq!(a.check("/uncatalogued/mcp"), Decision::NotAllowed);
+        assert_eq!(a.check("/"), Decision::NotAllowed);
+        assert_eq!(a.check("/accounts/1/custom/ecs"), Decision::NotAllowed);
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments_case_sensitively() {
+        let a = acl(&["/x/s1"], &[]);
+        assert!(a.check("/x/s1").is_allowed());
+        assert!(a.check("/x/s1/mcp").is_allowed());
+        assert_eq!(a.check("/x/s10/mcp"), Decision::NotAllowed);
+        assert_eq!(a.check("/X/s1/mcp"), Decision::NotAllowed);
+        assert_eq!(a.check("/x/s1x"), Decision::NotAllowed);
+        let by_name = acl(&["s1"], &[]);
+        assert!(by_name.check("/x/s1/mcp").is_allowed());
+        assert_eq!(by_name.check("/x/s10/mcp"), Decision::NotAllowed);
+        let blocked = acl(&[], &["/x/s1"]);
+        assert!(blocked.check("/x/s10/mcp").is_allowed());
+        assert!(!blocked.check("/x/s1/sse").is_allowed());
+    }
+
+    #[test]
+    fn names_are_exact() {
+        let a = acl(&["ec", "ECS"], &[]);
+        assert_eq!(a.check(ECS), Decision::NotAllowed);
+        assert_eq!(a.unresolved(), vec!["ec".to_string(), "ECS".to_string()]);
+    }
+}

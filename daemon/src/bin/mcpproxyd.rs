@@ -1,0 +1,5 @@
+//! `mcpproxyd`: see the library's documentation.
+
+fn main() {
+    std::process::exit(mcpproxyd::cli::main());
+}

@@ -1,0 +1,146 @@
+//! Bodies in flight: the response body streamed back to the client (idle timeout, SSE endpoint
+//! rewriting, open-stream accounting) and the test for a request body over its limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::sse::Rewriter;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every response body the proxy sends.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// The upstream went quiet for longer than `limits.stream_idle_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?}; the stream was closed")]
+pub struct IdleTimeout(Duration);
+
+/// Counts an open event stream while it lives.
+#[derive(Debug)]
+pub struct StreamGuard(Arc<AtomicUsize>);
+
+impl StreamGuard {
+    pub fn new(counter: Arc<AtomicUsize>) -> StreamGuard {
+        counter.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(counter)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The upstream's response body on its way to the client, frame by frame as it arrives.
+pub struct ResponseBody<B> {
+    inner: Pin<Box<B>>,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    rewriter: Option<Rewriter>,
+    _stream: Option<StreamGuard>,
+}
+
+impl<B> ResponseBody<B> {
+    pub fn new(
+        inner: B,
+        idle: Duration,
+        rewriter: Option<Rewriter>,
+        stream: Option<StreamGuard>,
+    ) -> Self {
+        ResponseBody {
+            inner: Box::pin(inner),
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            rewriter,
+            _stream: stream,
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.deadline.as_mut().reset(Instant::now() + this.idle);
+                    let frame = match (frame.into_data(), this.rewriter.as_mut()) {
+                        (Ok(data), Some(rewriter)) => {
+                            let out = match rewriter.feed(data) {
+                                Ok(out) => out,
+                                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+                            };
+                            if out.is_empty() {
+                                continue;
+                            }
+                            Frame::data(out)
+                        }
+                        (Ok(data), None) => Frame::data(data),
+                        (Err(frame), _) => frame,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    if this.deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(Box::new(IdleTimeout(this.idle)))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rewriter.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.rewriter.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+/// True when `err` (or anything it wraps) is the request body exceeding its limit.
+pub fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    use http_body_util::BodyExt;
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}

@@ -1,0 +1,244 @@
+//! The `mcpproxyd` command line: the seed tool's flags, config loading before the runtime starts
+//! (a bad config exits 64 with one clear message), binding, the banner, signals.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use futures_util::StreamExt;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::sync::watch;
+
+use crate::config::{self, Overrides};
+use crate::state::{Generation, Shared};
+use crate::{banner, logging, server};
+
+/// EX_USAGE: bad flags or configuration (systemd must not restart-loop on it).
+pub const EXIT_USAGE: i32 = 64;
+/// Start-up failed for a reason a restart may fix (port in use, ...).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Authenticating MCP proxy: local apps call remote OAuth-protected MCP servers through it.
+#[derive(Debug, Parser)]
+#[command(name = "mcpproxyd", version, about)]
+pub struct Args {
+    /// Config file (default: /etc/mcpproxyd/mcpproxyd.toml for root, else
+    /// $XDG_CONFIG_HOME/mcpproxyd/mcpproxyd.toml; missing default: built-in Alibaba CN preset)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (replaces the first listen address's host)
+    #[arg(long, value_name = "IP")]
+    pub host: Option<String>,
+    /// Port to listen on (replaces the first listen address's port; 0 picks a free one)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Alibaba Cloud site: CN or INTL (any case)
+    #[arg(long, value_name = "CN|INTL")]
+    pub region: Option<String>,
+    /// Upstream MCP server URL (replaces the first upstream's URL; its path is kept)
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Comma-separated server names, IDs or /path prefixes that may be reached
+    #[arg(long, value_name = "LIST")]
+    pub allowed_servers: Option<String>,
+    /// Comma-separated server names, IDs or /path prefixes that are refused (wins over allowed)
+    #[arg(long, value_name = "LIST")]
+    pub blocked_servers: Option<String>,
+    /// Log in by pasting the code instead of opening a browser
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Name of the OAuth application to use
+    #[arg(long, value_name = "NAME")]
+    pub oauth_app_name: Option<String>,
+    /// OAuth scope
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// Validate the configuration, print it (without secrets) and exit 0, or 64 if invalid
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+fn split_list(text: &Option<String>) -> Option<Vec<String>> {
+    text.as_ref().map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+impl Args {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            host: self.host.clone(),
+            port: self.port,
+            region: self.region.clone(),
+            upstream: self.upstream.clone(),
+            allowed_servers: split_list(&self.allowed_servers),
+            blocked_servers: split_list(&self.blocked_servers),
+            no_browser: self.no_browser,
+            oauth_app_name: self.oauth_app_name.clone(),
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+/// The whole program; returns the exit code.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return EXIT_USAGE;
+        }
+    };
+    let overrides = args.overrides();
+    let config = match config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mcpproxyd: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if args.check_config {
+        return check_config(config);
+    }
+    if let Err(e) = logging::init(&config.log) {
+        eprintln!("mcpproxyd: {e}");
+        return EXIT_USAGE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcpproxyd: cannot start the runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let config_path = match &config.source {
+        config::Source::File(p) => Some(p.clone()),
+        config::Source::Defaults => args.config.clone(),
+    };
+    runtime.block_on(serve(config, config_path, overrides))
+}
+
+fn check_config(config: config::Config) -> i32 {
+    let addrs = config.listen.addresses.clone();
+    let rendered = config.render();
+    let generation = match Generation::build(config, &addrs) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("mcpproxyd: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let unresolved = generation.acl.unresolved();
+    let static_catalog = generation
+        .config
+        .upstreams
+        .iter()
+        .all(|u| u.catalog == config::CatalogSource::Static);
+    if static_catalog && !unresolved.is_empty() {
+        eprintln!(
+            "mcpproxyd: {}: acl: {} not in the catalog (names and IDs must match a [[upstream.servers]] entry)",
+            generation.config.source,
+            unresolved.join(", ")
+        );
+        return EXIT_USAGE;
+    }
+    print!("{rendered}");
+    0
+}
+
+async fn serve(config: config::Config, config_path: Option<PathBuf>, overrides: Overrides) -> i32 {
+    let listeners = match server::bind(&config).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot bind");
+            eprintln!("mcpproxyd: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let daemon = match server::Daemon::new(config, config_path, overrides, listeners) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("mcpproxyd: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let shared = daemon.shared();
+    announce(&shared);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mcpproxyd: cannot install signal handlers: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let handle = signals.handle();
+    tokio::spawn(handle_signals(signals, shared.clone(), stop_tx));
+    daemon
+        .serve(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .await;
+    handle.close();
+    tracing::info!("stopped");
+    0
+}
+
+/// The banner on stdout and the start-up warnings in the log.
+fn announce(shared: &Arc<Shared>) {
+    let generation = shared.current();
+    for addr in &shared.bound {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                listen = %addr,
+                "listening on a non-loopback address: anyone who can reach it uses your MCP credentials; restrict it with a firewall and the ACL"
+            );
+        }
+        tracing::info!(listen = %addr, "listening");
+    }
+    let unresolved = generation.acl.unresolved();
+    if !unresolved.is_empty() {
+        tracing::warn!(
+            entries = %unresolved.join(", "),
+            "ACL entries match no server in the catalog; they match nothing"
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(banner::render(&generation, &shared.bound).as_bytes());
+    let _ = stdout.flush();
+}
+
+async fn handle_signals(mut signals: Signals, shared: Arc<Shared>, stop: watch::Sender<bool>) {
+    while let Some(signal) = signals.next().await {
+        match signal {
+            SIGHUP => match shared.reload() {
+                Ok(r) if r.needs_restart.is_empty() => tracing::info!("configuration reloaded"),
+                Ok(r) => tracing::warn!(
+                    settings = %r.needs_restart.join(", "),
+                    "configuration reloaded; some changes need a restart"
+                ),
+                Err(e) => tracing::error!(error = %e, "reload failed; the old configuration stays"),
+            },
+            _ if *stop.borrow() => {
+                tracing::warn!("second stop signal: exiting at once");
+                std::process::exit(130);
+            }
+            _ => {
+                let _ = stop.send(true);
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Validation of `[auth.NAME]` profiles, and reading of static tokens.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::locate::{Locator, Seg};
+use super::raw::RawAuth;
+use super::units::parse_duration;
+use super::validate::non_empty;
+use super::*;
+use crate::alibaba::{DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+const ALIBABA_KEYS: &[&str] = &[
+    "region",
+    "oauth_app_name",
+    "scope",
+    "refresh_margin",
+    "redirect_uri",
+    "signin_url",
+    "oauth_url",
+    "ims_endpoint",
+    "access_key",
+    "ca_file",
+];
+const OAUTH_KEYS: &[&str] = &[
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "revocation_endpoint",
+    "client_id",
+    "scopes",
+    "resource",
+    "refresh_margin",
+    "ca_file",
+];
+const STATIC_KEYS: &[&str] = &["token_file", "credential"];
+
+pub(super) fn profile(name: &str, p: &RawAuth, at: &Locator<'_>) -> Result<AuthProfile> {
+    let key = |k: &'static str| [Seg::Key("auth"), Seg::Key(name), Seg::Key(k)];
+    let kind = p
+        .kind
+        .as_deref()
+        .ok_or_else(|| at.error(&key("kind"), "set `kind` to alibaba, oauth or static"))?;
+    let allowed = match kind {
+        "alibaba" => ALIBABA_KEYS,
+        "oauth" => OAUTH_KEYS,
+        "static" => STATIC_KEYS,
+        other => {
+            return Err(at.error(
+                &key("kind"),
+                format!("unknown kind `{other}`; use alibaba, oauth or static"),
+            ))
+        }
+    };
+    for set in p.set_keys() {
+        if !allowed.contains(&set) {
+            let k = [Seg::Key("auth"), Seg::Key(name), Seg::Key(set)];
+            return Err(at.error(&k, format!("does not apply to kind = \"{kind}\"")));
+        }
+    }
+    let url = |k: &'static str, v: &Option<String>| -> Result<Option<Url>> {
+        match v.as_deref().and_then(non_empty) {
+            None => Ok(None),
+            Some(text) => https_url(text).map(Some).map_err(|m| at.error(&key(k), m)),
+        }
+    };
+    let margin = || -> Result<RefreshMargin> {
+        match p.refresh_margin.as_deref().unwrap_or("auto") {
+            "auto" => Ok(RefreshMargin::Auto),
+            text => parse_duration(text)
+                .map(RefreshMargin::Fixed)
+                .map_err(|m| at.error(&key("refresh_margin"), m)),
+        }
+    };
+    let ca_file = match p.ca_file.as_deref().and_then(non_empty) {
+        None => None,
+        Some(f) if Path::new(f).is_file() => Some(PathBuf::from(f)),
+        Some(f) => return Err(at.error(&key("ca_file"), format!("{f} does not exist"))),
+    };
+    match kind {
+        "static" => {
+            let (source, k) = match (
+                p.token_file.as_deref().and_then(non_empty),
+                p.credential.as_deref().and_then(non_empty),
+            ) {
+                (Some(f), None) => (TokenSource::File(PathBuf::from(f)), "token_file"),
+                (None, Some(c)) => (TokenSource::Credential(c.to_string()), "credential"),
+                _ => {
+                    return Err(at.error(
+                        &key("kind"),
+                        "a static profile needs exactly one of token_file or credential",
+                    ))
+                }
+            };
+            let token = read_token(&source).map_err(|m| at.error(&key(k), m))?;
+            Ok(AuthProfile::Static(StaticAuth { source, token }))
+        }
+        "oauth" => {
+            let resource = match p.resource.as_deref().unwrap_or("auto") {
+                "auto" => Resource::Auto,
+                "off" => Resource::Off,
+                text => Resource::Uri(
+                    Url::parse(text)
+                        .map_err(|e| at.error(&key("resource"), format!("`{text}`: {e}")))?,
+                ),
+            };
+            Ok(AuthProfile::OAuth(OAuthProfile {
+                issuer: url("issuer", &p.issuer)?,
+                authorization_endpoint: url("authorization_endpoint", &p.authorization_endpoint)?,
+                token_endpoint: url("token_endpoint", &p.token_endpoint)?,
+                revocation_endpoint: url("revocation_endpoint", &p.revocation_endpoint)?,
+                client_id: p
+                    .client_id
+                    .as_deref()
+                    .and_then(non_empty)
+                    .map(str::to_string),
+                scopes: p.scopes.clone().unwrap_or_default(),
+                resource,
+                refresh_margin: margin()?,
+                ca_file,
+            }))
+        }
+        _ => {
+            let region_text = p.region.as_deref().unwrap_or("CN");
+            let region = Region::parse(region_text).ok_or_else(|| {
+                at.error(
+                    &key("region"),
+                    format!("unknown region `{region_text}`; use CN or INTL"),
+                )
+            })?;
+            let preset = region.preset();
+            let or_preset = |k: &'static str, v: &Option<String>, d: &str| -> Result<Url> {
+                Ok(url(k, v)?.unwrap_or_else(|| Url::parse(d).expect("preset URLs are valid")))
+            };
+            let redirect_uri = match p.redirect_uri.as_deref().and_then(non_empty) {
+                None => None,
+                Some(text) => Some(Url::parse(text).map_err(|e| {
+                    at.error(&key("redirect_uri"), format!("`{text}` is not a URL: {e}"))
+                })?),
+            };
+            Ok(AuthProfile::Alibaba(AlibabaProfile {
+                region,
+                oauth_app_name: p
+                    .oauth_app_name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_OAUTH_APP_NAME.into()),
+                scope: p.scope.clone().unwrap_or_else(|| DEFAULT_SCOPE.into()),
+                refresh_margin: margin()?,
+                redirect_uri,
+                signin_url: or_preset("signin_url", &p.signin_url, preset.signin_url)?,
+                oauth_url: or_preset("oauth_url", &p.oauth_url, preset.oauth_url)?,
+                ims_endpoint: or_preset("ims_endpoint", &p.ims_endpoint, preset.ims_endpoint)?,
+                access_key: p.access_key.clone().unwrap_or_else(|| "env".into()),
+                ca_file,
+            }))
+        }
+    }
+}
+
+/// Endpoints of authorization servers carry codes and tokens: https only.
+fn https_url(text: &str) -> std::result::Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if url.scheme() != "https" || url.host().is_none() {
+        return Err(format!("`{text}` must be an https:// URL"));
+    }
+    Ok(url)
+}
+
+/// Reads a static bearer token: trailing newline stripped; a file readable by group or others,
+/// or an empty token, is refused.
+pub fn read_token(source: &TokenSource) -> std::result::Result<SecretString, String> {
+    let path = match source {
+        TokenSource::File(p) => {
+            let meta =
+                std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{} is accessible by group or others (mode {mode:04o}); run `chmod 600 {}`",
+                    p.display(),
+                    p.display()
+                ));
+            }
+            p.clone()
+        }
+        TokenSource::Credential(name) => {
+            if name.contains('/') || name == "." || name == ".." {
+                return Err(format!("`{name}` is not a credential name"));
+            }
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                format!(
+                    "credential `{name}` needs $CREDENTIALS_DIRECTORY (set by systemd's \
+                     LoadCredential=/SetCredential=)"
+                )
+            })?;
+            PathBuf::from(dir).join(name)
+        }
+    };
+    let mut text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    while text.ends_with('\n') || text.ends_with('\r') {
+        text.pop();
+    }
+    if text.is_empty() {
+        return Err(format!("{} holds no token", path.display()));
+    }
+    if text.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!(
+            "{} holds characters a bearer token cannot have (spaces, control characters)",
+            path.display()
+        ));
+    }
+    Ok(SecretString::from(text))
+}

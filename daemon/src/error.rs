@@ -1,0 +1,100 @@
+//! The proxy's errors and the one place that maps each to an HTTP status and a JSON body.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::acl::Decision;
+use crate::body::ProxyBody;
+use crate::guard::GuardError;
+use crate::path::PathError;
+
+/// Why the proxy answered a request itself instead of forwarding the upstream's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Guard(#[from] GuardError),
+    #[error("{0}; the proxy forwards paths only in normal form")]
+    BadPath(PathError),
+    #[error("unsupported request target; send an origin-form path such as /mcp")]
+    BadTarget,
+    #[error("no upstream is mounted at this path")]
+    NoRoute,
+    #[error("{0}")]
+    Reserved(&'static str),
+    #[error("access denied: {}", .0.reason())]
+    Denied(Decision),
+    #[error("{message}")]
+    NotLoggedIn { profile: String, message: String },
+    #[error("the request body is larger than limits.max_request_body ({limit} bytes)")]
+    BodyTooLarge { limit: u64 },
+    #[error("the upstream `{upstream}` could not be reached")]
+    UpstreamUnreachable { upstream: String },
+    #[error("the upstream `{upstream}` did not answer within limits.response_header_timeout")]
+    UpstreamTimeout { upstream: String },
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    /// The status and the stable machine-readable code of each error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::Guard(GuardError::MissingHost) => (StatusCode::BAD_REQUEST, "missing_host"),
+            ProxyError::Guard(GuardError::Duplicate) => {
+                (StatusCode::BAD_REQUEST, "duplicate_header")
+            }
+            ProxyError::Guard(GuardError::BadHost(_)) => {
+                (StatusCode::FORBIDDEN, "host_not_allowed")
+            }
+            ProxyError::Guard(GuardError::BadOrigin(_)) => {
+                (StatusCode::FORBIDDEN, "origin_not_allowed")
+            }
+            ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "path_not_normal"),
+            ProxyError::BadTarget => (StatusCode::BAD_REQUEST, "bad_target"),
+            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            ProxyError::Reserved(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ProxyError::Denied(_) => (StatusCode::FORBIDDEN, "access_denied"),
+            ProxyError::NotLoggedIn { .. } => (StatusCode::UNAUTHORIZED, "login_required"),
+            ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ProxyError::UpstreamUnreachable { .. } => {
+                (StatusCode::BAD_GATEWAY, "upstream_unreachable")
+            }
+            ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        }
+    }
+
+    /// The JSON error response. A 401 deliberately carries no `WWW-Authenticate`: the local app
+    /// must not start an OAuth flow of its own.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let (status, code) = self.status_and_code();
+        let mut body = serde_json::json!({
+            "error": { "code": code, "message": self.to_string() }
+        });
+        if let ProxyError::Denied(decision) = &self {
+            body["error"]["rule"] = serde_json::Value::String(decision.rule());
+        }
+        if let ProxyError::NotLoggedIn { profile, .. } = &self {
+            body["error"]["profile"] = serde_json::Value::String(profile.clone());
+        }
+        json_response(status, &body)
+    }
+}
+
+/// A small JSON response made by the proxy itself.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+    let mut text = body.to_string();
+    text.push('\n');
+    let mut resp = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

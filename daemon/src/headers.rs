@@ -1,0 +1,154 @@
+//! Which headers cross the proxy in each direction.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and friends that never cross the proxy.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers named in `Connection` are hop-by-hop too.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn end_to_end(headers: &HeaderMap, also_drop: &[HeaderName]) -> HeaderMap {
+    let named = connection_named(headers);
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || named.contains(name) || also_drop.contains(name) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The headers sent upstream: the client's end-to-end headers without its `Authorization`
+/// (the proxy sets its own), `Host` (set from the upstream URL), `Origin` (checked here; the
+/// upstream sees the proxy as its client) and `Expect` (answered by the proxy's server).
+pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, InvalidToken> {
+    let mut out = end_to_end(
+        client,
+        &[
+            header::AUTHORIZATION,
+            header::HOST,
+            header::ORIGIN,
+            header::EXPECT,
+        ],
+    );
+    // Event streams are scanned for `endpoint` events, which needs them uncompressed.
+    let wants_sse = client.get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(17)
+            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
+    });
+    if wants_sse {
+        out.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {bearer}")).map_err(|_| InvalidToken)?;
+    value.set_sensitive(true);
+    out.insert(header::AUTHORIZATION, value);
+    Ok(out)
+}
+
+/// The token has bytes that cannot go in a header.
+#[derive(Debug, thiserror::Error)]
+#[error("the access token has characters that cannot be sent in a header")]
+pub struct InvalidToken;
+
+/// The headers sent back to the client: the upstream's end-to-end headers without
+/// `WWW-Authenticate` (a local app must not start an OAuth flow against the upstream's
+/// authorization server) and `Alt-Svc` (it would advertise the upstream's protocols for the
+/// proxy's address).
+pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    end_to_end(
+        upstream,
+        &[header::WWW_AUTHENTICATE, HeaderName::from_static("alt-svc")],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn request_headers_replace_authorization_and_drop_hop_by_hop() {
+        let h = request_headers(
+            &map(&[
+                ("authorization", "Bearer client-secret"),
+                ("host", "127.0.0.1:8088"),
+                ("origin", "http://localhost:3000"),
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "1"),
+                ("te", "trailers"),
+                ("mcp-session-id", "s1"),
+                ("mcp-protocol-version", "2025-06-18"),
+                ("last-event-id", "7"),
+                ("accept", "application/json, text/event-stream"),
+                ("accept-encoding", "gzip"),
+                ("content-type", "application/json"),
+            ]),
+            "proxy-token",
+        )
+        .unwrap();
+        assert_eq!(h.get_all("authorization").iter().count(), 1);
+        assert_eq!(h["authorization"], "Bearer proxy-token");
+        assert!(h["authorization"].is_sensitive());
+        for gone in ["host", "origin", "connection", "x-private", "te"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        for kept in [
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "last-event-id",
+            "accept",
+            "content-type",
+        ] {
+            assert!(h.contains_key(kept), "{kept}");
+        }
+        assert_eq!(h["accept-encoding"], "identity");
+    }
+
+    #[test]
+    fn response_headers_lose_www_authenticate() {
+        let h = response_headers(&map(&[
+            ("www-authenticate", "Bearer resource_metadata=\"x\""),
+            ("mcp-session-id", "s1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/event-stream"),
+        ]));
+        assert!(!h.contains_key("www-authenticate"));
+        assert!(!h.contains_key("transfer-encoding"));
+        assert_eq!(h["mcp-session-id"], "s1");
+    }
+}

@@ -1,0 +1,38 @@
+//! mcpproxyd: a long-running proxy that lets applications which cannot do OAuth call remote,
+//! OAuth-protected MCP servers. It adds the credentials, streams the traffic, and keeps the port
+//! safe for local use.
+//!
+//! Modules, in the order a request meets them:
+//! - [`server`]: accept loops over bound listeners, connection limits, graceful shutdown.
+//! - [`proxy`]: the pipeline, guard → route → ACL → token → forward → respond.
+//! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins.
+//! - [`path`]: the normal-form check that keeps the ACL honest; mount mapping.
+//! - [`acl`]: allowed and blocked servers; [`catalog`]: which servers exist, at which paths.
+//! - [`tokens`]: the token each auth profile sends.
+//! - [`headers`], [`body`], [`sse`]: what crosses the proxy, streamed; SSE endpoint rewriting.
+//! - [`http_client`]: the one outbound client setup (rustls, no redirects, no env proxies).
+//! - [`error`]: every error the proxy answers itself, mapped to a status in one place.
+//!
+//! Around them: [`config`] (the one place that reads the config), [`state`] (the generation
+//! swapped at reload), [`cli`] (the binary), [`banner`], [`logging`], [`alibaba`] (region presets).
+
+pub mod acl;
+pub mod alibaba;
+pub mod banner;
+pub mod body;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod headers;
+pub mod http_client;
+pub mod logging;
+pub mod path;
+pub mod proxy;
+pub mod server;
+pub mod sse;
+pub mod state;
+pub mod tokens;
+
+pub use server::{run, Daemon};

@@ -1,0 +1,264 @@
+//! Request paths in normal form: the proxy forwards a path exactly as received, so the ACL only
+//! works if the path cannot mean something else to the upstream. Anything that could (dot
+//! segments, doubled or encoded slashes, encoded unreserved characters, backslashes, NUL,
+//! double encoding, `;` path parameters) is refused, never "cleaned up" and forwarded.
+
+use std::fmt;
+
+/// Why a path is not in normal form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute,
+    DotSegment,
+    EmptySegment,
+    Backslash,
+    Nul,
+    BadEscape,
+    EncodedSlash,
+    EncodedUnreserved,
+    EncodedPercent,
+    Semicolon,
+    Character(char),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NotAbsolute => f.write_str("the path must start with `/`"),
+            PathError::DotSegment => f.write_str("the path has a `.` or `..` segment"),
+            PathError::EmptySegment => f.write_str("the path has an empty segment (`//`)"),
+            PathError::Backslash => f.write_str("the path has a backslash"),
+            PathError::Nul => f.write_str("the path has a NUL byte"),
+            PathError::BadEscape => f.write_str("the path has a malformed percent-escape"),
+            PathError::EncodedSlash => f.write_str("the path has an encoded `/` or `\\`"),
+            PathError::EncodedUnreserved => f.write_str(
+                "the path percent-encodes a character that needs no encoding; send it plainly",
+            ),
+            PathError::EncodedPercent => {
+                f.write_str("the path has an encoded `%` (double encoding)")
+            }
+            PathError::Semicolon => f.write_str("the path has a `;` path parameter"),
+            PathError::Character(c) => write!(f, "the path has the character {c:?}"),
+        }
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Characters allowed literally in a path (RFC 3986 `pchar` and `/`), less `;`.
+fn is_path_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'/' | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Checks that `path` (no query) is in normal form.
+pub fn check_normal(path: &str) -> Result<(), PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                let decoded = h << 4 | l;
+                match decoded {
+                    0 => return Err(PathError::Nul),
+                    b'/' | b'\\' => return Err(PathError::EncodedSlash),
+                    b'%' => return Err(PathError::EncodedPercent),
+                    b';' => return Err(PathError::Semicolon),
+                    b if is_unreserved(b) => return Err(PathError::EncodedUnreserved),
+                    _ => {}
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0 => return Err(PathError::Nul),
+            b';' => return Err(PathError::Semicolon),
+            b if !is_path_char(b) => return Err(PathError::Character(b as char)),
+            _ => {}
+        }
+        i += 1;
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (n, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." | ".." => return Err(PathError::DotSegment),
+            // Only the root or a trailing slash leaves an empty segment, and only at the end.
+            "" if n != last => return Err(PathError::EmptySegment),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// True when `path` is `prefix` or below it on whole segments. An empty or `/` prefix holds
+/// every path.
+pub fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The local path of an upstream path: `base` (the upstream URL's path) replaced by `mount`.
+/// `upstream_path` must be [`under`] `base`.
+pub fn to_local(mount: &str, base: &str, upstream_path: &str) -> String {
+    let rest = upstream_path.strip_prefix(base).unwrap_or(upstream_path);
+    join(mount, rest)
+}
+
+/// The upstream path of a local path: `mount` replaced by `base`. `local` must be under `mount`.
+pub fn to_upstream(mount: &str, base: &str, local: &str) -> String {
+    let rest = if mount == "/" {
+        // The root of a `/` mount is the upstream URL itself, not the URL plus a slash.
+        if local == "/" {
+            ""
+        } else {
+            local
+        }
+    } else {
+        local.strip_prefix(mount).unwrap_or(local)
+    };
+    join(base, rest)
+}
+
+/// `prefix` + `rest`, where `prefix` is `""`, `/` or has no trailing slash and `rest` is empty
+/// or starts with `/`.
+fn join(prefix: &str, rest: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    match (prefix.is_empty(), rest.is_empty()) {
+        (true, true) => "/".into(),
+        (true, false) => rest.into(),
+        (false, _) => format!("{prefix}{rest}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_normal_paths() {
+        for p in [
+            "/",
+            "/mcp",
+            "/mcp/",
+            "/accounts/1001/custom/ecs/id/ECS01/mcp",
+            "/a/b%20c",
+            "/a/%E4%BD%A0",
+            "/a:b@c/x=y,z+1!",
+            "/.well-known/x",
+            "/a/.b/..c/...",
+        ] {
+            assert_eq!(check_normal(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn refuses_paths_that_could_mean_another_path() {
+        let cases = [
+            ("mcp", PathError::NotAbsolute),
+            ("", PathError::NotAbsolute),
+            ("/a/../b", PathError::DotSegment),
+            ("/a/./b", PathError::DotSegment),
+            ("/a/..", PathError::DotSegment),
+            ("/..", PathError::DotSegment),
+            ("/a/%2e%2e/b", PathError::EncodedUnreserved),
+            ("/a/%2E./b", PathError::EncodedUnreserved),
+            ("/a/.%2e/b", PathError::EncodedUnreserved),
+            ("/a//b", PathError::EmptySegment),
+            ("//a", PathError::EmptySegment),
+            ("/a%2fb", PathError::EncodedSlash),
+            ("/a%2Fb", PathError::EncodedSlash),
+            ("/a%5cb", PathError::EncodedSlash),
+            ("/a\\b", PathError::Backslash),
+            ("/a%00", PathError::Nul),
+            ("/a\0", PathError::Nul),
+            ("/a%41", PathError::EncodedUnreserved),
+            ("/a%7E", PathError::EncodedUnreserved),
+            ("/a%2", PathError::BadEscape),
+            ("/a%zz", PathError::BadEscape),
+            ("/a%252e%252e", PathError::EncodedPercent),
+            ("/a/..;/b", PathError::Semicolon),
+            ("/a%3b", PathError::Semicolon),
+            ("/a b", PathError::Character(' ')),
+            ("/a\"b", PathError::Character('"')),
+            ("/a?b", PathError::Character('?')),
+        ];
+        for (p, e) in cases {
+            assert_eq!(check_normal(p), Err(e), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn under_matches_whole_segments() {
+        assert!(under("/x/s1", "/x/s1"));
+        assert!(under("/x/s1/mcp", "/x/s1"));
+        assert!(under("/x/s1/", "/x/s1"));
+        assert!(!under("/x/s10", "/x/s1"));
+        assert!(!under("/x/S1", "/x/s1"));
+        assert!(!under("/x", "/x/s1"));
+        assert!(under("/anything", "/"));
+        assert!(under("/anything", ""));
+        assert!(under("/x/s1/mcp", "/x/s1/"));
+    }
+
+    #[test]
+    fn mount_mapping() {
+        assert_eq!(to_upstream("/", "", "/a/b"), "/a/b");
+        assert_eq!(to_upstream("/gh", "/mcp", "/gh/x"), "/mcp/x");
+        assert_eq!(to_upstream("/gh", "/mcp", "/gh"), "/mcp");
+        assert_eq!(to_upstream("/gh", "", "/gh"), "/");
+        assert_eq!(to_upstream("/gh", "", "/gh/x"), "/x");
+        assert_eq!(to_upstream("/", "/base", "/x"), "/base/x");
+        assert_eq!(to_upstream("/", "/base", "/"), "/base");
+        assert_eq!(to_upstream("/", "", "/"), "/");
+        assert_eq!(to_local("/gh", "/mcp", "/mcp/x"), "/gh/x");
+        assert_eq!(to_local("/", "", "/a/mcp"), "/a/mcp");
+        assert_eq!(to_local("/", "/base", "/base/x"), "/x");
+        assert_eq!(to_local("/gh", "/mcp", "/mcp"), "/gh");
+        for (mount, base, local) in [
+            ("/gh", "/mcp", "/gh/a/b"),
+            ("/", "/b", "/q"),
+            ("/m", "", "/m/z"),
+        ] {
+            assert_eq!(
+                to_local(mount, base, &to_upstream(mount, base, local)),
+                local
+            );
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The proxy port: accept loops over already-bound listeners, a bound on open connections,
+//! HTTP/1.1 and HTTP/2 (h2c) per connection, and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Overrides};
+use crate::proxy::{self, Peer};
+use crate::state::{BuildError, Generation, Shared};
+
+/// How long to wait before accepting again when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A daemon ready to serve: configuration built, listeners bound.
+pub struct Daemon {
+    shared: Arc<Shared>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Daemon {
+    /// Builds the daemon over listeners the caller bound (port 0 is fine: the bound addresses
+    /// are read back from them). `config_path` and `overrides` are used again at every reload.
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+        listeners: Vec<TcpListener>,
+    ) -> Result<Daemon, BuildError> {
+        let bound: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let generation = Generation::build(config, &bound)?;
+        let shared = Arc::new(Shared::new(generation, bound, config_path, overrides));
+        Ok(Daemon { shared, listeners })
+    }
+
+    /// The state shared with reload, status and the tests.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets requests and streams in
+    /// flight finish for up to `limits.shutdown_grace`, and closes what is left.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let stop = CancellationToken::new();
+        let force = CancellationToken::new();
+        let graceful = Arc::new(GracefulShutdown::new());
+        let limits = self.shared.current().config.limits.clone();
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let mut loops = Vec::new();
+        for listener in self.listeners {
+            loops.push(tokio::spawn(accept_loop(
+                listener,
+                self.shared.clone(),
+                slots.clone(),
+                graceful.clone(),
+                stop.clone(),
+                force.clone(),
+            )));
+        }
+        shutdown.await;
+        tracing::info!(
+            grace = ?limits.shutdown_grace,
+            "shutting down: no new connections; waiting for requests in flight"
+        );
+        stop.cancel();
+        for l in loops {
+            let _ = l.await;
+        }
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        let grace = self.shared.current().config.limits.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; closing the connections still open");
+        }
+        force.cancel();
+    }
+}
+
+/// Builds the daemon and serves until `shutdown`: the whole proxy for callers that need no
+/// handle on it.
+pub async fn run(
+    config: Config,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BuildError> {
+    let daemon = Daemon::new(config, None, Overrides::default(), listeners)?;
+    daemon.serve(shutdown).await;
+    Ok(())
+}
+
+/// Binds every configured listen address.
+pub async fn bind(config: &Config) -> io::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for addr in &config.listen.addresses {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::libc::EMFILE
+            || code == nix::libc::ENFILE
+            || code == nix::libc::ENOBUFS
+            || code == nix::libc::ENOMEM
+    )
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    stop: CancellationToken,
+    force: CancellationToken,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        // Wait for a free connection slot before accepting, so a flood queues in the kernel.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.cancelled() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) if out_of_resources(&e) => {
+                tracing::warn!(error = %e, listen = ?local, "cannot accept: out of resources; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    _ = stop.cancelled() => return,
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let generation = shared.current();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(generation.config.limits.header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let peer = Peer { addr };
+        let service_shared = shared.clone();
+        let service = service_fn(move |req| proxy::handle(service_shared.clone(), peer, req));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let force = force.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+                },
+                _ = force.cancelled() => {}
+            }
+        });
+    }
+}

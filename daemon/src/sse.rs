@@ -1,0 +1,370 @@
+//! Server-sent events passing through the proxy, chunk by chunk as they arrive.
+//!
+//! Only one kind of event is touched: the legacy SSE transport's `endpoint` event, which tells
+//! the client where to POST its messages. When it names the upstream (its origin or its base
+//! path), it is rewritten to the proxy's own address, so the client's next POST goes through the
+//! proxy. Such an event is held until complete (at most [`MAX_HELD_EVENT`] bytes; a larger one
+//! ends the stream with an error rather than pass unrewritten). Every other byte passes on as
+//! soon as the scanner knows it does not start an `endpoint` event: at most the first line of an
+//! event is held while that is decided.
+
+use bytes::{Bytes, BytesMut};
+
+/// The largest event the proxy will hold to rewrite.
+pub const MAX_HELD_EVENT: usize = 64 * 1024;
+
+/// How an `endpoint` event's target maps from the upstream to the proxy.
+#[derive(Debug, Clone)]
+pub struct EndpointMap {
+    /// `scheme://host[:port]` of the upstream URL.
+    pub upstream_origin: String,
+    /// The upstream URL's path, without trailing slash (`""` for the root).
+    pub upstream_base: String,
+    /// The local mount prefix (`/` or `/x`).
+    pub mount: String,
+    /// `http://HOST` as the client addressed the proxy.
+    pub proxy_origin: String,
+}
+
+impl EndpointMap {
+    /// The rewritten target of an `endpoint` event, or `None` to leave it unchanged.
+    pub fn rewrite(&self, data: &str) -> Option<String> {
+        let data = data.trim();
+        let (path_and_query, absolute) = if data.starts_with('/') && !data.starts_with("//") {
+            (data.to_string(), false)
+        } else {
+            let url = url::Url::parse(data).ok()?;
+            if url.origin().ascii_serialization() != self.upstream_origin {
+                return None;
+            }
+            let mut pq = url.path().to_string();
+            if let Some(q) = url.query() {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            (pq, true)
+        };
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query.as_str(), None),
+        };
+        if !crate::path::under(path, &self.upstream_base) {
+            // Not ours to map; an absolute URL to the upstream outside its base stays pointed at
+            // the upstream, where the client holds no credentials.
+            return None;
+        }
+        let mut local = crate::path::to_local(&self.mount, &self.upstream_base, path);
+        if let Some(q) = query {
+            local.push('?');
+            local.push_str(q);
+        }
+        Some(if absolute {
+            format!("{}{local}", self.proxy_origin)
+        } else {
+            local
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At the start of an event: holding its first line to decide.
+    Deciding,
+    /// Inside an event that is not an `endpoint` event: bytes pass straight on.
+    Passing,
+    /// Inside an `endpoint` event: held until its blank line.
+    Holding,
+}
+
+/// Why a stream had to be cut.
+#[derive(Debug, thiserror::Error)]
+#[error("an SSE endpoint event exceeded {MAX_HELD_EVENT} bytes; the stream was closed")]
+pub struct EventTooLarge;
+
+/// The incremental scanner. Feed it chunks; it returns what may be sent on now.
+#[derive(Debug)]
+pub struct Rewriter {
+    map: EndpointMap,
+    mode: Mode,
+    held: BytesMut,
+    /// The previous byte was `\r` (a following `\n` belongs to the same line end).
+    after_cr: bool,
+    /// The scanner is at the start of a line.
+    line_start: bool,
+}
+
+impl Rewriter {
+    pub fn new(map: EndpointMap) -> Rewriter {
+        Rewriter {
+            map,
+            mode: Mode::Deciding,
+            held: BytesMut::new(),
+            after_cr: false,
+            line_start: true,
+        }
+    }
+
+    /// Processes one chunk; returns the bytes to forward now (possibly empty).
+    pub fn feed(&mut self, chunk: Bytes) -> Result<Bytes, EventTooLarge> {
+        let mut out = BytesMut::new();
+        let mut pass_from = 0; // start of the current run of bytes passing through untouched
+        for (i, &b) in chunk.iter().enumerate() {
+            let was_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
+            let is_eol = b == b'\r' || (b == b'\n' && !was_cr);
+            if b == b'\n' && was_cr {
+                // Second half of CRLF: belongs to the line end already seen, and goes wherever
+                // that went. In `Deciding` the CR was sent on already (nothing is held then).
+                match self.mode {
+                    Mode::Holding => self.held.extend_from_slice(&[b]),
+                    Mode::Deciding if self.held.is_empty() => {
+                        out.extend_from_slice(b"\n");
+                        pass_from = i + 1;
+                    }
+                    Mode::Deciding => self.held.extend_from_slice(&[b]),
+                    Mode::Passing => {}
+                }
+                continue;
+            }
+            if self.mode != Mode::Passing {
+                self.held.extend_from_slice(&[b]);
+                if self.held.len() > MAX_HELD_EVENT && self.mode == Mode::Holding {
+                    return Err(EventTooLarge);
+                }
+            }
+            if !is_eol {
+                self.line_start = false;
+                continue;
+            }
+            let blank_line = self.line_start;
+            self.line_start = true;
+            match self.mode {
+                Mode::Passing if blank_line => {
+                    // End of event: what follows starts a new one.
+                    out.extend_from_slice(&chunk[pass_from..=i]);
+                    pass_from = i + 1;
+                    self.mode = Mode::Deciding;
+                }
+                Mode::Passing => {}
+                Mode::Deciding => {
+                    let decided = self.decide(blank_line);
+                    if decided != Mode::Holding {
+                        // Hold the CR of a CRLF so the LF is not split from it: it is ok to
+                        // emit held bytes now, the LF will be skipped above as passing.
+                        out.extend_from_slice(&self.held.split());
+                    }
+                    self.mode = decided;
+                    pass_from = i + 1;
+                }
+                Mode::Holding if blank_line => {
+                    let event = self.held.split().freeze();
+                    out.extend_from_slice(&self.rewrite_event(&event));
+                    self.mode = Mode::Deciding;
+                    pass_from = i + 1;
+                }
+                Mode::Holding => {}
+            }
+        }
+        if self.mode == Mode::Passing {
+            out.extend_from_slice(&chunk[pass_from..]);
+        } else if self.mode == Mode::Deciding && self.held.len() > MAX_HELD_EVENT {
+            // A line this long is no `event: endpoint` line: stop holding it.
+            out.extend_from_slice(&self.held.split());
+            self.mode = Mode::Passing;
+        }
+        Ok(out.freeze())
+    }
+
+    /// Decides what the event that starts with the line just held is.
+    fn decide(&self, blank_line: bool) -> Mode {
+        if blank_line {
+            // An empty event (or a comment-only one ended): start over.
+            return Mode::Deciding;
+        }
+        let line = last_line(&self.held);
+        if line.starts_with(b":") || line.starts_with(b"id:") || line.starts_with(b"retry:") {
+            // Comments and fields that do not decide the type: keep holding, they are short.
+            return Mode::Deciding;
+        }
+        match field_value(line, b"event") {
+            Some(v) if v == b"endpoint" => Mode::Holding,
+            _ => Mode::Passing,
+        }
+    }
+
+    /// Rewrites a complete held `endpoint` event, keeping its other lines as they were.
+    fn rewrite_event(&self, event: &[u8]) -> Bytes {
+        let Ok(text) = std::str::from_utf8(event) else {
+            return Bytes::copy_from_slice(event);
+        };
+        let data: Vec<&str> = split_lines(text)
+            .filter_map(|(l, _)| l.strip_prefix("data:"))
+            .map(|v| v.strip_prefix(' ').unwrap_or(v))
+            .collect();
+        let Some(new) = self.map.rewrite(&data.join("\n")) else {
+            return Bytes::copy_from_slice(event);
+        };
+        let mut out = String::with_capacity(event.len() + 32);
+        let mut wrote_data = false;
+        for (line, eol) in split_lines(text) {
+            if line.starts_with("data:") {
+                if !wrote_data {
+                    out.push_str("data: ");
+                    out.push_str(&new);
+                    out.push_str(eol);
+                    wrote_data = true;
+                }
+            } else {
+                out.push_str(line);
+                out.push_str(eol);
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Lines with their terminators (`\r\n`, `\n` or `\r`).
+fn split_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        let eol_len = if rest[end..].starts_with("\r\n") {
+            2
+        } else if end < rest.len() {
+            1
+        } else {
+            0
+        };
+        let (line, eol) = (&rest[..end], &rest[end..end + eol_len]);
+        rest = &rest[end + eol_len..];
+        Some((line, eol))
+    })
+}
+
+/// The last complete line of `held` (which ends with a line terminator), without it.
+fn last_line(held: &[u8]) -> &[u8] {
+    let body = held
+        .strip_suffix(b"\r\n")
+        .or_else(|| held.strip_suffix(b"\n"))
+        .or_else(|| held.strip_suffix(b"\r"))
+        .unwrap_or(held);
+    match body.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+        Some(i) => &body[i + 1..],
+        None => body,
+    }
+}
+
+/// The value of an SSE field line `name: value` (one optional space after the colon).
+fn field_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let rest = line.strip_prefix(name)?;
+    let value = rest.strip_prefix(b":")?;
+    Some(value.strip_prefix(b" ").unwrap_or(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map() -> EndpointMap {
+        EndpointMap {
+            upstream_origin: "https://up.example:8443".into(),
+            upstream_base: "/base".into(),
+            mount: "/gh".into(),
+            proxy_origin: "http://127.0.0.1:8088".into(),
+        }
+    }
+
+    fn run(chunks: &[&str]) -> (Vec<String>, String) {
+        let mut r = Rewriter::new(map());
+        let outs: Vec<String> = chunks
+            .iter()
+            .map(|c| {
+                String::from_utf8(
+                    r.feed(Bytes::copy_from_slice(c.as_bytes()))
+                        .unwrap()
+                        .to_vec(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let all = outs.concat();
+        (outs, all)
+    }
+
+    #[test]
+    fn rewrites_relative_and_absolute_endpoints() {
+        let m = map();
+        assert_eq!(
+            m.rewrite("/base/message?sessionId=1"),
+            Some("/gh/message?sessionId=1".into())
+        );
+        assert_eq!(
+            m.rewrite("https://up.example:8443/base/s/message?x=1"),
+            Some("http://127.0.0.1:8088/gh/s/message?x=1".into())
+        );
+        assert_eq!(m.rewrite("https://other.example/base/message"), None);
+        assert_eq!(m.rewrite("/elsewhere/message"), None);
+        assert_eq!(m.rewrite("message?x=1"), None);
+    }
+
+    #[test]
+    fn endpoint_event_is_rewritten_even_when_split_everywhere() {
+        let event = "event: endpoint\r\ndata: /base/message?sessionId=abc\r\n\r\n";
+        let expected = "event: endpoint\r\ndata: /gh/message?sessionId=abc\r\n\r\n";
+        for split in 0..event.len() {
+            let (_, all) = run(&[&event[..split], &event[split..]]);
+            assert_eq!(all, expected, "split at {split}");
+        }
+        let bytes: Vec<String> = event.chars().map(String::from).collect();
+        let refs: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(run(&refs).1, expected);
+    }
+
+    #[test]
+    fn other_events_pass_immediately() {
+        let (outs, all) = run(&[
+            "event: message\ndata: {\"a\"",
+            ":1}\n\n",
+            "data: two\n",
+            "\n",
+        ]);
+        assert_eq!(outs[0], "event: message\ndata: {\"a\"");
+        assert_eq!(outs[1], ":1}\n\n");
+        assert_eq!(outs[2], "data: two\n");
+        assert_eq!(all, "event: message\ndata: {\"a\":1}\n\ndata: two\n\n");
+    }
+
+    #[test]
+    fn everything_but_the_endpoint_is_byte_identical() {
+        let stream = ": ping\n\nid: 7\nevent: message\ndata: x\n\nevent: endpoint\ndata: /base/m\n\nretry: 10\ndata: y\r\n\r\n";
+        let (_, all) = run(&[stream]);
+        assert_eq!(
+            all,
+            ": ping\n\nid: 7\nevent: message\ndata: x\n\nevent: endpoint\ndata: /gh/m\n\nretry: 10\ndata: y\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn oversized_endpoint_event_fails_closed() {
+        let mut r = Rewriter::new(map());
+        r.feed(Bytes::from_static(b"event: endpoint\n")).unwrap();
+        let big = Bytes::from(vec![b'a'; MAX_HELD_EVENT + 1]);
+        assert!(r.feed(big).is_err());
+    }
+
+    #[test]
+    fn long_data_lines_are_not_held() {
+        let mut r = Rewriter::new(map());
+        let first = r.feed(Bytes::from_static(b"data: ")).unwrap();
+        assert!(
+            first.is_empty(),
+            "the first line of an event is held until complete"
+        );
+        let out = r
+            .feed(Bytes::from(vec![b'z'; MAX_HELD_EVENT + 10]))
+            .unwrap();
+        assert_eq!(out.len(), MAX_HELD_EVENT + 16);
+    }
+}

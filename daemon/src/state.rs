@@ -1,0 +1,160 @@
+//! The daemon's shared state: the current configuration generation (swapped whole at reload),
+//! the addresses actually bound, and the counters that outlive reloads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use crate::acl::Acl;
+use crate::catalog::Catalog;
+use crate::config::{self, Config, ConfigError, Overrides, Upstream};
+use crate::guard::Guard;
+use crate::http_client::{self, ClientError, ClientOptions};
+use crate::tokens::Tokens;
+
+/// Everything that one configuration generation decides.
+pub struct Generation {
+    pub config: Arc<Config>,
+    pub guard: Guard,
+    pub catalog: Catalog,
+    pub acl: Acl,
+    pub tokens: Tokens,
+    /// Upstream indexes ordered by mount length, longest first.
+    routes: Vec<usize>,
+    clients: HashMap<String, reqwest::Client>,
+    pub loaded_at: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("upstream `{upstream}`: {source}")]
+    Client {
+        upstream: String,
+        source: ClientError,
+    },
+}
+
+impl Generation {
+    pub fn build(config: Config, bound: &[SocketAddr]) -> Result<Generation, BuildError> {
+        let guard = Guard::new(
+            bound,
+            &config.listen.extra_hosts,
+            &config.listen.allowed_origins,
+        );
+        let catalog = Catalog::from_config(&config);
+        let acl = Acl::new(&config.acl, &catalog);
+        let tokens = Tokens::from_config(&config);
+        let mut clients = HashMap::new();
+        for u in &config.upstreams {
+            let opts = ClientOptions {
+                ca_file: u.ca_file.clone(),
+                proxy: u.proxy.clone(),
+                connect_timeout: config.limits.connect_timeout,
+                allow_http: u.allow_http,
+            };
+            let client = http_client::build(&opts).map_err(|source| BuildError::Client {
+                upstream: u.name.clone(),
+                source,
+            })?;
+            clients.insert(u.name.clone(), client);
+        }
+        let mut routes: Vec<usize> = (0..config.upstreams.len()).collect();
+        routes.sort_by_key(|&i| std::cmp::Reverse(config.upstreams[i].mount.len()));
+        Ok(Generation {
+            config: Arc::new(config),
+            guard,
+            catalog,
+            acl,
+            tokens,
+            routes,
+            clients,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// The upstream whose mount holds `local_path` on whole segments, longest mount first.
+    pub fn route(&self, local_path: &str) -> Option<&Upstream> {
+        self.routes
+            .iter()
+            .map(|&i| &self.config.upstreams[i])
+            .find(|u| crate::path::under(local_path, &u.mount))
+    }
+
+    pub fn client(&self, upstream: &str) -> Option<&reqwest::Client> {
+        self.clients.get(upstream)
+    }
+}
+
+/// Request counters, kept across reloads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub denied: AtomicU64,
+    pub open_streams: Arc<AtomicUsize>,
+}
+
+/// What every connection task shares.
+pub struct Shared {
+    current: RwLock<Arc<Generation>>,
+    pub bound: Vec<SocketAddr>,
+    pub config_path: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub counters: Counters,
+    pub started: Instant,
+}
+
+/// The outcome of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Settings that changed in the file but only take effect after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+impl Shared {
+    pub fn new(
+        generation: Generation,
+        bound: Vec<SocketAddr>,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+    ) -> Shared {
+        Shared {
+            current: RwLock::new(Arc::new(generation)),
+            bound,
+            config_path,
+            overrides,
+            counters: Counters::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The configuration generation in force now.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the config file with the same flags on top. On any error nothing changes.
+    /// Requests already in flight finish under the generation they started with.
+    pub fn reload(&self) -> Result<Reloaded, BuildError> {
+        let config = config::load(self.config_path.as_deref(), &self.overrides)?;
+        let old = self.current();
+        let mut needs_restart = Vec::new();
+        if listen_spec(&old.config) != listen_spec(&config) {
+            needs_restart.push("listen.addresses".to_string());
+        }
+        let generation = Generation::build(config, &self.bound)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(generation);
+        Ok(Reloaded { needs_restart })
+    }
+}
+
+fn listen_spec(c: &Config) -> Vec<SocketAddr> {
+    c.listen.addresses.clone()
+}

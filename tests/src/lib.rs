@@ -1,0 +1,14 @@
+//! Test peers and harness for mcpproxyd's end-to-end tests.
+//!
+//! - [`tls`]: a throwaway CA and `localhost` certificate; client and server rustls configs.
+//! - [`upstream`]: the test MCP upstream (Streamable HTTP via rmcp, legacy SSE, raw
+//!   HTTP helpers), started in-process on an ephemeral port or as the
+//!   `mcp-test-upstream` binary.
+//! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
+//! - [`sse`]: server-sent event formatting and incremental parsing.
+#![forbid(unsafe_code)]
+
+pub mod mcp_client;
+pub mod sse;
+pub mod tls;
+pub mod upstream;
