@@ -3,18 +3,18 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 
-use crate::body::{self, ProxyBody, ResponseBody, StreamGuard};
+use crate::body::{self, ProxyBody, RequestBody, ResponseBody, StreamGuard};
 use crate::config::Upstream;
 use crate::error::ProxyError;
 use crate::guard;
@@ -152,12 +152,14 @@ async fn pipeline(
             .ok_or_else(|| ProxyError::UpstreamUnreachable {
                 upstream: upstream.name.clone(),
             })?;
+    let body_too_large = Arc::new(AtomicBool::new(false));
     let request = client
         .request(parts.method.clone(), target)
         .headers(out_headers)
-        .body(reqwest::Body::wrap(Limited::new(
+        .body(reqwest::Body::wrap(RequestBody::new(
             body,
-            limits.max_request_body as usize,
+            limits.max_request_body,
+            body_too_large.clone(),
         )));
     let sent = tokio::time::timeout(limits.response_header_timeout, request.send()).await;
     let upstream_response = match sent {
@@ -166,7 +168,7 @@ async fn pipeline(
                 upstream: upstream.name.clone(),
             })
         }
-        Ok(Err(e)) if body::is_body_limit(&e) => {
+        Ok(Err(_)) if body_too_large.load(Ordering::Relaxed) => {
             return Err(ProxyError::BodyTooLarge {
                 limit: limits.max_request_body,
             })

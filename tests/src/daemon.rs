@@ -1,0 +1,302 @@
+//! Runs the real `mcpproxyd` binary for end-to-end tests: a config in a temp dir, `--port 0`,
+//! the bound address read from the banner, stderr captured for log assertions.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+use crate::upstream::TestUpstream;
+
+/// How long a test waits for the daemon to say something before failing (not a sleep: the
+/// wait ends as soon as the line arrives).
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A binary built by the workspace, found beside the test executable (`target/debug`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before `cargo test`",
+        path.display()
+    );
+    path
+}
+
+/// A file with mode 0600.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// A temp dir holding the upstream's CA and token, and a config for a static-token upstream.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new() -> anyhow::Result<Setup> {
+        Ok(Setup {
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A config (TOML) for one upstream at `/` with a static token, plus `extra` appended
+    /// (which may add keys to `[listen]` etc. by repeating no tables: pass whole tables).
+    pub fn static_config(&self, upstream: &TestUpstream, extra: &str) -> anyhow::Result<String> {
+        write_private(&self.path("token"), &format!("{}\n", upstream.token()))?;
+        let ca = match upstream.ca_pem() {
+            Some(pem) => {
+                std::fs::write(self.path("ca.pem"), pem)?;
+                format!("ca_file = {:?}\n", self.path("ca.pem"))
+            }
+            None => "allow_http = true\n".to_string(),
+        };
+        Ok(format!(
+            "[auth.test]\nkind = \"static\"\ntoken_file = {token:?}\n\n\
+             [[upstream]]\nname = \"test\"\nurl = {url:?}\nauth = \"test\"\n{ca}\n{extra}",
+            token = self.path("token"),
+            url = upstream.base_url(),
+        ))
+    }
+
+    /// Writes the config file and returns its path.
+    pub fn write_config(&self, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.path("mcpproxyd.toml");
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// A running daemon.
+pub struct TestDaemon {
+    child: Child,
+    pub addr: SocketAddr,
+    pub banner: String,
+    logs: Arc<(Mutex<String>, Notify)>,
+}
+
+impl TestDaemon {
+    /// Starts `mcpproxyd --config CONFIG --port 0 ARGS...` and waits for its banner.
+    pub async fn start(config: &Path, args: &[&str]) -> anyhow::Result<TestDaemon> {
+        let mut cmd = Command::new(bin_path("mcpproxyd"));
+        cmd.arg("--config").arg(config).arg("--port").arg("0");
+        cmd.args(args);
+        Self::spawn(cmd).await
+    }
+
+    /// Starts a prepared command (stdout and stderr are taken over here).
+    pub async fn spawn(mut cmd: Command) -> anyhow::Result<TestDaemon> {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .env("RUST_LOG", "mcpproxyd=debug,info")
+            .env_remove("JOURNAL_STREAM")
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("spawn mcpproxyd")?;
+        let logs = Arc::new((Mutex::new(String::new()), Notify::new()));
+        let stderr = child.stderr.take().context("stderr")?;
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let (buf, notify) = &*sink;
+                let mut b = buf.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+                notify.notify_waiters();
+            }
+        });
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        let mut addr = None;
+        let read_banner = async {
+            while let Some(line) = lines.next_line().await? {
+                banner.push_str(&line);
+                banner.push('\n');
+                if let Some(a) = line.strip_prefix("Listen: ") {
+                    addr.get_or_insert(a.trim().parse::<SocketAddr>()?);
+                }
+                if line.starts_with("Available Servers:") {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(WAIT, read_banner).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bail!("reading the banner: {e}"),
+            Err(_) => bail!("no banner within {WAIT:?}"),
+        }
+        let Some(addr) = addr else {
+            let status = child.wait().await?;
+            let logs = logs.0.lock().unwrap().clone();
+            bail!("mcpproxyd exited ({status}) without a Listen line; stderr:\n{logs}");
+        };
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(TestDaemon {
+            child,
+            addr,
+            banner,
+            logs,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle` (returns at once if it already does).
+    pub async fn wait_for_log(&self, needle: &str) -> anyhow::Result<()> {
+        let (buf, notify) = &*self.logs;
+        let wait = async {
+            loop {
+                let notified = notify.notified();
+                if buf.lock().unwrap().contains(needle) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(WAIT, wait)
+            .await
+            .with_context(|| format!("log line {needle:?} did not appear; logs:\n{}", self.logs()))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().map(|p| p as i32).unwrap_or(0)
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`, `"INT"`).
+    pub async fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        Ok(tokio::time::timeout(WAIT, self.child.wait()).await??)
+    }
+}
+
+/// Runs `mcpproxyd` with `args` to completion: (exit code, stdout, stderr).
+pub async fn run_once(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = Command::new(bin_path("mcpproxyd"))
+        .args(args)
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes it. For requests
+/// ordinary clients refuse to send (dot segments, absolute-form targets, odd Host values).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    Ok((status, text))
+}
+
+/// `GET path` with the given Host, `Connection: close`, via [`raw_http`].
+pub async fn raw_get(addr: SocketAddr, path: &str, host: &str) -> anyhow::Result<(u16, String)> {
+    raw_http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// A plain HTTP client for talking to the proxy (no proxy env, no redirects).
+pub fn proxy_client() -> reqwest::Client {
+    crate::tls::reqwest_client(crate::tls::client_config_with_roots(
+        rustls::RootCertStore::empty(),
+    ))
+}
+
+/// Reads server-sent events from a response, one at a time, as they arrive.
+pub struct EventReader {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    parser: crate::sse::SseParser,
+    ready: std::collections::VecDeque<crate::sse::SseEvent>,
+}
+
+impl EventReader {
+    pub fn new(resp: reqwest::Response) -> EventReader {
+        use futures_util::StreamExt;
+        EventReader {
+            body: resp.bytes_stream().boxed(),
+            parser: crate::sse::SseParser::new(),
+            ready: Default::default(),
+        }
+    }
+
+    /// The next event; fails if the stream ends or nothing comes within [`WAIT`].
+    pub async fn next_event(&mut self) -> anyhow::Result<crate::sse::SseEvent> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(e);
+            }
+            let chunk = tokio::time::timeout(WAIT, self.body.next())
+                .await
+                .context("no event in time")?
+                .context("the stream ended")??;
+            self.ready.extend(self.parser.push(&chunk));
+        }
+    }
+
+    /// Waits for the stream to end; `Err` if it ended with an error.
+    pub async fn end(&mut self) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        loop {
+            match tokio::time::timeout(WAIT, self.body.next()).await? {
+                None => return Ok(()),
+                Some(Err(e)) => bail!("stream error: {e}"),
+                Some(Ok(chunk)) => self.ready.extend(self.parser.push(&chunk)),
+            }
+        }
+    }
+}
