@@ -84,5 +84,7 @@ pub fn render(generation: &Generation, bound: &[SocketAddr]) -> String {
             let _ = writeln!(out, "    SSE: {base}{p}");
         }
     }
+    // A blank line ends the banner, for scripts that read it.
+    out.push('\n');
     out
 }

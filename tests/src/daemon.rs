@@ -136,7 +136,7 @@ impl TestDaemon {
                 if let Some(a) = line.strip_prefix("Listen: ") {
                     addr.get_or_insert(a.trim().parse::<SocketAddr>()?);
                 }
-                if line.starts_with("Available Servers:") {
+                if line.is_empty() {
                     break;
                 }
             }
