@@ -43,7 +43,7 @@ pub async fn handle(
     let method = parts.method.clone();
     let path_for_log = log_path(&parts);
     let mut origin = None;
-    let result = pipeline(&shared, &generation, &parts, body, &mut origin).await;
+    let result = pipeline(&shared, &generation, peer, &parts, body, &mut origin).await;
     let mut response = match result {
         Ok(response) => response,
         Err(err) => {
@@ -51,16 +51,19 @@ pub async fn handle(
             if matches!(err, ProxyError::Denied(_)) {
                 shared.counters.denied.fetch_add(1, Ordering::Relaxed);
             }
-            let rule = match &err {
-                ProxyError::Denied(d) => d.rule(),
-                _ => String::new(),
+            let (decision, rule) = match &err {
+                ProxyError::Denied(d) => ("denied", d.rule()),
+                ProxyError::Guard(_) | ProxyError::BadPath(_) | ProxyError::BadTarget => {
+                    ("denied", String::new())
+                }
+                _ => ("error", String::new()),
             };
             tracing::warn!(
                 client = %peer.addr,
                 method = %method,
                 path = %path_for_log,
                 status = status.as_u16(),
-                decision = "denied",
+                decision,
                 code,
                 rule = %rule,
                 reason = %err,
@@ -91,6 +94,7 @@ fn log_path(parts: &Parts) -> String {
 async fn pipeline(
     shared: &Shared,
     generation: &Generation,
+    peer: Peer,
     parts: &Parts,
     body: Incoming,
     origin_out: &mut Option<String>,
@@ -189,6 +193,7 @@ async fn pipeline(
         .map(|s| s.name.clone())
         .unwrap_or_default();
     tracing::info!(
+        client = %peer.addr,
         upstream = %upstream.name,
         server = %server,
         method = %parts.method,

@@ -59,6 +59,8 @@ async fn streamable_http_session_round_trip_with_sse_and_json_answers() {
             Some(format!("Bearer {}", up.token()).as_str())
         );
     }
+    // Pooled upstream connections speak HTTP/2 when the upstream offers it (ALPN).
+    assert!(posts.iter().all(|r| r.version == "HTTP/2.0"), "{posts:?}");
     let later = posts.last().unwrap();
     assert_eq!(later.header("mcp-session-id"), Some(session.as_str()));
     assert!(later.header("mcp-protocol-version").is_some());
