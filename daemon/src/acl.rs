@@ -22,11 +22,12 @@ struct Rule {
 impl Rule {
     fn new(entry: &str, catalog: &Catalog) -> Rule {
         let prefixes = if entry.starts_with('/') {
-            vec![entry.to_string()]
+            vec![path::canonical_escapes(entry).into_owned()]
         } else {
             catalog
                 .find(entry)
-                .flat_map(|s| s.scopes.iter().cloned())
+                .flat_map(|s| s.scopes.iter())
+                .map(|p| path::canonical_escapes(p).into_owned())
                 .collect()
         };
         Rule {
@@ -35,6 +36,7 @@ impl Rule {
         }
     }
 
+    /// `local_path` has its escapes in canonical case, as the prefixes do.
     fn matches(&self, local_path: &str) -> bool {
         self.prefixes.iter().any(|p| path::under(local_path, p))
     }
@@ -101,8 +103,10 @@ impl Acl {
         }
     }
 
-    /// Decides a local request path (already in normal form).
+    /// Decides a local request path (already in normal form). Escapes that differ only in hex
+    /// case name the same octets to the upstream, so they compare equal here.
     pub fn check(&self, local_path: &str) -> Decision {
+        let local_path = &*path::canonical_escapes(local_path);
         if let Some(rule) = self.blocked.iter().find(|r| r.matches(local_path)) {
             return Decision::Blocked {
                 rule: rule.entry.clone(),
@@ -220,6 +224,14 @@ mod tests {
         let blocked = acl(&[], &["/x/s1"]);
         assert!(blocked.check("/x/s10/mcp").is_allowed());
         assert!(!blocked.check("/x/s1/sse").is_allowed());
+    }
+
+    #[test]
+    fn escapes_match_whatever_their_hex_case() {
+        let a = acl(&[], &["/y/%e2%82%ac"]);
+        assert!(!a.check("/y/%E2%82%AC/mcp").is_allowed());
+        assert!(!a.check("/y/%e2%82%Ac").is_allowed());
+        assert!(a.check("/y/%E2%82%AD").is_allowed());
     }
 
     #[test]

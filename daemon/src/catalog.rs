@@ -43,12 +43,14 @@ impl Catalog {
             .filter(move |s| s.name == entry || (!s.id.is_empty() && s.id == entry))
     }
 
-    /// The server a local path belongs to (the longest matching scope).
+    /// The server a local path belongs to (the longest matching scope; escapes compare
+    /// whatever their hex case, as in the ACL).
     pub fn server_for(&self, local_path: &str) -> Option<&CatalogServer> {
+        let local_path = &*path::canonical_escapes(local_path);
         self.servers
             .iter()
             .flat_map(|s| s.scopes.iter().map(move |p| (p, s)))
-            .filter(|(p, _)| path::under(local_path, p))
+            .filter(|(p, _)| path::under(local_path, &path::canonical_escapes(p)))
             .max_by_key(|(p, _)| p.len())
             .map(|(_, s)| s)
     }

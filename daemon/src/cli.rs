@@ -10,10 +10,11 @@ use futures_util::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
 use crate::state::{Generation, Shared};
-use crate::{banner, logging, server};
+use crate::{admin, banner, logging, server};
 
 /// EX_USAGE: bad flags or configuration (systemd must not restart-loop on it).
 pub const EXIT_USAGE: i32 = 64;
@@ -168,6 +169,28 @@ async fn serve(config: config::Config, config_path: Option<PathBuf>, overrides: 
             return EXIT_FAILURE;
         }
     };
+    let admin_path = config
+        .admin
+        .socket
+        .clone()
+        .unwrap_or_else(admin::default_socket_path);
+    let admin_listener = match admin::bind(&admin_path).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mcpproxyd: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let metrics_listener = match config.admin.metrics_address {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("mcpproxyd: cannot listen on the metrics address {addr}: {e}");
+                return EXIT_FAILURE;
+            }
+        },
+    };
     let daemon = match server::Daemon::new(config, config_path, overrides, listeners) {
         Ok(d) => d,
         Err(e) => {
@@ -176,6 +199,17 @@ async fn serve(config: config::Config, config_path: Option<PathBuf>, overrides: 
         }
     };
     let shared = daemon.shared();
+    let admin_stop = CancellationToken::new();
+    tracing::info!(socket = %admin_path.display(), "admin socket ready");
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        shared.clone(),
+        admin_stop.clone(),
+    ));
+    if let Some(l) = metrics_listener {
+        tracing::info!(address = ?l.local_addr().ok(), "metrics endpoint ready");
+        tokio::spawn(admin::serve_metrics(l, shared.clone(), admin_stop.clone()));
+    }
     announce(&shared);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
@@ -193,6 +227,8 @@ async fn serve(config: config::Config, config_path: Option<PathBuf>, overrides: 
         })
         .await;
     handle.close();
+    admin_stop.cancel();
+    let _ = admin_task.await;
     tracing::info!("stopped");
     0
 }
@@ -224,14 +260,9 @@ fn announce(shared: &Arc<Shared>) {
 async fn handle_signals(mut signals: Signals, shared: Arc<Shared>, stop: watch::Sender<bool>) {
     while let Some(signal) = signals.next().await {
         match signal {
-            SIGHUP => match shared.reload() {
-                Ok(r) if r.needs_restart.is_empty() => tracing::info!("configuration reloaded"),
-                Ok(r) => tracing::warn!(
-                    settings = %r.needs_restart.join(", "),
-                    "configuration reloaded; some changes need a restart"
-                ),
-                Err(e) => tracing::error!(error = %e, "reload failed; the old configuration stays"),
-            },
+            SIGHUP => {
+                let _ = shared.reload_logged("SIGHUP");
+            }
             _ if *stop.borrow() => {
                 tracing::warn!("second stop signal: exiting at once");
                 std::process::exit(130);

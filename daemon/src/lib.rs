@@ -13,10 +13,13 @@
 //! - [`http_client`]: the one outbound client setup (rustls, no redirects, no env proxies).
 //! - [`error`]: every error the proxy answers itself, mapped to a status in one place.
 //!
+//! Beside the proxy port: [`admin`] (the Unix-socket admin API) and [`metrics`].
+//!
 //! Around them: [`config`] (the one place that reads the config), [`state`] (the generation
 //! swapped at reload), [`cli`] (the binary), [`banner`], [`logging`], [`alibaba`] (region presets).
 
 pub mod acl;
+pub mod admin;
 pub mod alibaba;
 pub mod banner;
 pub mod body;
@@ -28,6 +31,7 @@ pub mod guard;
 pub mod headers;
 pub mod http_client;
 pub mod logging;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod server;

@@ -3,6 +3,7 @@
 //! segments, doubled or encoded slashes, encoded unreserved characters, backslashes, NUL,
 //! double encoding, `;` path parameters) is refused, never "cleaned up" and forwarded.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a path is not in normal form.
@@ -120,6 +121,30 @@ pub fn check_normal(path: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// `path` with the hex digits of its percent-escapes in upper case (RFC 3986 6.2.2.1), so that
+/// two spellings of the same octets (`%c3%a4`, `%C3%A4`) compare equal. Only for comparing:
+/// the path itself is forwarded as received.
+pub fn canonical_escapes(path: &str) -> Cow<'_, str> {
+    let lower_escape = |w: &[u8]| w[0] == b'%' && w[1..].iter().any(u8::is_ascii_lowercase);
+    if !path.as_bytes().windows(3).any(lower_escape) {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut upper = 0;
+    for c in path.chars() {
+        if upper > 0 {
+            out.push(c.to_ascii_uppercase());
+            upper -= 1;
+        } else {
+            if c == '%' {
+                upper = 2;
+            }
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// True when `path` is `prefix` or below it on whole segments. An empty or `/` prefix holds
 /// every path.
 pub fn under(path: &str, prefix: &str) -> bool {
@@ -234,6 +259,15 @@ mod tests {
         assert!(under("/anything", "/"));
         assert!(under("/anything", ""));
         assert!(under("/x/s1/mcp", "/x/s1/"));
+    }
+
+    #[test]
+    fn escapes_compare_in_upper_case() {
+        assert_eq!(canonical_escapes("/x/%c3%a4/y"), "/x/%C3%A4/y");
+        assert_eq!(canonical_escapes("/x/%C3%a4"), "/x/%C3%A4");
+        assert_eq!(canonical_escapes("/abc/%20x"), "/abc/%20x");
+        assert!(matches!(canonical_escapes("/abc/%E4"), Cow::Borrowed(_)));
+        assert_eq!(canonical_escapes("/a%"), "/a%");
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
+/// What the pipeline learnt about a request, for logs and metrics.
+#[derive(Debug, Default)]
+struct Trace {
+    origin: Option<String>,
+    upstream: String,
+    server: String,
+}
+
 /// The hyper service function: never fails, every problem becomes a response.
 pub async fn handle(
     shared: Arc<Shared>,
@@ -42,22 +50,23 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let path_for_log = log_path(&parts);
-    let mut origin = None;
-    let result = pipeline(&shared, &generation, peer, &parts, body, &mut origin).await;
+    let mut trace = Trace::default();
+    let result = pipeline(&shared, &generation, peer, &parts, body, &mut trace).await;
     let mut response = match result {
         Ok(response) => response,
         Err(err) => {
             let (status, code) = err.status_and_code();
-            if matches!(err, ProxyError::Denied(_)) {
-                shared.counters.denied.fetch_add(1, Ordering::Relaxed);
-            }
             let (decision, rule) = match &err {
                 ProxyError::Denied(d) => ("denied", d.rule()),
                 ProxyError::Guard(_) | ProxyError::BadPath(_) | ProxyError::BadTarget => {
-                    ("denied", String::new())
+                    ("denied", code.to_string())
                 }
                 _ => ("error", String::new()),
             };
+            if decision == "denied" {
+                shared.counters.denied.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.denial(&rule);
+            }
             tracing::warn!(
                 client = %peer.addr,
                 method = %method,
@@ -72,9 +81,12 @@ pub async fn handle(
             err.into_response()
         }
     };
-    if let Some(origin) = &origin {
+    if let Some(origin) = &trace.origin {
         guard::add_cors_headers(response.headers_mut(), origin);
     }
+    shared
+        .metrics
+        .request(&trace.upstream, &trace.server, response.status().as_u16());
     tracing::debug!(
         client = %peer.addr,
         method = %method,
@@ -97,11 +109,11 @@ async fn pipeline(
     peer: Peer,
     parts: &Parts,
     body: Incoming,
-    origin_out: &mut Option<String>,
+    trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // 1. Guard.
     let origin = generation.guard.check(parts)?;
-    *origin_out = origin.clone();
+    trace.origin = origin.clone();
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
@@ -117,6 +129,12 @@ async fn pipeline(
     path::check_normal(local).map_err(ProxyError::BadPath)?;
     reserved(local)?;
     let upstream = generation.route(local).ok_or(ProxyError::NoRoute)?;
+    trace.upstream = upstream.name.clone();
+    trace.server = generation
+        .catalog
+        .server_for(local)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     // 3. ACL.
     let decision = generation.acl.check(local);
     if !decision.is_allowed() {
@@ -187,15 +205,13 @@ async fn pipeline(
         Ok(Ok(r)) => r,
     };
     // 6. Respond.
-    let server = generation
-        .catalog
-        .server_for(local)
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
+    shared
+        .metrics
+        .upstream_latency(&upstream.name, started.elapsed());
     tracing::info!(
         client = %peer.addr,
         upstream = %upstream.name,
-        server = %server,
+        server = %trace.server,
         method = %parts.method,
         path = %local,
         status = upstream_response.status().as_u16(),

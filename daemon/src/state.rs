@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
 use crate::acl::Acl;
@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::config::{self, Config, ConfigError, Overrides, Upstream};
 use crate::guard::Guard;
 use crate::http_client::{self, ClientError, ClientOptions};
+use crate::metrics::Metrics;
 use crate::tokens::Tokens;
 
 /// Everything that one configuration generation decides.
@@ -105,7 +106,11 @@ pub struct Shared {
     pub config_path: Option<PathBuf>,
     pub overrides: Overrides,
     pub counters: Counters,
+    pub metrics: Metrics,
     pub started: Instant,
+    pub started_at: SystemTime,
+    /// Why the last reload failed, until one succeeds.
+    pub last_reload_error: Mutex<Option<String>>,
 }
 
 /// The outcome of a reload.
@@ -128,7 +133,10 @@ impl Shared {
             config_path,
             overrides,
             counters: Counters::default(),
+            metrics: Metrics::default(),
             started: Instant::now(),
+            started_at: SystemTime::now(),
+            last_reload_error: Mutex::new(None),
         }
     }
 
@@ -143,11 +151,46 @@ impl Shared {
     /// Re-reads the config file with the same flags on top. On any error nothing changes.
     /// Requests already in flight finish under the generation they started with.
     pub fn reload(&self) -> Result<Reloaded, BuildError> {
+        let result = self.try_reload();
+        *self
+            .last_reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = result.as_ref().err().map(|e| e.to_string());
+        result
+    }
+
+    /// [`Shared::reload`], with the outcome in the log (SIGHUP and the admin API both use it).
+    pub fn reload_logged(&self, via: &str) -> Result<Reloaded, BuildError> {
+        let result = self.reload();
+        match &result {
+            Ok(r) if r.needs_restart.is_empty() => tracing::info!(via, "configuration reloaded"),
+            Ok(r) => tracing::warn!(
+                via,
+                settings = %r.needs_restart.join(", "),
+                "configuration reloaded; some changes need a restart"
+            ),
+            Err(e) => {
+                tracing::error!(via, error = %e, "reload failed; the old configuration stays")
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, BuildError> {
         let config = config::load(self.config_path.as_deref(), &self.overrides)?;
         let old = self.current();
         let mut needs_restart = Vec::new();
         if listen_spec(&old.config) != listen_spec(&config) {
             needs_restart.push("listen.addresses".to_string());
+        }
+        if old.config.limits.max_connections != config.limits.max_connections {
+            needs_restart.push("limits.max_connections".to_string());
+        }
+        if old.config.admin.socket != config.admin.socket {
+            needs_restart.push("admin.socket".to_string());
+        }
+        if old.config.admin.metrics_address != config.admin.metrics_address {
+            needs_restart.push("admin.metrics_address".to_string());
         }
         let generation = Generation::build(config, &self.bound)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(generation);

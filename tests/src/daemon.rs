@@ -89,6 +89,8 @@ impl Setup {
 /// A running daemon.
 pub struct TestDaemon {
     child: Child,
+    /// `$RUNTIME_DIRECTORY` of the daemon: its admin socket lives here unless configured.
+    pub runtime_dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub banner: String,
     logs: Arc<(Mutex<String>, Notify)>,
@@ -105,6 +107,8 @@ impl TestDaemon {
 
     /// Starts a prepared command (stdout and stderr are taken over here).
     pub async fn spawn(mut cmd: Command) -> anyhow::Result<TestDaemon> {
+        let runtime_dir = tempfile::tempdir()?;
+        cmd.env("RUNTIME_DIRECTORY", runtime_dir.path());
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
@@ -156,10 +160,16 @@ impl TestDaemon {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(TestDaemon {
             child,
+            runtime_dir,
             addr,
             banner,
             logs,
         })
+    }
+
+    /// The admin socket at its default place for this daemon.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.runtime_dir.path().join("admin.sock")
     }
 
     pub fn url(&self, path: &str) -> String {

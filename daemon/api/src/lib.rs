@@ -1,0 +1,260 @@
+//! The admin API of `mcpproxyd`: HTTP/1.1 + JSON on a Unix socket. These are the request and
+//! response types, in the one place both the daemon and `mcpproxyctl` use.
+//!
+//! | method path | body in | body out |
+//! |---|---|---|
+//! | `GET /v1/status` | – | [`Status`] |
+//! | `GET /v1/servers` | – | [`Servers`] |
+//! | `POST /v1/reload` | – (or `{}`) | [`Reloaded`] |
+//! | `POST /v1/acl/check` | [`AclCheck`] | [`AclVerdict`] |
+//! | `GET /v1/metrics` | – | Prometheus text |
+//!
+//! Every error is [`ErrorBody`] with a status that fits it.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// The largest request body the admin API reads.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// Socket path environment variable read by `mcpproxyctl`.
+pub const SOCKET_ENV: &str = "MCPPROXYD_SOCKET";
+
+/// `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Stable error codes.
+pub mod codes {
+    /// The peer-credential check refused the caller (HTTP 403).
+    pub const PEER_REFUSED: &str = "peer_refused";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// The new configuration is invalid; nothing changed (HTTP 422).
+    pub const INVALID_CONFIG: &str = "invalid_config";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub uptime_seconds: u64,
+    /// Bound proxy addresses.
+    pub listen: Vec<String>,
+    pub config: ConfigInfo,
+    pub upstreams: Vec<UpstreamStatus>,
+    pub profiles: Vec<ProfileStatus>,
+    /// The token store in use, and whether it survives a reboot.
+    pub token_store: String,
+    pub acl: AclSummary,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigInfo {
+    /// The file, or `(built-in defaults)`.
+    pub source: String,
+    /// Unix seconds of the last successful load.
+    pub loaded_at: u64,
+    /// The last reload error, if the last reload failed.
+    pub last_reload_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub mount: String,
+    pub url: String,
+    pub auth: String,
+    pub catalog: String,
+    pub servers: usize,
+}
+
+/// Where an auth profile's token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileState {
+    LoggedOut,
+    LoggingIn,
+    Valid,
+    Refreshing,
+    NeedsLogin,
+    Revoked,
+}
+
+impl ProfileState {
+    /// In words, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            ProfileState::LoggedOut => "logged out",
+            ProfileState::LoggingIn => "logging in",
+            ProfileState::Valid => "valid",
+            ProfileState::Refreshing => "refreshing",
+            ProfileState::NeedsLogin => "needs login",
+            ProfileState::Revoked => "revoked",
+        }
+    }
+
+    /// States that need an operator (`mcpproxyctl status --check` exits 1).
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            ProfileState::NeedsLogin | ProfileState::Revoked | ProfileState::LoggedOut
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileStatus {
+    pub name: String,
+    /// `static`, `oauth` or `alibaba`.
+    pub kind: String,
+    pub state: ProfileState,
+    /// Unix seconds the access token expires; none for tokens without expiry.
+    pub valid_until: Option<u64>,
+    /// Unix seconds of the next planned refresh.
+    pub refresh_at: Option<u64>,
+    pub last_error: Option<String>,
+    /// One line on where the token comes from.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclSummary {
+    pub allowed: Vec<String>,
+    pub blocked: Vec<String>,
+    /// Names and IDs that match no catalogued server.
+    pub unresolved: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counters {
+    pub requests: u64,
+    pub denied: u64,
+    pub open_streams: u64,
+}
+
+/// `GET /v1/servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Servers {
+    pub servers: Vec<ServerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerInfo {
+    pub name: String,
+    pub id: String,
+    pub upstream: String,
+    /// Streamable HTTP URL on the proxy.
+    pub mcp_url: Option<String>,
+    /// Legacy SSE URL on the proxy.
+    pub sse_url: Option<String>,
+    pub access: Access,
+    /// The ACL entry that decided, if one did.
+    pub rule: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Allowed,
+    Blocked,
+    NotAllowed,
+}
+
+/// `POST /v1/reload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reloaded {
+    pub source: String,
+    /// Settings that changed but take effect only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// `POST /v1/acl/check` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclCheck {
+    /// A proxy path, e.g. `/accounts/1/custom/ecs/id/E1/mcp`.
+    pub path: String,
+    /// A tool name (tool policies are planned; accepted and reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// A client key name (planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `POST /v1/acl/check` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclVerdict {
+    pub path: String,
+    pub allowed: bool,
+    /// `allowed`, `blocked`, `not_allowed`, `invalid_path` or `no_route`.
+    pub decision: String,
+    pub rule: Option<String>,
+    /// One sentence saying why.
+    pub reason: String,
+    pub upstream: Option<String>,
+    pub server: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_strict() {
+        assert!(serde_json::from_str::<AclCheck>(r#"{"path":"/x"}"#).is_ok());
+        assert!(serde_json::from_str::<AclCheck>(r#"{"path":"/x","tool":"t"}"#).is_ok());
+        assert!(serde_json::from_str::<AclCheck>(r#"{"path":"/x","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<AclCheck>(r#"{}"#).is_err());
+    }
+
+    #[test]
+    fn states_serialise_in_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&ProfileState::NeedsLogin).unwrap(),
+            "\"needs_login\""
+        );
+        assert!(ProfileState::Revoked.needs_attention());
+        assert!(!ProfileState::Valid.needs_attention());
+    }
+}

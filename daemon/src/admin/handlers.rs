@@ -1,0 +1,216 @@
+//! Admin request routing: strict bodies, JSON errors, every action logged with the caller.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use mcpproxyd_api::{self as api, codes};
+use serde::de::DeserializeOwned;
+
+use super::{views, PeerCred};
+use crate::state::Shared;
+
+type Resp = Response<Full<Bytes>>;
+
+/// An admin error: status, stable code, message.
+struct Failure(StatusCode, &'static str, String);
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(f: Failure) -> Resp {
+    json(f.0, &api::ErrorBody::new(f.1, f.2))
+}
+
+/// The raw HTTP answer for a caller the peer-credential check refused (nothing was read).
+pub fn refusal(why: &str) -> Vec<u8> {
+    let body = serde_json::to_string(&api::ErrorBody::new(
+        codes::PEER_REFUSED,
+        format!("refused: {why}"),
+    ))
+    .unwrap_or_default();
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    peer: PeerCred,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = route(&shared, req).await.unwrap_or_else(error);
+    let status = response.status().as_u16();
+    if method == Method::GET {
+        tracing::debug!(uid = peer.uid, pid = peer.pid, method = %method, path = %path, status, "admin request");
+    } else {
+        tracing::info!(uid = peer.uid, pid = peer.pid, method = %method, path = %path, status, "admin action");
+    }
+    Ok(response)
+}
+
+/// Known paths and the one method each takes.
+const ROUTES: &[(&str, Method)] = &[
+    ("/v1/status", Method::GET),
+    ("/v1/servers", Method::GET),
+    ("/v1/reload", Method::POST),
+    ("/v1/acl/check", Method::POST),
+    ("/v1/metrics", Method::GET),
+];
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure> {
+    let path = req.uri().path().to_string();
+    let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("no admin endpoint {path}"),
+        ));
+    };
+    if req.method() != allowed {
+        let mut r = error(Failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::METHOD_NOT_ALLOWED,
+            format!("{path} takes {allowed}"),
+        ));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed.as_str()));
+        return Ok(r);
+    }
+    match path.as_str() {
+        "/v1/status" => Ok(json(StatusCode::OK, &views::status(shared))),
+        "/v1/servers" => Ok(json(StatusCode::OK, &views::servers(shared))),
+        "/v1/metrics" => Ok(metrics_text(shared)),
+        "/v1/reload" => {
+            let _: Option<EmptyBody> = read_json(req).await?;
+            reload(shared)
+        }
+        "/v1/acl/check" => {
+            let check: api::AclCheck = read_json(req).await?.ok_or_else(|| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_REQUEST,
+                    "the request needs a JSON body: {\"path\": \"/...\"}".into(),
+                )
+            })?;
+            Ok(json(StatusCode::OK, &views::acl_check(shared, &check)))
+        }
+        _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
+    }
+}
+
+/// `POST /v1/reload` takes no parameters; `{}` or nothing.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+fn reload(shared: &Shared) -> Result<Resp, Failure> {
+    match shared.reload_logged("admin") {
+        Ok(r) => {
+            let source = shared.current().config.source.to_string();
+            Ok(json(
+                StatusCode::OK,
+                &api::Reloaded {
+                    source,
+                    needs_restart: r.needs_restart,
+                },
+            ))
+        }
+        Err(e) => Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::INVALID_CONFIG,
+            format!("{e}; the running configuration is unchanged"),
+        )),
+    }
+}
+
+/// Reads a size-limited JSON body; `None` when there is none.
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<Option<T>, Failure> {
+    let too_large = || {
+        Failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::BODY_TOO_LARGE,
+            format!(
+                "request bodies are limited to {} bytes",
+                api::MAX_REQUEST_BODY
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api::MAX_REQUEST_BODY as u64) {
+        return Err(too_large());
+    }
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    let bytes = Limited::new(req.into_body(), api::MAX_REQUEST_BODY)
+        .collect()
+        .await
+        .map_err(|_| too_large())?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if is_json == Some(false) {
+        return Err(Failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+fn metrics_text(shared: &Shared) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(views::metrics(shared))));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// The metrics-only TCP listener: `GET /metrics`, nothing else.
+pub async fn metrics_only(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => metrics_text(&shared),
+        _ => error(Failure(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            "only GET /metrics is served here".into(),
+        )),
+    })
+}

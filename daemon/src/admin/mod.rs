@@ -1,0 +1,110 @@
+//! The admin API on a Unix socket: HTTP/1.1 + JSON for `mcpproxyctl` and `curl --unix-socket`.
+//!
+//! Endpoints (types in the `mcpproxyd-api` crate):
+//! - `GET /v1/status`: version, uptime, listeners, config, upstreams, profiles, ACL, counters
+//! - `GET /v1/servers`: the catalog with proxy URLs and each server's access
+//! - `POST /v1/reload`: re-read the config file (like `SIGHUP`); invalid: 422, nothing changes
+//! - `POST /v1/acl/check`: which rule allows or denies a path
+//! - `GET /v1/metrics`: Prometheus text
+//!
+//! The socket is created mode 0660 (umask set before bind). Every connection's peer credentials
+//! are checked before a byte of the request is read: root, the daemon's own uid, or members of
+//! `[admin] group`; everyone else gets 403 and a log line with their uid and pid.
+
+mod handlers;
+mod peer;
+mod socket;
+mod views;
+
+pub use peer::PeerCred;
+pub use socket::{bind, default_socket_path, AdminSocketError};
+
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Shared;
+
+/// Serves the admin socket until `stop`; removes the socket file afterwards.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket: accept failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        tokio::spawn(connection(stream, shared.clone()));
+    }
+    if let Some(p) = path {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+async fn connection(mut stream: UnixStream, shared: Arc<Shared>) {
+    let peer = match peer::credentials(&stream) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "admin socket: cannot read peer credentials; closing");
+            return;
+        }
+    };
+    let group = shared.current().config.admin.group.clone();
+    if let Err(why) = peer::authorize(&peer, group.as_deref()) {
+        tracing::warn!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            reason = %why,
+            "admin socket: caller refused"
+        );
+        let _ = stream.write_all(&handlers::refusal(&why)).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    let service = service_fn(move |req| handlers::handle(shared.clone(), peer, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "admin connection ended with an error");
+    }
+}
+
+/// Serves only `GET /metrics` on a loopback TCP address, for Prometheus.
+pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+            _ = stop.cancelled() => return,
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handlers::metrics_only(shared.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,194 @@
+//! The admin API's answers, built from the daemon's state.
+
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mcpproxyd_api as api;
+
+use crate::acl::Decision;
+use crate::banner;
+use crate::config::{AuthProfile, CatalogSource, TokenSource};
+use crate::metrics::Gauges;
+use crate::path;
+use crate::state::Shared;
+use crate::tokens::TokenState;
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn status(shared: &Shared) -> api::Status {
+    let g = shared.current();
+    let c = &g.config;
+    let upstreams = c
+        .upstreams
+        .iter()
+        .map(|u| api::UpstreamStatus {
+            name: u.name.clone(),
+            mount: u.mount.clone(),
+            url: u.url.to_string(),
+            auth: u.auth.clone(),
+            catalog: match u.catalog {
+                CatalogSource::Alibaba => "alibaba".into(),
+                CatalogSource::Static => "static".into(),
+            },
+            servers: g
+                .catalog
+                .servers
+                .iter()
+                .filter(|s| s.upstream == u.name)
+                .count(),
+        })
+        .collect();
+    let profiles = c
+        .auth
+        .iter()
+        .map(|(name, p)| {
+            let (state, detail) = match (p, g.tokens.get(name)) {
+                (AuthProfile::Static(s), TokenState::Token(_)) => (
+                    api::ProfileState::Valid,
+                    match &s.source {
+                        TokenSource::File(f) => format!("static token from {}", f.display()),
+                        TokenSource::Credential(n) => {
+                            format!("static token from systemd credential {n}")
+                        }
+                    },
+                ),
+                (_, TokenState::Token(_)) => (api::ProfileState::Valid, "token held".into()),
+                (_, TokenState::NeedsLogin(message)) => (api::ProfileState::LoggedOut, message),
+            };
+            api::ProfileStatus {
+                name: name.clone(),
+                kind: p.kind().into(),
+                state,
+                valid_until: None,
+                refresh_at: None,
+                last_error: None,
+                detail,
+            }
+        })
+        .collect();
+    let token_store = if c.auth.values().all(|p| matches!(p, AuthProfile::Static(_))) {
+        "none needed: static tokens only".to_string()
+    } else {
+        "none yet: OAuth login is not available in this version".to_string()
+    };
+    api::Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: unix(shared.started_at),
+        uptime_seconds: shared.started.elapsed().as_secs(),
+        listen: shared.bound.iter().map(|a| a.to_string()).collect(),
+        config: api::ConfigInfo {
+            source: c.source.to_string(),
+            loaded_at: unix(g.loaded_at),
+            last_reload_error: shared
+                .last_reload_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        },
+        upstreams,
+        profiles,
+        token_store,
+        acl: api::AclSummary {
+            allowed: g.acl.allowed_entries().map(str::to_string).collect(),
+            blocked: g.acl.blocked_entries().map(str::to_string).collect(),
+            unresolved: g.acl.unresolved(),
+        },
+        counters: api::Counters {
+            requests: shared.counters.requests.load(Ordering::Relaxed),
+            denied: shared.counters.denied.load(Ordering::Relaxed),
+            open_streams: shared.counters.open_streams.load(Ordering::Relaxed) as u64,
+        },
+    }
+}
+
+fn access(d: &Decision) -> (api::Access, Option<String>) {
+    match d {
+        Decision::Allowed { rule } => (api::Access::Allowed, rule.clone()),
+        Decision::Blocked { rule } => (api::Access::Blocked, Some(rule.clone())),
+        Decision::NotAllowed => (api::Access::NotAllowed, None),
+    }
+}
+
+pub fn servers(shared: &Shared) -> api::Servers {
+    let g = shared.current();
+    let base = shared
+        .bound
+        .first()
+        .map(banner::base_url)
+        .unwrap_or_default();
+    let servers = g
+        .catalog
+        .servers
+        .iter()
+        .map(|s| {
+            let probe = s.mcp.as_deref().or(s.sse.as_deref()).unwrap_or("/");
+            let (access, rule) = access(&g.acl.check(probe));
+            api::ServerInfo {
+                name: s.name.clone(),
+                id: s.id.clone(),
+                upstream: s.upstream.clone(),
+                mcp_url: s.mcp.as_ref().map(|p| format!("{base}{p}")),
+                sse_url: s.sse.as_ref().map(|p| format!("{base}{p}")),
+                access,
+                rule,
+            }
+        })
+        .collect();
+    api::Servers { servers }
+}
+
+pub fn acl_check(shared: &Shared, req: &api::AclCheck) -> api::AclVerdict {
+    let g = shared.current();
+    let verdict =
+        |decision: &str, allowed: bool, rule: Option<String>, reason: String| api::AclVerdict {
+            path: req.path.clone(),
+            allowed,
+            decision: decision.into(),
+            rule,
+            reason,
+            upstream: None,
+            server: None,
+        };
+    // The proxy sees the path without its query; accept one here too.
+    let local = req.path.split('?').next().unwrap_or_default();
+    if let Err(e) = path::check_normal(local) {
+        return verdict(
+            "invalid_path",
+            false,
+            None,
+            format!("refused with 400: {e}"),
+        );
+    }
+    let Some(upstream) = g.route(local) else {
+        return verdict(
+            "no_route",
+            false,
+            None,
+            "no upstream is mounted at this path (404)".into(),
+        );
+    };
+    let decision = g.acl.check(local);
+    let (_, rule) = access(&decision);
+    let name = match &decision {
+        Decision::Allowed { .. } => "allowed",
+        Decision::Blocked { .. } => "blocked",
+        Decision::NotAllowed => "not_allowed",
+    };
+    let mut v = verdict(name, decision.is_allowed(), rule, decision.reason());
+    v.upstream = Some(upstream.name.clone());
+    v.server = g.catalog.server_for(local).map(|s| s.name.clone());
+    v
+}
+
+pub fn metrics(shared: &Shared) -> String {
+    let gauges = Gauges {
+        open_streams: shared.counters.open_streams.load(Ordering::Relaxed) as u64,
+        token_expiry: Vec::new(),
+    };
+    shared.metrics.render(&gauges)
+}
