@@ -8,6 +8,7 @@
 //! - [`sse`]: server-sent event formatting and incremental parsing.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod daemon;
 pub mod mcp_client;
 pub mod sse;
