@@ -1,10 +1,5 @@
-//! `mcpproxyctl`: the operator's client for a running `mcpproxyd` (admin socket).
+//! `mcpproxyctl`: the operator's client for a running `mcpproxyd`; see the library's documentation.
 
-fn main() {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("mcpproxyctl {}", env!("CARGO_PKG_VERSION"));
-        return;
-    }
-    eprintln!("mcpproxyctl: the admin commands are not implemented yet");
-    std::process::exit(64);
+fn main() -> std::process::ExitCode {
+    mcpproxyctl::main()
 }

@@ -9,7 +9,9 @@
 //! | `POST /v1/acl/check` | [`AclCheck`] | [`AclVerdict`] |
 //! | `GET /v1/metrics` | – | Prometheus text |
 //!
-//! Every error is [`ErrorBody`] with a status that fits it.
+//! Every error is [`ErrorBody`] with a status that fits it. Requests are parsed strictly
+//! (unknown fields are errors); responses leniently, so an older `mcpproxyctl` can read a newer
+//! daemon's answers.
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
@@ -22,13 +24,11 @@ pub const SOCKET_ENV: &str = "MCPPROXYD_SOCKET";
 
 /// `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -61,7 +61,6 @@ pub mod codes {
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Status {
     pub version: String,
     pub pid: u32,
@@ -80,7 +79,6 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigInfo {
     /// The file, or `(built-in defaults)`.
     pub source: String,
@@ -91,7 +89,6 @@ pub struct ConfigInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UpstreamStatus {
     pub name: String,
     pub mount: String,
@@ -136,7 +133,6 @@ impl ProfileState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProfileStatus {
     pub name: String,
     /// `static`, `oauth` or `alibaba`.
@@ -152,7 +148,6 @@ pub struct ProfileStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AclSummary {
     pub allowed: Vec<String>,
     pub blocked: Vec<String>,
@@ -161,7 +156,6 @@ pub struct AclSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Counters {
     pub requests: u64,
     pub denied: u64,
@@ -170,13 +164,11 @@ pub struct Counters {
 
 /// `GET /v1/servers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Servers {
     pub servers: Vec<ServerInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServerInfo {
     pub name: String,
     pub id: String,
@@ -200,7 +192,6 @@ pub enum Access {
 
 /// `POST /v1/reload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Reloaded {
     pub source: String,
     /// Settings that changed but take effect only after a restart.
@@ -223,7 +214,6 @@ pub struct AclCheck {
 
 /// `POST /v1/acl/check` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AclVerdict {
     pub path: String,
     pub allowed: bool,

@@ -1,0 +1,185 @@
+//! The command line: subcommands and flags (clap), usage errors as exit 64, shell completions.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::error::CtlError;
+use crate::exit;
+
+/// Operate a running mcpproxyd through its admin socket.
+///
+/// Exit status: 0 ok; 1 the daemon answered an error (or `status --check` found an auth
+/// profile that needs attention); 64 usage error; 69 the daemon is not reachable; 74 output
+/// could not be written; 77 permission denied (socket file permissions, or the daemon refused
+/// your uid).
+#[derive(Debug, Parser)]
+#[command(name = "mcpproxyctl", version, propagate_version = true)]
+pub struct Cli {
+    /// The daemon's admin socket [default: $MCPPROXYD_SOCKET, else
+    /// $XDG_RUNTIME_DIR/mcpproxyd/admin.sock if it exists, else /run/mcpproxyd/admin.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the daemon: listeners, configuration, upstreams, auth profiles, ACL, counters
+    Status {
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+        /// Only check the auth profiles: exit 1 naming each that needs login, is revoked or
+        /// logged out; exit 0 otherwise (for monitoring)
+        #[arg(long)]
+        check: bool,
+    },
+    /// List the catalogued MCP servers, whether the ACL lets them through, and their URLs
+    Servers {
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the daemon's configuration file (like SIGHUP); an invalid file changes nothing
+    Reload,
+    /// Query the ACL
+    #[command(subcommand)]
+    Acl(AclCommand),
+    /// Print the daemon's metrics (Prometheus text format)
+    Metrics,
+    /// Print a shell completion script (needs no daemon)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Would the proxy let a request to PATH through? Exits 0 either way.
+    Check {
+        /// A proxy path, e.g. /accounts/1001/custom/ecs/id/ECS01/mcp
+        path: String,
+        /// A tool name (tool policies are planned: accepted and reported)
+        #[arg(long, value_name = "NAME")]
+        tool: Option<String>,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
+/// Prints clap's answer: `--help` and `--version` to `out` (exit 0), errors to `err` (exit 64,
+/// EX_USAGE, where clap alone would exit 2).
+pub fn report_parse_error(e: &clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    // If even this write fails there is nobody left to tell.
+    if e.use_stderr() {
+        let _ = write!(err, "{}", e.render());
+        exit::USAGE
+    } else {
+        let _ = write!(out, "{}", e.render());
+        exit::OK
+    }
+}
+
+/// Writes the completion script for `shell`.
+pub fn completions(shell: Shell, out: &mut dyn Write) -> Result<(), CtlError> {
+    // clap_complete panics when its writer fails (a closed pipe): generate into memory first.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "mcpproxyctl", &mut script);
+    out.write_all(&script)
+        .and_then(|()| out.flush())
+        .map_err(CtlError::output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_and_output(args: &[&str]) -> (u8, String, String) {
+        match parse(args) {
+            Ok(_) => (exit::OK, String::new(), String::new()),
+            Err(e) => {
+                let (mut out, mut err) = (Vec::new(), Vec::new());
+                let code = report_parse_error(&e, &mut out, &mut err);
+                (
+                    code,
+                    String::from_utf8(out).unwrap(),
+                    String::from_utf8(err).unwrap(),
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_exit_64() {
+        let (code, _, err) = code_and_output(&["mcpproxyctl", "bogus"]);
+        assert_eq!(code, exit::USAGE);
+        assert!(err.contains("bogus"), "{err}");
+        assert_eq!(code_and_output(&["mcpproxyctl"]).0, exit::USAGE);
+        assert_eq!(
+            code_and_output(&["mcpproxyctl", "acl", "check"]).0,
+            exit::USAGE
+        );
+        assert_eq!(
+            code_and_output(&["mcpproxyctl", "completions", "cmd"]).0,
+            exit::USAGE
+        );
+    }
+
+    #[test]
+    fn help_and_version_exit_0() {
+        let (code, out, _) = code_and_output(&["mcpproxyctl", "--help"]);
+        assert_eq!(code, exit::OK);
+        assert!(out.contains("status"), "{out}");
+        let (code, out, _) = code_and_output(&["mcpproxyctl", "acl", "check", "--help"]);
+        assert_eq!(code, exit::OK);
+        assert!(out.contains("--tool"), "{out}");
+        let (code, out, _) = code_and_output(&["mcpproxyctl", "--version"]);
+        assert_eq!(code, exit::OK);
+        assert_eq!(
+            out.trim(),
+            format!("mcpproxyctl {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn the_socket_flag_goes_before_or_after_the_command() {
+        for args in [
+            &["mcpproxyctl", "--socket", "/s", "status"][..],
+            &["mcpproxyctl", "status", "--socket", "/s"][..],
+        ] {
+            let cli = parse(args).unwrap();
+            assert_eq!(cli.socket, Some(PathBuf::from("/s")));
+        }
+    }
+
+    #[test]
+    fn completions_are_generated() {
+        let mut out = Vec::new();
+        completions(Shell::Bash, &mut out).unwrap();
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("mcpproxyctl"));
+        assert!(script.contains("reload"));
+    }
+}

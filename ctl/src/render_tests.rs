@@ -1,0 +1,222 @@
+//! Tests of [`super`]: sample answers in, key lines out.
+
+use super::*;
+use mcpproxyd_api::{
+    AclSummary, ConfigInfo, Counters, ProfileState, ProfileStatus, UpstreamStatus,
+};
+
+const NOW: u64 = 1_748_786_587; // 2025-06-01 14:03:07 UTC
+
+fn sample_status() -> Status {
+    Status {
+        version: "0.1.0".into(),
+        pid: 4242,
+        started_at: NOW - 11_520,
+        uptime_seconds: 11_520,
+        listen: vec!["127.0.0.1:8088".into(), "[::1]:8088".into()],
+        config: ConfigInfo {
+            source: "/etc/mcpproxyd/mcpproxyd.toml".into(),
+            loaded_at: NOW - 300,
+            last_reload_error: None,
+        },
+        upstreams: vec![UpstreamStatus {
+            name: "alibaba".into(),
+            mount: "/".into(),
+            url: "https://openapi-mcp.cn-hangzhou.aliyuncs.com".into(),
+            auth: "alibaba".into(),
+            catalog: "alibaba".into(),
+            servers: 12,
+        }],
+        profiles: vec![
+            ProfileStatus {
+                name: "alibaba".into(),
+                kind: "alibaba".into(),
+                state: ProfileState::Valid,
+                valid_until: Some(NOW + 2 * 3600 + 13 * 60),
+                refresh_at: Some(NOW + 3600 + 50 * 60),
+                last_error: None,
+                detail: "OAuth app aliyun-cli-mcp-proxy, region CN".into(),
+            },
+            ProfileStatus {
+                name: "github".into(),
+                kind: "oauth".into(),
+                state: ProfileState::NeedsLogin,
+                valid_until: Some(NOW - 600),
+                refresh_at: None,
+                last_error: Some("invalid_grant: refresh token expired".into()),
+                detail: "https://github.com/login/oauth".into(),
+            },
+        ],
+        token_store: "keyring (survives reboot)".into(),
+        acl: AclSummary {
+            allowed: vec!["ecs".into(), "nosuch".into()],
+            blocked: vec!["ram".into()],
+            unresolved: vec!["nosuch".into()],
+        },
+        counters: Counters {
+            requests: 1234,
+            denied: 5,
+            open_streams: 2,
+        },
+    }
+}
+
+fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+}
+
+#[test]
+fn status_shows_the_daemon_at_a_glance() {
+    let text = status(&sample_status(), NOW);
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "mcpproxyd 0.1.0, pid 4242, up 3h 12m"
+    );
+    assert!(line_with(&text, "listening").ends_with("127.0.0.1:8088, [::1]:8088"));
+    assert!(line_with(&text, "config").ends_with("/etc/mcpproxyd/mcpproxyd.toml, loaded 5m ago"));
+    assert!(line_with(&text, "token store").ends_with("keyring (survives reboot)"));
+    assert!(!text.contains("last reload"));
+    let upstream = line_with(&text, "→");
+    assert!(upstream.contains("alibaba  / → https://openapi-mcp.cn-hangzhou.aliyuncs.com"));
+    assert!(upstream.contains("auth alibaba, catalog alibaba, 12 servers"));
+    assert!(line_with(&text, "counters").ends_with("1234 requests, 5 denied, 2 open streams"));
+}
+
+#[test]
+fn status_shows_each_profile_in_words_with_times() {
+    let text = status(&sample_status(), NOW);
+    assert_eq!(
+        line_with(&text, "alibaba (alibaba)"),
+        "  alibaba (alibaba): valid, valid until 2025-06-01 16:16 UTC (in 2h 13m), \
+         refresh in 1h 50m"
+    );
+    assert!(text.contains("    OAuth app aliyun-cli-mcp-proxy, region CN\n"));
+    let github = line_with(&text, "github (oauth)");
+    assert!(github.contains(": needs login, expired 2025-06-01 13:53 UTC (10m ago)"));
+    assert!(github.ends_with("[needs attention]"));
+    assert!(text.contains("    last error: invalid_grant: refresh token expired\n"));
+}
+
+#[test]
+fn status_summarises_the_acl_and_flags_unresolved_entries() {
+    let text = status(&sample_status(), NOW);
+    assert_eq!(
+        line_with(&text, "  allowed  "),
+        "  allowed  ecs, nosuch (unresolved)"
+    );
+    assert_eq!(line_with(&text, "  blocked  "), "  blocked  ram");
+    assert_eq!(
+        line_with(&text, "! "),
+        "  ! 1 entry matches no catalogued server: nosuch"
+    );
+
+    let mut s = sample_status();
+    s.acl = AclSummary {
+        allowed: vec![],
+        blocked: vec![],
+        unresolved: vec![],
+    };
+    let text = status(&s, NOW);
+    assert!(line_with(&text, "  allowed  ").contains("everything not blocked"));
+    assert_eq!(line_with(&text, "  blocked  "), "  blocked  (none)");
+    assert!(!text.contains("! "));
+}
+
+#[test]
+fn status_shows_a_failed_reload() {
+    let mut s = sample_status();
+    s.config.last_reload_error = Some("mcpproxyd.toml:7: unknown key `lisen`".into());
+    let text = status(&s, NOW);
+    assert!(line_with(&text, "last reload").contains("FAILED"));
+    assert!(line_with(&text, "last reload").ends_with("mcpproxyd.toml:7: unknown key `lisen`"));
+}
+
+#[test]
+fn attention_names_the_profiles_that_need_an_operator() {
+    assert_eq!(
+        attention(&sample_status()),
+        vec!["auth profile github: needs login (last error: invalid_grant: refresh token expired)"]
+    );
+    let mut s = sample_status();
+    s.profiles.truncate(1);
+    assert!(attention(&s).is_empty());
+    assert_eq!(
+        check_passed(&s),
+        "ok: 1 auth profile, none needs attention\n"
+    );
+}
+
+fn server(name: &str, id: &str, access: Access, rule: Option<&str>) -> ServerInfo {
+    let base = format!("http://127.0.0.1:8088/accounts/1001/custom/{name}/id/{id}");
+    ServerInfo {
+        name: name.into(),
+        id: id.into(),
+        upstream: "alibaba".into(),
+        mcp_url: Some(format!("{base}/mcp")),
+        sse_url: Some(format!("{base}/sse")),
+        access,
+        rule: rule.map(String::from),
+    }
+}
+
+#[test]
+fn servers_list_access_and_urls() {
+    let list = Servers {
+        servers: vec![
+            server("ecs", "ECS01", Access::Allowed, Some("ecs")),
+            server("ram", "RAM01", Access::Blocked, Some("ram")),
+            server("rds", "RDS01", Access::NotAllowed, None),
+        ],
+    };
+    let text = servers(&list);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "NAME  ID     UPSTREAM  ACCESS");
+    assert_eq!(lines[1], "ecs   ECS01  alibaba   allowed (rule: ecs)");
+    assert_eq!(
+        lines[2],
+        "  mcp  http://127.0.0.1:8088/accounts/1001/custom/ecs/id/ECS01/mcp"
+    );
+    assert_eq!(
+        lines[3],
+        "  sse  http://127.0.0.1:8088/accounts/1001/custom/ecs/id/ECS01/sse"
+    );
+    assert_eq!(lines[4], "ram   RAM01  alibaba   blocked (rule: ram)");
+    assert_eq!(lines[7], "rds   RDS01  alibaba   not in whitelist");
+    assert!(text.ends_with("3 servers: 1 allowed, 1 blocked, 1 not in whitelist\n"));
+    assert_eq!(
+        servers(&Servers { servers: vec![] }),
+        "no servers in the catalog\n"
+    );
+}
+
+#[test]
+fn reload_names_the_file_and_what_needs_a_restart() {
+    let text = reloaded(&Reloaded {
+        source: "/etc/mcpproxyd/mcpproxyd.toml".into(),
+        needs_restart: vec!["listen.addresses".into()],
+    });
+    assert_eq!(
+        text,
+        "configuration reloaded from /etc/mcpproxyd/mcpproxyd.toml\n\
+         listen.addresses changed: restart mcpproxyd to apply\n"
+    );
+}
+
+#[test]
+fn verdicts_give_the_rule_and_the_reason() {
+    let text = verdict(&AclVerdict {
+        path: "/accounts/1001/custom/ram/id/RAM01/mcp".into(),
+        allowed: false,
+        decision: "blocked".into(),
+        rule: Some("ram".into()),
+        reason: "server ram is on the blocked list".into(),
+        upstream: Some("alibaba".into()),
+        server: Some("ram".into()),
+    });
+    assert!(text.starts_with("denied: /accounts/1001/custom/ram/id/RAM01/mcp\n"));
+    assert!(line_with(&text, "rule").ends_with(" ram"));
+    assert!(line_with(&text, "reason").ends_with("server ram is on the blocked list"));
+    assert!(line_with(&text, "upstream").ends_with("alibaba"));
+}
