@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
@@ -73,8 +73,22 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>) {
             reason = %why,
             "admin socket: caller refused"
         );
+        // The answer goes out before a byte of the request is read. Then whatever the client
+        // sent is drained (bounded), so closing does not cut its request short and hide the
+        // answer from it.
         let _ = stream.write_all(&handlers::refusal(&why)).await;
         let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            let mut total = 0;
+            while total < 64 * 1024 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
         return;
     }
     let service = service_fn(move |req| handlers::handle(shared.clone(), peer, req));
