@@ -16,7 +16,7 @@ pub enum PathError {
     Nul,
     BadEscape,
     EncodedSlash,
-    EncodedUnreserved,
+    NeedlessEscape,
     EncodedPercent,
     Semicolon,
     Character(char),
@@ -32,7 +32,7 @@ impl fmt::Display for PathError {
             PathError::Nul => f.write_str("the path has a NUL byte"),
             PathError::BadEscape => f.write_str("the path has a malformed percent-escape"),
             PathError::EncodedSlash => f.write_str("the path has an encoded `/` or `\\`"),
-            PathError::EncodedUnreserved => f.write_str(
+            PathError::NeedlessEscape => f.write_str(
                 "the path percent-encodes a character that needs no encoding; send it plainly",
             ),
             PathError::EncodedPercent => {
@@ -94,7 +94,10 @@ pub fn check_normal(path: &str) -> Result<(), PathError> {
                     b'/' | b'\\' => return Err(PathError::EncodedSlash),
                     b'%' => return Err(PathError::EncodedPercent),
                     b';' => return Err(PathError::Semicolon),
-                    b if is_unreserved(b) => return Err(PathError::EncodedUnreserved),
+                    // Anything that may stand literally has exactly one spelling: itself.
+                    // (An upstream that decodes before routing must not see `%3A` become a
+                    // `:` the ACL never matched.)
+                    b if is_path_char(b) => return Err(PathError::NeedlessEscape),
                     _ => {}
                 }
                 i += 3;
@@ -221,9 +224,9 @@ mod tests {
             ("/a/./b", PathError::DotSegment),
             ("/a/..", PathError::DotSegment),
             ("/..", PathError::DotSegment),
-            ("/a/%2e%2e/b", PathError::EncodedUnreserved),
-            ("/a/%2E./b", PathError::EncodedUnreserved),
-            ("/a/.%2e/b", PathError::EncodedUnreserved),
+            ("/a/%2e%2e/b", PathError::NeedlessEscape),
+            ("/a/%2E./b", PathError::NeedlessEscape),
+            ("/a/.%2e/b", PathError::NeedlessEscape),
             ("/a//b", PathError::EmptySegment),
             ("//a", PathError::EmptySegment),
             ("/a%2fb", PathError::EncodedSlash),
@@ -232,8 +235,14 @@ mod tests {
             ("/a\\b", PathError::Backslash),
             ("/a%00", PathError::Nul),
             ("/a\0", PathError::Nul),
-            ("/a%41", PathError::EncodedUnreserved),
-            ("/a%7E", PathError::EncodedUnreserved),
+            ("/a%41", PathError::NeedlessEscape),
+            ("/a%7E", PathError::NeedlessEscape),
+            ("/a%3Ab", PathError::NeedlessEscape),
+            ("/a%40b", PathError::NeedlessEscape),
+            (
+                "/a%21%24%26%27%28%29%2A%2B%2C%3D",
+                PathError::NeedlessEscape,
+            ),
             ("/a%2", PathError::BadEscape),
             ("/a%zz", PathError::BadEscape),
             ("/a%252e%252e", PathError::EncodedPercent),

@@ -137,9 +137,9 @@ async fn status_servers_acl_and_metrics_in_words_and_json() {
 #[tokio::test]
 async fn status_check_fails_when_a_profile_needs_login() {
     let (_up, setup, _d) = start("").await;
-    let config = format!(
+    let config = String::from(
         "[auth.corp]\nkind = \"oauth\"\nissuer = \"https://127.0.0.1:1\"\n\n\
-         [[upstream]]\nname = \"corp\"\nurl = \"https://127.0.0.1:1\"\nauth = \"corp\"\n"
+         [[upstream]]\nname = \"corp\"\nurl = \"https://127.0.0.1:1\"\nauth = \"corp\"\n",
     );
     let path = setup.path("oauth.toml");
     std::fs::write(&path, config).unwrap();

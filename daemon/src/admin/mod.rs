@@ -73,9 +73,11 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>) {
             reason = %why,
             "admin socket: caller refused"
         );
-        // The answer goes out before a byte of the request is read. Then whatever the client
-        // sent is drained (bounded), so closing does not cut its request short and hide the
-        // answer from it.
+        // Nothing of the request is read or parsed. The answer waits until the client has
+        // started sending (an HTTP client treats an answer before its request as an error),
+        // then whatever it sent is drained (bounded), so closing does not cut its request short
+        // and hide the answer from it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.readable()).await;
         let _ = stream.write_all(&handlers::refusal(&why)).await;
         let _ = stream.shutdown().await;
         let mut sink = [0u8; 4096];
