@@ -73,18 +73,27 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>) {
             reason = %why,
             "admin socket: caller refused"
         );
-        // Nothing of the request is read or parsed. The answer waits until the client has
-        // started sending (an HTTP client treats an answer before its request as an error),
-        // then whatever it sent is drained (bounded), so closing does not cut its request short
-        // and hide the answer from it.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.readable()).await;
+        // The decision is made; the request is never parsed or handled. Its head is consumed
+        // (bounded) before answering, because an HTTP client treats an answer that arrives
+        // before its request as a broken connection; afterwards whatever else it sent is
+        // drained, so closing does not hide the answer from it.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read_head = async {
+            while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read_head).await;
         let _ = stream.write_all(&handlers::refusal(&why)).await;
         let _ = stream.shutdown().await;
-        let mut sink = [0u8; 4096];
         let drain = async {
             let mut total = 0;
             while total < 64 * 1024 {
-                match stream.read(&mut sink).await {
+                match stream.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n,
                 }
