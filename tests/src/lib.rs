@@ -4,6 +4,9 @@
 //! - [`upstream`]: the test MCP upstream (Streamable HTTP via rmcp, legacy SSE, raw
 //!   HTTP helpers), started in-process on an ephemeral port or as the
 //!   `mcp-test-upstream` binary.
+//! - [`oauth`]: the test OAuth 2.1 authorization server (code + PKCE, refresh rotation,
+//!   revocation, registration, injectable faults), in-process or as the
+//!   `oauth-test-server` binary.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
 #![forbid(unsafe_code)]
@@ -11,6 +14,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod mcp_client;
+pub mod oauth;
 pub mod sse;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,236 @@
+//! The JSON endpoints: metadata (RFC 8414), token (RFC 6749 §3.2), revocation (RFC 7009),
+//! introspection (RFC 7662) and dynamic client registration (RFC 7591).
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{json, oauth_error, Params, Req, Resp};
+use super::state::{new_secret, CodeExchange, OAuthError, RefreshGrant, TokenResponse};
+use super::{ClientSpec, Fault, Shared};
+
+/// `GET /.well-known/oauth-authorization-server` (and `openid-configuration`).
+pub(crate) fn metadata(shared: &Shared) -> Resp {
+    let issuer = &shared.issuer;
+    let auth = shared.auth();
+    let mut doc = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "authorization_response_iss_parameter_supported": true,
+    });
+    if auth.opts.registration {
+        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    if !auth.opts.scopes_supported.is_empty() {
+        doc["scopes_supported"] = json!(auth.opts.scopes_supported);
+    }
+    json(StatusCode::OK, &doc)
+}
+
+/// `POST /token`.
+pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
+    match grant(shared, req) {
+        Ok(resp) => json(
+            StatusCode::OK,
+            &serde_json::to_value(resp).expect("token response serializes"),
+        ),
+        Err(err) => oauth_error(&err),
+    }
+}
+
+fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
+    let mut auth = shared.auth();
+    // Kept before any check, so that a test can look for every verifier ever sent.
+    let verifiers = req.form.iter().filter(|(n, _)| n == "code_verifier");
+    auth.issued.extend(verifiers.map(|(_, v)| v.clone()));
+    require_form(req)?;
+    let params = Params(&req.form);
+    let grant_type = params.require("grant_type")?;
+    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("grant_type {grant_type} is not supported"),
+        ));
+    }
+    let client_id = params.require("client_id")?;
+    if auth.client(client_id).is_none() {
+        return Err(OAuthError::new("invalid_client", "unknown client_id"));
+    }
+    let resource = params.get("resource")?;
+    if grant_type == "authorization_code" {
+        return auth.exchange_code(CodeExchange {
+            code: params.require("code")?,
+            client_id,
+            redirect_uri: params.require("redirect_uri")?,
+            code_verifier: params.require("code_verifier")?,
+            resource,
+        });
+    }
+    let grant = RefreshGrant {
+        refresh_token: params.require("refresh_token")?,
+        client_id,
+        scope: params.get("scope")?,
+        resource,
+    };
+    if shared.fault() == Fault::InvalidGrant {
+        return Err(OAuthError::invalid_grant("injected fault"));
+    }
+    auth.refresh(grant)
+}
+
+/// `POST /revoke`: 200 for any token, known or not, once the request is well formed.
+pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
+    let result = (|| {
+        require_form(req)?;
+        let params = Params(&req.form);
+        let token = params.require("token")?;
+        match params.get("token_type_hint")? {
+            None | Some("access_token" | "refresh_token") => {}
+            Some(other) => {
+                return Err(OAuthError::new(
+                    "unsupported_token_type",
+                    format!("token_type_hint {other} is not supported"),
+                ))
+            }
+        }
+        let client_id = params.get("client_id")?;
+        let mut auth = shared.auth();
+        if client_id.is_some_and(|id| auth.client(id).is_none()) {
+            return Err(OAuthError::new("invalid_client", "unknown client_id"));
+        }
+        auth.revoke(token, client_id)
+    })();
+    match result {
+        Ok(()) => json(StatusCode::OK, &json!({})),
+        Err(err) => oauth_error(&err),
+    }
+}
+
+/// `POST /introspect`: no client authentication, this is a test server.
+pub(crate) fn introspect(shared: &Shared, req: &Req) -> Resp {
+    let params = Params(&req.form);
+    let token = match require_form(req).and_then(|()| params.require("token")) {
+        Ok(token) => token,
+        Err(err) => return oauth_error(&err),
+    };
+    let auth = shared.auth();
+    let owner = auth.token_owner(token).filter(|_| auth.is_active(token));
+    let body = match owner {
+        None => json!({ "active": false }),
+        Some((client_id, scope)) => {
+            let mut body =
+                json!({ "active": true, "client_id": client_id, "token_type": "Bearer" });
+            if let Some(scope) = scope {
+                body["scope"] = json!(scope);
+            }
+            body
+        }
+    };
+    json(StatusCode::OK, &body)
+}
+
+/// The client metadata a registration may carry (RFC 7591 §2); others are ignored.
+#[derive(Debug, Deserialize)]
+struct Registration {
+    redirect_uris: Option<Vec<String>>,
+    client_name: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+}
+
+/// `POST /register`: public clients only (`token_endpoint_auth_method` `none`).
+pub(crate) fn register(shared: &Shared, req: &Req) -> Resp {
+    let registration = match serde_json::from_slice::<Registration>(&req.body) {
+        Ok(registration) => registration,
+        Err(e) => return registration_error("invalid_client_metadata", &e.to_string()),
+    };
+    if let Err(err) = check_registration(&registration) {
+        return registration_error(err.error, &err.description);
+    }
+    let client = ClientSpec {
+        client_id: new_secret("dcr_"),
+        redirect_uris: registration.redirect_uris.unwrap_or_default(),
+    };
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut body = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": issued_at,
+        "redirect_uris": client.redirect_uris,
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    });
+    if let Some(name) = registration.client_name {
+        body["client_name"] = json!(name);
+    }
+    shared.auth().add_client(client);
+    json(StatusCode::CREATED, &body)
+}
+
+fn check_registration(registration: &Registration) -> Result<(), OAuthError> {
+    let metadata = |d: &str| OAuthError::new("invalid_client_metadata", d);
+    match registration.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => {}
+        Some(_) => return Err(metadata("only public clients (none) are supported")),
+    }
+    let mut grants = registration.grant_types.iter().flatten();
+    if let Some(g) = grants.find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+    {
+        return Err(metadata(&format!("grant type {g} is not supported")));
+    }
+    if let Some(r) = registration
+        .response_types
+        .iter()
+        .flatten()
+        .find(|r| *r != "code")
+    {
+        return Err(metadata(&format!("response type {r} is not supported")));
+    }
+    let uris = registration.redirect_uris.as_deref().unwrap_or_default();
+    if uris.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            "redirect_uris required",
+        ));
+    }
+    let bad = |u: &String| {
+        url::Url::parse(u).map_or(true, |url| {
+            !matches!(url.scheme(), "http" | "https") || url.fragment().is_some()
+        })
+    };
+    if let Some(u) = uris.iter().find(|u| bad(u)) {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            format!("redirect URI {u} must be an absolute http(s) URI without fragment"),
+        ));
+    }
+    Ok(())
+}
+
+fn registration_error(error: &str, description: &str) -> Resp {
+    json(
+        StatusCode::BAD_REQUEST,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+fn require_form(req: &Req) -> Result<(), OAuthError> {
+    if req.is_form {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "body must be application/x-www-form-urlencoded",
+        ))
+    }
+}
