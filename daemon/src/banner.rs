@@ -22,7 +22,11 @@ pub fn marker(decision: &Decision) -> &'static str {
     }
 }
 
-pub fn render(generation: &Generation, bound: &[SocketAddr]) -> String {
+pub fn render(
+    generation: &Generation,
+    bound: &[SocketAddr],
+    tokens: &crate::tokens::Tokens,
+) -> String {
     let config = &generation.config;
     let mut out = String::from("MCP Proxy Server Started\n");
     for addr in bound {
@@ -47,7 +51,12 @@ pub fn render(generation: &Generation, bound: &[SocketAddr]) -> String {
             u.mount,
             u.url,
             u.auth,
-            generation.tokens.describe(&u.auth)
+            tokens
+                .views()
+                .iter()
+                .find(|v| v.name == u.auth)
+                .map(|v| v.phase.words())
+                .unwrap_or("unknown")
         );
     }
     let acl = &generation.acl;

@@ -24,6 +24,11 @@ pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 #[error("the upstream sent nothing for {0:?}; the stream was closed")]
 pub struct IdleTimeout(Duration);
 
+/// The token was revoked: streams that use it end.
+#[derive(Debug, thiserror::Error)]
+#[error("the token of this stream was revoked")]
+pub struct Revoked;
+
 /// Counts an open event stream while it lives.
 #[derive(Debug)]
 pub struct StreamGuard(Arc<AtomicUsize>);
@@ -48,6 +53,8 @@ pub struct ResponseBody<B> {
     deadline: Pin<Box<Sleep>>,
     rewriter: Option<Rewriter>,
     _stream: Option<StreamGuard>,
+    /// Fires when the token this response was fetched with is revoked.
+    revoked: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
 }
 
 impl<B> ResponseBody<B> {
@@ -56,6 +63,7 @@ impl<B> ResponseBody<B> {
         idle: Duration,
         rewriter: Option<Rewriter>,
         stream: Option<StreamGuard>,
+        revoked: Option<tokio_util::sync::CancellationToken>,
     ) -> Self {
         ResponseBody {
             inner: Box::pin(inner),
@@ -63,6 +71,7 @@ impl<B> ResponseBody<B> {
             deadline: Box::pin(tokio::time::sleep(idle)),
             rewriter,
             _stream: stream,
+            revoked: revoked.map(|t| Box::pin(t.cancelled_owned())),
         }
     }
 }
@@ -80,6 +89,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(revoked) = this.revoked.as_mut() {
+            if revoked.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(Revoked))));
+            }
+        }
         loop {
             match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -194,6 +208,14 @@ where
 pub fn empty() -> ProxyBody {
     use http_body_util::BodyExt;
     http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body of known bytes.
+pub fn full(data: impl Into<Bytes>) -> ProxyBody {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(data.into())
         .map_err(|never| match never {})
         .boxed()
 }

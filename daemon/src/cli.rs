@@ -253,7 +253,7 @@ fn announce(shared: &Arc<Shared>) {
         );
     }
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(banner::render(&generation, &shared.bound).as_bytes());
+    let _ = stdout.write_all(banner::render(&generation, &shared.bound, &shared.tokens).as_bytes());
     let _ = stdout.flush();
 }
 

@@ -27,6 +27,10 @@ pub enum ProxyError {
     Denied(Decision),
     #[error("{message}")]
     NotLoggedIn { profile: String, message: String },
+    #[error("{message}")]
+    TokenUnavailable { profile: String, message: String },
+    #[error("the request body could not be read")]
+    BadBody,
     #[error("the request body is larger than limits.max_request_body ({limit} bytes)")]
     BodyTooLarge { limit: u64 },
     #[error("the upstream `{upstream}` could not be reached")]
@@ -58,6 +62,10 @@ impl ProxyError {
             ProxyError::Denied(_) => (StatusCode::FORBIDDEN, "access_denied"),
             ProxyError::NotLoggedIn { .. } => (StatusCode::UNAUTHORIZED, "login_required"),
             ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ProxyError::TokenUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable")
+            }
+            ProxyError::BadBody => (StatusCode::BAD_REQUEST, "bad_body"),
             ProxyError::UpstreamUnreachable { .. } => {
                 (StatusCode::BAD_GATEWAY, "upstream_unreachable")
             }

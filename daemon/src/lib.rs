@@ -8,7 +8,8 @@
 //! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins.
 //! - [`path`]: the normal-form check that keeps the ACL honest; mount mapping.
 //! - [`acl`]: allowed and blocked servers; [`catalog`]: which servers exist, at which paths.
-//! - [`tokens`]: the token each auth profile sends.
+//! - [`tokens`]: the token each auth profile sends, kept fresh by [`refresh`]; [`login`] and
+//!   [`oauth`] obtain them, [`token_store`] keeps them.
 //! - [`headers`], [`body`], [`sse`]: what crosses the proxy, streamed; SSE endpoint rewriting.
 //! - [`http_client`]: the one outbound client setup (rustls, no redirects, no env proxies).
 //! - [`error`]: every error the proxy answers itself, mapped to a status in one place.
@@ -27,16 +28,21 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod guard;
 pub mod headers;
 pub mod http_client;
 pub mod logging;
+pub mod login;
 pub mod metrics;
+pub mod oauth;
 pub mod path;
 pub mod proxy;
+pub mod refresh;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod token_store;
 pub mod tokens;
 
 pub use server::{run, Daemon};

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,11 +12,11 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use secrecy::ExposeSecret;
 
-use crate::body::{self, ProxyBody, RequestBody, ResponseBody, StreamGuard};
+use crate::body::{self, ProxyBody, ResponseBody, StreamGuard};
 use crate::config::Upstream;
 use crate::error::ProxyError;
+use crate::forward::{self, OutBody};
 use crate::guard;
 use crate::headers;
 use crate::path;
@@ -127,6 +127,9 @@ async fn pipeline(
     // 2. Path and route.
     let local = parts.uri.path();
     path::check_normal(local).map_err(ProxyError::BadPath)?;
+    if local == "/callback" {
+        return Ok(callback(shared, parts).await);
+    }
     reserved(local)?;
     let upstream = generation.route(local).ok_or(ProxyError::NoRoute)?;
     trace.upstream = upstream.name.clone();
@@ -141,10 +144,17 @@ async fn pipeline(
         return Err(ProxyError::Denied(decision));
     }
     // 4. Token.
-    let token = match generation.tokens.get(&upstream.auth) {
+    let lease = shared.tokens.current(&upstream.auth).await;
+    let token = match lease.state {
         TokenState::Token(t) => t,
         TokenState::NeedsLogin(message) => {
             return Err(ProxyError::NotLoggedIn {
+                profile: upstream.auth.clone(),
+                message,
+            })
+        }
+        TokenState::Unavailable(message) => {
+            return Err(ProxyError::TokenUnavailable {
                 profile: upstream.auth.clone(),
                 message,
             })
@@ -154,56 +164,35 @@ async fn pipeline(
     let started = Instant::now();
     let limits = &generation.config.limits;
     let target = target_url(upstream, parts)?;
-    let out_headers =
-        headers::request_headers(&parts.headers, token.expose_secret()).map_err(|_| {
-            ProxyError::NotLoggedIn {
-                profile: upstream.auth.clone(),
-                message: "the stored token cannot be sent; log in again".into(),
-            }
-        })?;
-    if let Some(len) = content_length(parts) {
-        if len > limits.max_request_body {
-            return Err(ProxyError::BodyTooLarge {
-                limit: limits.max_request_body,
-            });
-        }
-    }
     let client =
         generation
             .client(&upstream.name)
             .ok_or_else(|| ProxyError::UpstreamUnreachable {
                 upstream: upstream.name.clone(),
             })?;
-    let body_too_large = Arc::new(AtomicBool::new(false));
-    let request = client
-        .request(parts.method.clone(), target)
-        .headers(out_headers)
-        .body(reqwest::Body::wrap(RequestBody::new(
-            body,
-            limits.max_request_body,
-            body_too_large.clone(),
-        )));
-    let sent = tokio::time::timeout(limits.response_header_timeout, request.send()).await;
-    let upstream_response = match sent {
-        Err(_) => {
-            return Err(ProxyError::UpstreamTimeout {
-                upstream: upstream.name.clone(),
-            })
+    let mut out = OutBody::new(parts, body, limits).await?;
+    let mut upstream_response = forward::send(
+        client,
+        upstream,
+        parts,
+        target.clone(),
+        &token,
+        &mut out,
+        limits,
+    )
+    .await?;
+    if upstream_response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
+        // The token may have been revoked or expired early: one forced refresh, one retry.
+        if let Some(fresh) = shared
+            .tokens
+            .after_unauthorized(&upstream.auth, &token)
+            .await
+        {
+            tracing::info!(upstream = %upstream.name, "upstream answered 401; retrying once with a refreshed token");
+            upstream_response =
+                forward::send(client, upstream, parts, target, &fresh, &mut out, limits).await?;
         }
-        Ok(Err(_)) if body_too_large.load(Ordering::Relaxed) => {
-            return Err(ProxyError::BodyTooLarge {
-                limit: limits.max_request_body,
-            })
-        }
-        Ok(Err(e)) => {
-            // Without the URL: it would carry the query string into the log.
-            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e.without_url()), "upstream request failed");
-            return Err(ProxyError::UpstreamUnreachable {
-                upstream: upstream.name.clone(),
-            });
-        }
-        Ok(Ok(r)) => r,
-    };
+    }
     // 6. Respond.
     shared
         .metrics
@@ -212,6 +201,7 @@ async fn pipeline(
         client = %peer.addr,
         upstream = %upstream.name,
         server = %trace.server,
+        profile = %upstream.auth,
         method = %parts.method,
         path = %local,
         status = upstream_response.status().as_u16(),
@@ -225,14 +215,15 @@ async fn pipeline(
         upstream,
         parts,
         upstream_response,
+        lease.streams,
     ))
 }
 
 /// Paths the proxy answers itself whatever is mounted: the OAuth redirect target, and OAuth
 /// discovery documents (a local app must never discover the upstream's authorization server).
 fn reserved(local: &str) -> Result<(), ProxyError> {
-    if local == "/callback" || local.starts_with("/callback/") {
-        return Err(ProxyError::Reserved("no login is waiting for a callback"));
+    if local.starts_with("/callback/") {
+        return Err(ProxyError::Reserved("the login callback is /callback"));
     }
     let mut segments = local.split('/');
     while let Some(seg) = segments.next() {
@@ -247,14 +238,6 @@ fn reserved(local: &str) -> Result<(), ProxyError> {
         }
     }
     Ok(())
-}
-
-fn content_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The upstream URL: the mount replaced by the upstream URL's path, the query as received.
@@ -285,6 +268,7 @@ fn respond(
     upstream: &Upstream,
     parts: &Parts,
     upstream_response: reqwest::Response,
+    revoked: Option<tokio_util::sync::CancellationToken>,
 ) -> Response<ProxyBody> {
     let response: Response<reqwest::Body> = upstream_response.into();
     let (mut head, upstream_body) = response.into_parts();
@@ -312,7 +296,7 @@ fn respond(
         (None, None)
     };
     let idle = generation.config.limits.stream_idle_timeout;
-    let body = ResponseBody::new(upstream_body, idle, rewriter, stream).boxed();
+    let body = ResponseBody::new(upstream_body, idle, rewriter, stream, revoked).boxed();
     Response::from_parts(head, body)
 }
 
@@ -333,16 +317,28 @@ fn proxy_origin(parts: &Parts) -> String {
     format!("http://{host}")
 }
 
-/// The error and its causes on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
+/// The OAuth redirect: finishes the pending login its `state` names. The page never shows the
+/// code, and is neither cached nor sent on as a referrer.
+async fn callback(shared: &Shared, parts: &Parts) -> Response<ProxyBody> {
+    let query = parts.uri.query().unwrap_or("");
+    let result = shared.logins.callback(&shared.tokens, query).await;
+    let (status, html) = crate::login::callback_page(&result);
+    let mut response = Response::new(body::full(html));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = response.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        "referrer-policy",
+        http::HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -351,7 +347,10 @@ mod tests {
 
     #[test]
     fn reserved_paths() {
-        assert!(reserved("/callback").is_err());
+        assert!(
+            reserved("/callback").is_ok(),
+            "answered by the login, not refused"
+        );
         assert!(reserved("/callback/x").is_err());
         assert!(reserved("/.well-known/oauth-protected-resource").is_err());
         assert!(reserved("/.well-known/oauth-authorization-server/x").is_err());

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Overrides};
 use crate::proxy::{self, Peer};
 use crate::state::{BuildError, Generation, Shared};
+use crate::token_store::{self, TokenStore};
+use crate::tokens::Tokens;
 
 /// How long to wait before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -42,8 +44,18 @@ impl Daemon {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let store = open_store(&config);
+        let tokens = Tokens::new(&config, store, metrics.clone());
         let generation = Generation::build(config, &bound)?;
-        let shared = Arc::new(Shared::new(generation, bound, config_path, overrides));
+        let shared = Arc::new(Shared::new(
+            generation,
+            bound,
+            config_path,
+            overrides,
+            tokens,
+            metrics,
+        ));
         Ok(Daemon { shared, listeners })
     }
 
@@ -89,6 +101,34 @@ impl Daemon {
             tracing::warn!("shutdown grace period over; closing the connections still open");
         }
         force.cancel();
+        self.shared.tokens.shutdown();
+    }
+}
+
+/// Opens the token store when a profile needs one (OAuth and Alibaba logins); static tokens
+/// need none. A store that cannot be opened is logged, and logins report it.
+fn open_store(config: &Config) -> Option<Arc<dyn TokenStore>> {
+    let needed = config
+        .auth
+        .values()
+        .any(|p| !matches!(p, crate::config::AuthProfile::Static(_)));
+    if !needed {
+        return None;
+    }
+    match token_store::open(&config.store) {
+        Ok(store) => {
+            let info = store.info();
+            if info.survives_reboot {
+                tracing::info!(store = %info.name, "token store opened");
+            } else {
+                tracing::warn!(store = %info.name, "token store opened; its tokens do not survive a reboot");
+            }
+            Some(Arc::from(store))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the token store; logins will fail until this is fixed");
+            None
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::config::{self, Config, ConfigError, Overrides, Upstream};
 use crate::guard::Guard;
 use crate::http_client::{self, ClientError, ClientOptions};
+use crate::login::Logins;
 use crate::metrics::Metrics;
 use crate::tokens::Tokens;
 
@@ -22,7 +23,6 @@ pub struct Generation {
     pub guard: Guard,
     pub catalog: Catalog,
     pub acl: Acl,
-    pub tokens: Tokens,
     /// Upstream indexes ordered by mount length, longest first.
     routes: Vec<usize>,
     clients: HashMap<String, reqwest::Client>,
@@ -49,7 +49,6 @@ impl Generation {
         );
         let catalog = Catalog::from_config(&config);
         let acl = Acl::new(&config.acl, &catalog);
-        let tokens = Tokens::from_config(&config);
         let mut clients = HashMap::new();
         for u in &config.upstreams {
             let opts = ClientOptions {
@@ -71,7 +70,6 @@ impl Generation {
             guard,
             catalog,
             acl,
-            tokens,
             routes,
             clients,
             loaded_at: SystemTime::now(),
@@ -106,7 +104,9 @@ pub struct Shared {
     pub config_path: Option<PathBuf>,
     pub overrides: Overrides,
     pub counters: Counters,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Arc<Tokens>,
+    pub logins: Logins,
     pub started: Instant,
     pub started_at: SystemTime,
     /// Why the last reload failed, until one succeeds.
@@ -126,6 +126,8 @@ impl Shared {
         bound: Vec<SocketAddr>,
         config_path: Option<PathBuf>,
         overrides: Overrides,
+        tokens: Arc<Tokens>,
+        metrics: Arc<Metrics>,
     ) -> Shared {
         Shared {
             current: RwLock::new(Arc::new(generation)),
@@ -133,7 +135,9 @@ impl Shared {
             config_path,
             overrides,
             counters: Counters::default(),
-            metrics: Metrics::default(),
+            metrics,
+            tokens,
+            logins: Logins::default(),
             started: Instant::now(),
             started_at: SystemTime::now(),
             last_reload_error: Mutex::new(None),
@@ -193,8 +197,24 @@ impl Shared {
             needs_restart.push("admin.metrics_address".to_string());
         }
         let generation = Generation::build(config, &self.bound)?;
+        self.tokens.apply(&generation.config);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(generation);
         Ok(Reloaded { needs_restart })
+    }
+
+    /// The redirect URI of a login: `/callback` on the first proxy address.
+    pub fn callback_uri(&self) -> String {
+        let addr = self
+            .bound
+            .first()
+            .copied()
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        let addr = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        format!("http://{addr}/callback")
     }
 }
 

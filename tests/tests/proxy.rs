@@ -264,8 +264,20 @@ async fn callback_and_oauth_discovery_are_never_forwarded() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
     let d = daemon_for(&setup, &up, "").await;
+    // The login callback is the proxy's own: without a pending login's state it is refused.
     for path in [
         "/callback?code=SECRETCODE&state=x",
+        "/callback",
+        "/callback?code=SECRETCODE",
+    ] {
+        let resp = proxy_client().get(d.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+        assert!(!resp.text().await.unwrap().contains("SECRETCODE"));
+    }
+    for path in [
+        "/callback/x",
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",

@@ -8,6 +8,11 @@
 //! | `POST /v1/reload` | – (or `{}`) | [`Reloaded`] |
 //! | `POST /v1/acl/check` | [`AclCheck`] | [`AclVerdict`] |
 //! | `GET /v1/metrics` | – | Prometheus text |
+//! | `POST /v1/login` | [`LoginStart`] | [`LoginStarted`] |
+//! | `GET /v1/login/{id}?wait=SECONDS` | – | [`LoginStatus`] (waits up to 60 s for a change) |
+//! | `POST /v1/login/{id}/code` | [`LoginCode`] | [`LoginStatus`] |
+//! | `POST /v1/logout` | [`ProfileRequest`] | [`LoggedOut`] |
+//! | `POST /v1/revoke` | [`ProfileRequest`] | [`Revoked`] |
 //!
 //! Every error is [`ErrorBody`] with a status that fits it. Requests are parsed strictly
 //! (unknown fields are errors); responses leniently, so an older `mcpproxyctl` can read a newer
@@ -224,6 +229,87 @@ pub struct AclVerdict {
     pub reason: String,
     pub upstream: Option<String>,
     pub server: Option<String>,
+}
+
+/// `POST /v1/login`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginStart {
+    /// The auth profile; may be left out when only one profile needs a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The user will paste the code or the redirect URL (`--no-browser`).
+    #[serde(default)]
+    pub paste: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginStarted {
+    pub id: String,
+    pub profile: String,
+    /// Open this in a browser.
+    pub url: String,
+    pub redirect_uri: String,
+    /// Unix seconds the pending login expires.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginPhase {
+    Pending,
+    Succeeded,
+    Failed,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginStatus {
+    pub id: String,
+    pub profile: String,
+    pub status: LoginPhase,
+    /// Why it failed, or a word on success.
+    pub message: Option<String>,
+    /// Unix seconds the new access token expires.
+    pub valid_until: Option<u64>,
+    /// Unix seconds the pending login expires.
+    pub expires_at: u64,
+}
+
+/// `POST /v1/login/{id}/code`: the code, or the whole redirect URL, as the user pasted it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginCode {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// `POST /v1/logout` and `POST /v1/revoke`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    pub profile: String,
+    /// A token was held and is now wiped.
+    pub had_token: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub profile: String,
+    /// The token was wiped from memory and the store, and its streams closed.
+    pub wiped: bool,
+    /// `revoked`, `not_supported` (no revocation endpoint), `nothing_to_revoke`, or `failed`.
+    pub server: String,
+    /// Why server-side revocation failed.
+    pub server_error: Option<String>,
 }
 
 #[cfg(test)]

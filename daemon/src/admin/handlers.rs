@@ -17,9 +17,9 @@ use crate::state::Shared;
 type Resp = Response<Full<Bytes>>;
 
 /// An admin error: status, stable code, message.
-struct Failure(StatusCode, &'static str, String);
+pub(super) struct Failure(pub StatusCode, pub &'static str, pub String);
 
-fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
+pub(super) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -71,10 +71,30 @@ const ROUTES: &[(&str, Method)] = &[
     ("/v1/reload", Method::POST),
     ("/v1/acl/check", Method::POST),
     ("/v1/metrics", Method::GET),
+    ("/v1/login", Method::POST),
+    ("/v1/login/{id}", Method::GET),
+    ("/v1/login/{id}/code", Method::POST),
+    ("/v1/logout", Method::POST),
+    ("/v1/revoke", Method::POST),
 ];
 
+/// The route pattern of a path, and the login id it carries.
+fn pattern(path: &str) -> (String, Option<String>) {
+    if let Some(rest) = path.strip_prefix("/v1/login/") {
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if valid && tail.is_empty() {
+            return ("/v1/login/{id}".into(), Some(id.to_string()));
+        }
+        if valid && tail == "code" {
+            return ("/v1/login/{id}/code".into(), Some(id.to_string()));
+        }
+    }
+    (path.to_string(), None)
+}
+
 async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure> {
-    let path = req.uri().path().to_string();
+    let (path, login_id) = pattern(req.uri().path());
     let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
         return Err(Failure(
             StatusCode::NOT_FOUND,
@@ -110,8 +130,34 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             })?;
             Ok(json(StatusCode::OK, &views::acl_check(shared, &check)))
         }
+        "/v1/login" => super::auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
+        "/v1/login/{id}" => {
+            let wait = wait_param(req.uri().query());
+            super::auth::login_status(shared, login_id.as_deref().unwrap_or(""), wait).await
+        }
+        "/v1/login/{id}/code" => {
+            let body: api::LoginCode = read_json(req).await?.unwrap_or_default();
+            super::auth::login_code(shared, login_id.as_deref().unwrap_or(""), body).await
+        }
+        "/v1/logout" => {
+            super::auth::logout(shared, read_json(req).await?.unwrap_or_default()).await
+        }
+        "/v1/revoke" => {
+            super::auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await
+        }
         _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
     }
+}
+
+/// `?wait=SECONDS`, at most a minute.
+fn wait_param(query: Option<&str>) -> std::time::Duration {
+    let secs = query
+        .into_iter()
+        .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+        .find(|(k, _)| k == "wait")
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    std::time::Duration::from_secs(secs.min(60))
 }
 
 /// `POST /v1/reload` takes no parameters; `{}` or nothing.
@@ -140,7 +186,9 @@ fn reload(shared: &Shared) -> Result<Resp, Failure> {
 }
 
 /// Reads a size-limited JSON body; `None` when there is none.
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<Option<T>, Failure> {
+pub(super) async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<Option<T>, Failure> {
     let too_large = || {
         Failure(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -6,11 +6,14 @@
 //! - `POST /v1/reload`: re-read the config file (like `SIGHUP`); invalid: 422, nothing changes
 //! - `POST /v1/acl/check`: which rule allows or denies a path
 //! - `GET /v1/metrics`: Prometheus text
+//! - `POST /v1/login`, `GET /v1/login/{id}?wait=S`, `POST /v1/login/{id}/code`: OAuth login
+//! - `POST /v1/logout`: wipe a profile's token; `POST /v1/revoke`: revoke it at the server too
 //!
 //! The socket is created mode 0660 (umask set before bind). Every connection's peer credentials
 //! are checked before a byte of the request is read: root, the daemon's own uid, or members of
 //! `[admin] group`; everyone else gets 403 and a log line with their uid and pid.
 
+mod auth;
 mod handlers;
 mod peer;
 mod socket;

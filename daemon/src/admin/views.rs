@@ -11,7 +11,6 @@ use crate::config::{AuthProfile, CatalogSource, TokenSource};
 use crate::metrics::Gauges;
 use crate::path;
 use crate::state::Shared;
-use crate::tokens::TokenState;
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -42,38 +41,55 @@ pub fn status(shared: &Shared) -> api::Status {
                 .count(),
         })
         .collect();
-    let profiles = c
-        .auth
-        .iter()
-        .map(|(name, p)| {
-            let (state, detail) = match (p, g.tokens.get(name)) {
-                (AuthProfile::Static(s), TokenState::Token(_)) => (
-                    api::ProfileState::Valid,
-                    match &s.source {
-                        TokenSource::File(f) => format!("static token from {}", f.display()),
-                        TokenSource::Credential(n) => {
-                            format!("static token from systemd credential {n}")
-                        }
+    let profiles = shared
+        .tokens
+        .views()
+        .into_iter()
+        .map(|v| {
+            let detail = match c.auth.get(&v.name) {
+                Some(AuthProfile::Static(st)) => match &st.source {
+                    TokenSource::File(f) => format!("static token from {}", f.display()),
+                    TokenSource::Credential(n) => {
+                        format!("static token from systemd credential {n}")
+                    }
+                },
+                _ => match v.phase {
+                    api::ProfileState::LoggedOut => format!(
+                        "not logged in: run `mcpproxyctl login --profile {}`",
+                        v.name
+                    ),
+                    api::ProfileState::NeedsLogin => format!(
+                        "the server refused the refresh: run `mcpproxyctl login --profile {}`",
+                        v.name
+                    ),
+                    api::ProfileState::Revoked => format!(
+                        "revoked: run `mcpproxyctl login --profile {}` for a new token",
+                        v.name
+                    ),
+                    _ => match v.refresh_expires_at {
+                        Some(t) => format!("OAuth token; the login itself lasts until {}", t),
+                        None => "OAuth token".to_string(),
                     },
-                ),
-                (_, TokenState::Token(_)) => (api::ProfileState::Valid, "token held".into()),
-                (_, TokenState::NeedsLogin(message)) => (api::ProfileState::LoggedOut, message),
+                },
             };
             api::ProfileStatus {
-                name: name.clone(),
-                kind: p.kind().into(),
-                state,
-                valid_until: None,
-                refresh_at: None,
-                last_error: None,
+                name: v.name,
+                kind: v.kind.into(),
+                state: v.phase,
+                valid_until: v.valid_until,
+                refresh_at: v.refresh_at,
+                last_error: v.last_error,
                 detail,
             }
         })
         .collect();
-    let token_store = if c.auth.values().all(|p| matches!(p, AuthProfile::Static(_))) {
-        "none needed: static tokens only".to_string()
-    } else {
-        "none yet: OAuth login is not available in this version".to_string()
+    let token_store = match shared.tokens.store_info() {
+        Some(info) if info.survives_reboot => info.name,
+        Some(info) => format!("{} (tokens are lost at reboot)", info.name),
+        None if c.auth.values().all(|p| matches!(p, AuthProfile::Static(_))) => {
+            "none needed: static tokens only".to_string()
+        }
+        None => "unavailable: the token store could not be opened (see the log)".to_string(),
     };
     api::Status {
         version: env!("CARGO_PKG_VERSION").into(),

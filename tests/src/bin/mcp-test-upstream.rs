@@ -89,6 +89,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Endpoint::Absolute => EndpointStyle::Absolute,
         },
         authorization_server: None,
+        validator: None,
     };
     let server = upstream::serve(listener, opts)?;
     if let Some(dir) = &args.state_dir {

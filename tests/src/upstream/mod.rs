@@ -50,11 +50,23 @@ pub enum EndpointStyle {
     Absolute,
 }
 
+/// Decides whether a bearer token is accepted (e.g. asks the test authorization server).
+#[derive(Clone)]
+pub struct TokenValidator(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenValidator")
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct UpstreamOptions {
-    /// The only accepted bearer token.
+    /// The only accepted bearer token (unless `validator` is set).
     pub token: String,
+    /// Accepts the tokens this says are good instead of `token`.
+    pub validator: Option<TokenValidator>,
     /// HTTPS with a fresh [`TestCa`] (default), else plain HTTP.
     pub tls: bool,
     /// Form of the legacy SSE `endpoint` event.
@@ -67,6 +79,7 @@ impl Default for UpstreamOptions {
     fn default() -> Self {
         Self {
             token: DEFAULT_TOKEN.to_owned(),
+            validator: None,
             tls: true,
             legacy_endpoint: EndpointStyle::Relative,
             authorization_server: None,
@@ -116,6 +129,7 @@ pub(crate) enum StreamKind {
 /// State shared by the accept loop, every connection and the handle.
 pub(crate) struct Shared {
     token: String,
+    validator: Option<TokenValidator>,
     base_url: String,
     legacy_endpoint: EndpointStyle,
     authorization_server: Option<String>,
@@ -229,6 +243,7 @@ pub fn serve(listener: TcpListener, opts: UpstreamOptions) -> anyhow::Result<Tes
 
     let shared = Arc::new(Shared {
         token: opts.token,
+        validator: opts.validator,
         base_url,
         legacy_endpoint: opts.legacy_endpoint,
         authorization_server: opts.authorization_server,

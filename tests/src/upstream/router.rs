@@ -99,8 +99,17 @@ fn record(shared: &Shared, req: &Request<Incoming>) -> usize {
 /// Exactly one `Authorization` header, exactly `Bearer <token>`.
 fn authorized(shared: &Shared, req: &Req) -> bool {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let expected = format!("Bearer {}", shared.token);
-    matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes() == expected.as_bytes())
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    match &shared.validator {
+        Some(v) => value
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| (v.0)(t)),
+        None => value.as_bytes() == format!("Bearer {}", shared.token).as_bytes(),
+    }
 }
 
 fn unauthorized(shared: &Shared) -> Response<RespBody> {

@@ -1,0 +1,148 @@
+//! Admin endpoints that change who the proxy is: login, logout, revoke.
+
+use http::StatusCode;
+use mcpproxyd_api::{self as api, codes};
+
+use super::handlers::{json, Failure};
+use crate::login::{self, LoginError};
+use crate::oauth::{self, Endpoints};
+use crate::state::Shared;
+
+type Resp = http::Response<http_body_util::Full<bytes::Bytes>>;
+
+fn failure(e: LoginError) -> Failure {
+    match e {
+        LoginError::Unknown(_) => Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string()),
+        LoginError::Profile(_) | LoginError::BadCode(_) => {
+            Failure(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string())
+        }
+        LoginError::OAuth(ref o) if o.needs_login() => {
+            Failure(StatusCode::BAD_REQUEST, "login_refused", e.to_string())
+        }
+        LoginError::OAuth(_) => Failure(
+            StatusCode::BAD_GATEWAY,
+            "authorization_server",
+            e.to_string(),
+        ),
+    }
+}
+
+pub async fn login(shared: &Shared, req: api::LoginStart) -> Result<Resp, Failure> {
+    let generation = shared.current();
+    let profile =
+        login::pick_profile(&generation.config, req.profile.as_deref()).map_err(failure)?;
+    let http = shared.tokens.http_for(&profile);
+    let started = shared
+        .logins
+        .start(&generation.config, &http, &profile, &shared.callback_uri())
+        .await
+        .map_err(failure)?;
+    Ok(json(StatusCode::OK, &started))
+}
+
+pub async fn login_status(
+    shared: &Shared,
+    id: &str,
+    wait: std::time::Duration,
+) -> Result<Resp, Failure> {
+    let status = shared.logins.status(id, wait).await.map_err(failure)?;
+    Ok(json(StatusCode::OK, &status))
+}
+
+pub async fn login_code(shared: &Shared, id: &str, body: api::LoginCode) -> Result<Resp, Failure> {
+    let status = shared
+        .logins
+        .paste(
+            &shared.tokens,
+            id,
+            body.code.as_deref(),
+            body.url.as_deref(),
+        )
+        .await
+        .map_err(failure)?;
+    Ok(json(StatusCode::OK, &status))
+}
+
+fn profile_of(shared: &Shared, named: Option<String>) -> Result<String, Failure> {
+    login::pick_profile(&shared.current().config, named.as_deref()).map_err(failure)
+}
+
+pub async fn logout(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
+    let profile = profile_of(shared, req.profile)?;
+    let old = shared
+        .tokens
+        .wipe(&profile, false)
+        .await
+        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    tracing::info!(profile, had_token = old.is_some(), "logged out");
+    Ok(json(
+        StatusCode::OK,
+        &api::LoggedOut {
+            profile,
+            had_token: old.is_some(),
+        },
+    ))
+}
+
+/// Incident response: wipe locally first (so the proxy stops using the token at once, whatever
+/// the server does), close the profile's streams, then revoke at the server.
+pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
+    let profile = profile_of(shared, req.profile)?;
+    let old = shared
+        .tokens
+        .wipe(&profile, true)
+        .await
+        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    tracing::warn!(profile, "token revoked locally; its streams are closed");
+    let (server, server_error) = match old {
+        None => ("nothing_to_revoke".to_string(), None),
+        Some(record) if record.revocation_endpoint.is_none() => ("not_supported".to_string(), None),
+        Some(record) => {
+            let endpoints = Endpoints {
+                issuer: record.issuer.clone(),
+                authorization: None,
+                token: record.token_endpoint.clone().unwrap_or_default(),
+                revocation: record.revocation_endpoint.clone(),
+                registration: None,
+            };
+            let http = shared.tokens.http_for(&profile);
+            let mut error = None;
+            if let Some(rt) = &record.refresh_token {
+                if let Err(e) = oauth::revoke(&http, &endpoints, &record.client_id, rt, true).await
+                {
+                    error = Some(e.to_string());
+                }
+            }
+            if let Err(e) = oauth::revoke(
+                &http,
+                &endpoints,
+                &record.client_id,
+                &record.access_token,
+                false,
+            )
+            .await
+            {
+                error.get_or_insert(e.to_string());
+            }
+            match error {
+                None => {
+                    tracing::warn!(profile, "token revoked at the authorization server");
+                    ("revoked".to_string(), None)
+                }
+                Some(e) => {
+                    tracing::error!(profile, error = %e, "server-side revocation failed; the token is wiped locally");
+                    ("failed".to_string(), Some(e))
+                }
+            }
+        }
+    };
+    Ok(json(
+        StatusCode::OK,
+        &api::Revoked {
+            profile,
+            wiped: true,
+            server,
+            server_error,
+        },
+    ))
+}

@@ -1,0 +1,130 @@
+//! Step 5 of the pipeline: sending the request upstream with the profile's token. A small body
+//! (up to `limits.retry_body_limit`) is kept so the request can be sent once more after an
+//! upstream 401 and a refresh; anything larger streams through, never buffered.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::body::RequestBody;
+use crate::config::{Limits, Upstream};
+use crate::error::ProxyError;
+use crate::headers;
+
+/// The client's request body, kept or waiting to be streamed.
+pub enum OutBody {
+    Kept(Bytes),
+    Streamed(Option<Incoming>),
+}
+
+impl OutBody {
+    /// Keeps the body when it is known to be small; refuses one announced over the limit.
+    pub async fn new(
+        parts: &Parts,
+        body: Incoming,
+        limits: &Limits,
+    ) -> Result<OutBody, ProxyError> {
+        let too_large = ProxyError::BodyTooLarge {
+            limit: limits.max_request_body,
+        };
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_request_body) {
+            return Err(too_large);
+        }
+        let exact = body.size_hint().exact();
+        let small = body.is_end_stream()
+            || declared
+                .or(exact)
+                .is_some_and(|n| n <= limits.retry_body_limit);
+        if !small {
+            return Ok(OutBody::Streamed(Some(body)));
+        }
+        let limit = limits.retry_body_limit.min(limits.max_request_body) as usize;
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(OutBody::Kept(collected.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
+            // The client went away or sent a broken body: nothing to forward.
+            Err(_) => Err(ProxyError::BadBody),
+        }
+    }
+
+    /// The bytes, if kept (so the request can be repeated).
+    pub fn kept(&self) -> Option<Bytes> {
+        match self {
+            OutBody::Kept(b) => Some(b.clone()),
+            OutBody::Streamed(_) => None,
+        }
+    }
+
+    fn take(&mut self, max: u64, exceeded: Arc<AtomicBool>) -> reqwest::Body {
+        match self {
+            OutBody::Kept(b) => reqwest::Body::from(b.clone()),
+            OutBody::Streamed(body) => match body.take() {
+                Some(b) => reqwest::Body::wrap(RequestBody::new(b, max, exceeded)),
+                None => reqwest::Body::from(Bytes::new()),
+            },
+        }
+    }
+}
+
+/// Sends the request once with `token`; maps failures to the proxy's errors.
+pub async fn send(
+    client: &reqwest::Client,
+    upstream: &Upstream,
+    parts: &Parts,
+    url: url::Url,
+    token: &SecretString,
+    body: &mut OutBody,
+    limits: &Limits,
+) -> Result<reqwest::Response, ProxyError> {
+    let out_headers =
+        headers::request_headers(&parts.headers, token.expose_secret()).map_err(|_| {
+            ProxyError::NotLoggedIn {
+                profile: upstream.auth.clone(),
+                message: "the stored token cannot be sent in a header; log in again".into(),
+            }
+        })?;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let request = client
+        .request(parts.method.clone(), url)
+        .headers(out_headers)
+        .body(body.take(limits.max_request_body, exceeded.clone()));
+    match tokio::time::timeout(limits.response_header_timeout, request.send()).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout {
+            upstream: upstream.name.clone(),
+        }),
+        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => Err(ProxyError::BodyTooLarge {
+            limit: limits.max_request_body,
+        }),
+        Ok(Err(e)) => {
+            // Without the URL: it would carry the query string into the log.
+            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e.without_url()), "upstream request failed");
+            Err(ProxyError::UpstreamUnreachable {
+                upstream: upstream.name.clone(),
+            })
+        }
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// The error and its causes on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}

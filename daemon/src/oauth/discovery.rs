@@ -1,0 +1,275 @@
+//! Finding an authorization server: RFC 9728 protected-resource metadata (named by the
+//! upstream's `WWW-Authenticate`), RFC 8414 server metadata (OpenID configuration as fallback),
+//! and RFC 7591 dynamic client registration.
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Endpoints, OAuthError};
+
+/// The `resource_metadata` parameter of a `WWW-Authenticate: Bearer ...` header.
+pub fn resource_metadata_url(header: &str) -> Option<String> {
+    let rest = header.trim();
+    let params = rest
+        .strip_prefix("Bearer")
+        .or_else(|| rest.strip_prefix("bearer"))?;
+    for part in split_params(params) {
+        let (k, v) = part.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("resource_metadata") {
+            return Some(v.trim().trim_matches('"').to_string());
+        }
+    }
+    None
+}
+
+/// Splits `a="x, y", b=z` on commas outside quotes.
+fn split_params(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].trim());
+    out.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct ProtectedResource {
+    resource: Option<String>,
+    #[serde(default)]
+    authorization_servers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServerMetadata {
+    issuer: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+    registration_endpoint: Option<String>,
+    #[serde(default)]
+    code_challenge_methods_supported: Option<Vec<String>>,
+}
+
+fn https(what: &str, text: &str) -> Result<String, OAuthError> {
+    let u =
+        Url::parse(text).map_err(|e| OAuthError::BadResponse(format!("{what} `{text}`: {e}")))?;
+    if u.scheme() != "https" {
+        return Err(OAuthError::BadResponse(format!(
+            "{what} `{text}` is not https"
+        )));
+    }
+    Ok(u.to_string())
+}
+
+async fn get_json<T: for<'de> Deserialize<'de>>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<Option<T>, OAuthError> {
+    let resp = http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| OAuthError::Transient(format!("{}: {}", url, e.without_url())))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(OAuthError::Transient(format!(
+            "{url} answered {}",
+            resp.status()
+        )));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| OAuthError::Transient(e.without_url().to_string()))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| OAuthError::BadResponse(format!("{url}: {e}")))
+}
+
+/// `/.well-known/NAME` inserted between the origin and the path (RFC 8414 §3.1).
+fn well_known(base: &Url, name: &str) -> String {
+    let path = base.path().trim_end_matches('/');
+    format!(
+        "{}/.well-known/{name}{path}",
+        base.origin().ascii_serialization()
+    )
+}
+
+/// RFC 8414 metadata of `issuer`, with the OpenID configuration as a fallback.
+pub async fn server_metadata(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<Endpoints, OAuthError> {
+    let base =
+        Url::parse(issuer).map_err(|e| OAuthError::Config(format!("issuer `{issuer}`: {e}")))?;
+    let candidates = [
+        well_known(&base, "oauth-authorization-server"),
+        well_known(&base, "openid-configuration"),
+        format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ),
+    ];
+    for url in candidates {
+        let Some(meta) = get_json::<ServerMetadata>(http, &url).await? else {
+            continue;
+        };
+        if meta.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(OAuthError::BadResponse(format!(
+                "metadata at {url} names issuer `{}`, not `{issuer}`",
+                meta.issuer
+            )));
+        }
+        if let Some(methods) = &meta.code_challenge_methods_supported {
+            if !methods.iter().any(|m| m == "S256") {
+                return Err(OAuthError::BadResponse(
+                    "the authorization server does not support PKCE S256".into(),
+                ));
+            }
+        }
+        let token = meta.token_endpoint.ok_or_else(|| {
+            OAuthError::BadResponse(format!("metadata at {url} has no token_endpoint"))
+        })?;
+        return Ok(Endpoints {
+            issuer: Some(meta.issuer),
+            authorization: meta
+                .authorization_endpoint
+                .map(|u| https("authorization_endpoint", &u))
+                .transpose()?,
+            token: https("token_endpoint", &token)?,
+            revocation: meta
+                .revocation_endpoint
+                .map(|u| https("revocation_endpoint", &u))
+                .transpose()?,
+            registration: meta
+                .registration_endpoint
+                .map(|u| https("registration_endpoint", &u))
+                .transpose()?,
+        });
+    }
+    Err(OAuthError::Config(format!(
+        "no authorization server metadata found for issuer {issuer}"
+    )))
+}
+
+/// Discovers the authorization server of an MCP server from its 401 (RFC 9728). Returns the
+/// server's endpoints and the resource identifier to request tokens for.
+pub async fn from_upstream(
+    http: &reqwest::Client,
+    upstream: &Url,
+) -> Result<(Endpoints, Option<String>), OAuthError> {
+    // Asked without any token: the credential goes nowhere before we know where it belongs.
+    let resp = http
+        .get(upstream.as_str())
+        .header("accept", "application/json, text/event-stream")
+        .send()
+        .await
+        .map_err(|e| OAuthError::Transient(format!("upstream: {}", e.without_url())))?;
+    let named = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(resource_metadata_url);
+    let prm_url = named.unwrap_or_else(|| well_known(upstream, "oauth-protected-resource"));
+    let prm: ProtectedResource = get_json(http, &prm_url).await?.ok_or_else(|| {
+        OAuthError::Config(format!(
+            "the upstream names no protected-resource metadata ({prm_url} not found); set \
+             `issuer` or the endpoints in the profile"
+        ))
+    })?;
+    let issuer = prm.authorization_servers.first().ok_or_else(|| {
+        OAuthError::BadResponse(format!("{prm_url} lists no authorization_servers"))
+    })?;
+    let endpoints = server_metadata(http, issuer).await?;
+    Ok((endpoints, prm.resource))
+}
+
+#[derive(Debug, Deserialize)]
+struct Registered {
+    client_id: String,
+}
+
+/// RFC 7591 dynamic registration of a public client with `redirect_uri`.
+pub async fn register(
+    http: &reqwest::Client,
+    registration_endpoint: &str,
+    redirect_uri: &str,
+) -> Result<String, OAuthError> {
+    let body = serde_json::json!({
+        "client_name": "mcpproxyd",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    let resp = http
+        .post(registration_endpoint)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| OAuthError::Transient(format!("registration: {}", e.without_url())))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| OAuthError::Transient(e.without_url().to_string()))?;
+    if !status.is_success() {
+        return Err(OAuthError::Rejected {
+            code: format!("registration failed ({status})"),
+            description: None,
+        });
+    }
+    let r: Registered = serde_json::from_slice(&bytes)
+        .map_err(|e| OAuthError::BadResponse(format!("registration: {e}")))?;
+    Ok(r.client_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_resource_metadata_from_www_authenticate() {
+        assert_eq!(
+            resource_metadata_url(
+                r#"Bearer resource_metadata="https://a/.well-known/oauth-protected-resource/mcp", scope="x y""#
+            ),
+            Some("https://a/.well-known/oauth-protected-resource/mcp".into())
+        );
+        assert_eq!(
+            resource_metadata_url(
+                r#"Bearer error="invalid_token", resource_metadata="https://b/m""#
+            ),
+            Some("https://b/m".into())
+        );
+        assert_eq!(resource_metadata_url("Basic realm=\"x\""), None);
+        assert_eq!(resource_metadata_url("Bearer realm=\"x\""), None);
+    }
+
+    #[test]
+    fn well_known_goes_between_origin_and_path() {
+        let u = Url::parse("https://as.example/tenant1").unwrap();
+        assert_eq!(
+            well_known(&u, "oauth-authorization-server"),
+            "https://as.example/.well-known/oauth-authorization-server/tenant1"
+        );
+        let root = Url::parse("https://as.example").unwrap();
+        assert_eq!(
+            well_known(&root, "oauth-authorization-server"),
+            "https://as.example/.well-known/oauth-authorization-server"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! OAuth 2.1 as a public client: the authorization URL (PKCE S256, `state`, RFC 8707
+//! `resource`), the code exchange, refresh and RFC 7009 revocation, through the `oauth2` crate
+//! over the daemon's one HTTP client setup. Discovery and registration live in [`discovery`].
+
+pub mod discovery;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, RevocationUrl, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::token_store::TokenRecord;
+
+/// Where a profile's authorization server takes requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub issuer: Option<String>,
+    pub authorization: Option<String>,
+    pub token: String,
+    pub revocation: Option<String>,
+    pub registration: Option<String>,
+}
+
+/// Token response fields beyond RFC 6749 that some servers (Alibaba Cloud) send.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Extra {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<u64>,
+}
+impl ExtraTokenFields for Extra {}
+
+type TokenResp = StandardTokenResponse<Extra, BasicTokenType>;
+type OClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenResp,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointMaybeSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// What can go wrong talking to an authorization server. Messages never hold secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The server refused the grant: the user must log in again.
+    #[error("the authorization server refused: {code}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected {
+        code: String,
+        description: Option<String>,
+    },
+    /// Network trouble, timeouts, 5xx: worth retrying while the token lasts.
+    #[error("the authorization server could not be reached: {0}")]
+    Transient(String),
+    /// The server answered something that is not a token response.
+    #[error("the authorization server sent a response that is not valid: {0}")]
+    BadResponse(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "the OAuth flow returned no refresh token, so the login could not last: the OAuth \
+         application must be a native (public) application, and the user must be a real account \
+         or RAM user (an assumed RAM role cannot obtain a refresh token)"
+    )]
+    NoRefreshToken,
+}
+
+impl OAuthError {
+    /// Errors that mean "log in again" (RFC 6749 §5.2 and Alibaba Cloud's list).
+    pub fn needs_login(&self) -> bool {
+        match self {
+            OAuthError::Rejected { code, .. } => matches!(
+                code.as_str(),
+                "invalid_grant" | "invalid_client" | "unauthorized_client" | "invalid_token"
+            ),
+            OAuthError::NoRefreshToken => true,
+            _ => false,
+        }
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn client(
+    endpoints: &Endpoints,
+    client_id: &str,
+    redirect: Option<&str>,
+) -> Result<OClient, OAuthError> {
+    let bad = |what: &str, e: oauth2::url::ParseError| OAuthError::Config(format!("{what}: {e}"));
+    let auth = endpoints
+        .authorization
+        .as_deref()
+        .map(|u| AuthUrl::new(u.to_string()).map_err(|e| bad("authorization endpoint", e)))
+        .transpose()?;
+    let revoke = endpoints
+        .revocation
+        .as_deref()
+        .map(|u| RevocationUrl::new(u.to_string()).map_err(|e| bad("revocation endpoint", e)))
+        .transpose()?;
+    let token = TokenUrl::new(endpoints.token.clone()).map_err(|e| bad("token endpoint", e))?;
+    let mut c = oauth2::Client::new(ClientId::new(client_id.to_string()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_auth_uri_option(auth)
+        .set_token_uri_option(Some(token))
+        .set_revocation_url_option(revoke);
+    if let Some(r) = redirect {
+        c = c
+            .set_redirect_uri(RedirectUrl::new(r.to_string()).map_err(|e| bad("redirect URI", e))?);
+    }
+    Ok(c)
+}
+
+/// The HTTP adapter: the `oauth2` crate's requests through the daemon's reqwest client (one
+/// client setup for everything; redirects are never followed).
+struct Http(reqwest::Client);
+
+type HttpError = oauth2::HttpClientError<reqwest::Error>;
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, req: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let url = parts.uri.to_string();
+            let resp = self
+                .0
+                .request(parts.method, url)
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| oauth2::HttpClientError::Reqwest(Box::new(e)))?;
+            let mut builder = http::Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                builder = builder.header(k, v);
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| oauth2::HttpClientError::Reqwest(Box::new(e)))?;
+            builder
+                .body(bytes.to_vec())
+                .map_err(oauth2::HttpClientError::Http)
+        })
+    }
+}
+
+fn map_token_error(e: RequestTokenError<HttpError, BasicErrorResponse>) -> OAuthError {
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let code = match r.error() {
+                BasicErrorResponseType::Extension(s) => s.clone(),
+                other => other.as_ref().to_string(),
+            };
+            if matches!(code.as_str(), "temporarily_unavailable" | "server_error") {
+                return OAuthError::Transient(code);
+            }
+            OAuthError::Rejected {
+                code,
+                description: r.error_description().cloned(),
+            }
+        }
+        RequestTokenError::Request(e) => OAuthError::Transient(e.without_url_chain()),
+        RequestTokenError::Parse(e, body) => {
+            // A 5xx page is not a token response, but it is a transient failure.
+            let text = String::from_utf8_lossy(&body);
+            if text.trim_start().starts_with('<') || body.is_empty() {
+                OAuthError::Transient(format!("unexpected answer ({e})"))
+            } else {
+                OAuthError::BadResponse(e.to_string())
+            }
+        }
+        RequestTokenError::Other(s) => OAuthError::BadResponse(s),
+    }
+}
+
+/// Error text without URLs (they could carry query strings).
+trait WithoutUrl {
+    fn without_url_chain(&self) -> String;
+}
+
+impl<E: std::error::Error + 'static> WithoutUrl for oauth2::HttpClientError<E> {
+    fn without_url_chain(&self) -> String {
+        let mut out = String::new();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+                if r.is_timeout() {
+                    return "timed out".into();
+                }
+                if r.is_connect() {
+                    return "connection failed".into();
+                }
+            }
+            if out.is_empty() {
+                out = e.to_string();
+            }
+            cur = e.source();
+        }
+        out
+    }
+}
+
+/// A started authorization: the URL for the user, and what the exchange needs later.
+pub struct Authorization {
+    pub url: String,
+    pub state: SecretString,
+    pub verifier: SecretString,
+}
+
+/// Builds the authorization URL (PKCE S256, a fresh `state`, `resource` when given).
+pub fn authorize_url(
+    endpoints: &Endpoints,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[String],
+    resource: Option<&str>,
+) -> Result<Authorization, OAuthError> {
+    let c = client(endpoints, client_id, Some(redirect_uri))?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = c
+        .authorize_url(CsrfToken::new_random)
+        .map_err(|_| OAuthError::Config("the profile has no authorization endpoint".into()))?
+        .set_pkce_challenge(challenge);
+    if !scopes.is_empty() {
+        req = req.add_extra_param("scope", scopes.join(" "));
+    }
+    if let Some(r) = resource {
+        req = req.add_extra_param("resource", r.to_string());
+    }
+    let (url, state) = req.url();
+    Ok(Authorization {
+        url: url.to_string(),
+        state: SecretString::from(state.secret().clone()),
+        verifier: SecretString::from(verifier.secret().clone()),
+    })
+}
+
+/// What a login or refresh needs to know to build a record.
+pub struct Grant<'a> {
+    pub endpoints: &'a Endpoints,
+    pub client_id: &'a str,
+    pub resource: Option<&'a str>,
+}
+
+fn record_from(
+    resp: &TokenResp,
+    grant: &Grant<'_>,
+    old_refresh: Option<&SecretString>,
+) -> Result<TokenRecord, OAuthError> {
+    let now = now();
+    let refresh = resp
+        .refresh_token()
+        .map(|r| SecretString::from(r.secret().clone()))
+        .filter(|r| !r.expose_secret().is_empty())
+        .or_else(|| old_refresh.cloned());
+    if refresh.is_none() {
+        return Err(OAuthError::NoRefreshToken);
+    }
+    if resp.access_token().secret().is_empty() {
+        return Err(OAuthError::BadResponse("empty access_token".into()));
+    }
+    Ok(TokenRecord {
+        access_token: SecretString::from(resp.access_token().secret().clone()),
+        access_expires_at: resp.expires_in().map(|d| now + d.as_secs()),
+        refresh_token: refresh,
+        refresh_expires_at: resp.extra_fields().refresh_expires_in.map(|s| now + s),
+        issuer: grant.endpoints.issuer.clone(),
+        token_endpoint: Some(grant.endpoints.token.clone()),
+        revocation_endpoint: grant.endpoints.revocation.clone(),
+        client_id: grant.client_id.to_string(),
+        scope: resp.scopes().map(|s| {
+            s.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
+        resource: grant.resource.map(str::to_string),
+        obtained_at: now,
+    })
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    grant: &Grant<'_>,
+    redirect_uri: &str,
+    code: &str,
+    verifier: &SecretString,
+) -> Result<TokenRecord, OAuthError> {
+    let c = client(grant.endpoints, grant.client_id, Some(redirect_uri))?;
+    let mut req = c
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .map_err(|_| OAuthError::Config("no token endpoint".into()))?
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
+    if let Some(r) = grant.resource {
+        req = req.add_extra_param("resource", r.to_string());
+    }
+    let resp = req
+        .request_async(&Http(http.clone()))
+        .await
+        .map_err(map_token_error)?;
+    record_from(&resp, grant, None)
+}
+
+/// Refreshes; a response without a refresh token keeps the old one (never overwritten empty).
+pub async fn refresh(
+    http: &reqwest::Client,
+    grant: &Grant<'_>,
+    refresh_token: &SecretString,
+) -> Result<TokenRecord, OAuthError> {
+    let c = client(grant.endpoints, grant.client_id, None)?;
+    let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
+    let mut req = c
+        .exchange_refresh_token(&rt)
+        .map_err(|_| OAuthError::Config("no token endpoint".into()))?;
+    if let Some(r) = grant.resource {
+        req = req.add_extra_param("resource", r.to_string());
+    }
+    let resp = req
+        .request_async(&Http(http.clone()))
+        .await
+        .map_err(map_token_error)?;
+    record_from(&resp, grant, Some(refresh_token))
+}
+
+/// RFC 7009 revocation of one token; `Ok(false)` when the server has no revocation endpoint.
+pub async fn revoke(
+    http: &reqwest::Client,
+    endpoints: &Endpoints,
+    client_id: &str,
+    token: &SecretString,
+    is_refresh: bool,
+) -> Result<bool, OAuthError> {
+    let c = client(endpoints, client_id, None)?;
+    let revocable = if is_refresh {
+        StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose_secret().to_string()))
+    } else {
+        StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
+            token.expose_secret().to_string(),
+        ))
+    };
+    let Ok(req) = c.revoke_token(revocable) else {
+        return Ok(false);
+    };
+    req.request_async(&Http(http.clone()))
+        .await
+        .map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => OAuthError::Rejected {
+                code: r.error().to_string(),
+                description: r.error_description().cloned(),
+            },
+            RequestTokenError::Request(e) => OAuthError::Transient(e.without_url_chain()),
+            RequestTokenError::Parse(e, _) => OAuthError::BadResponse(e.to_string()),
+            RequestTokenError::Other(s) => OAuthError::BadResponse(s),
+        })?;
+    Ok(true)
+}

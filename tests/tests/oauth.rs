@@ -1,0 +1,378 @@
+//! OAuth 2.1 end to end: the real daemon, the test authorization server (HTTPS, test CA) and
+//! the test MCP upstream that accepts exactly the tokens the authorization server says are
+//! active. The test plays the browser.
+
+use std::sync::Arc;
+
+use mcpproxy_tests::admin::{get_json, post_json};
+use mcpproxy_tests::daemon::{proxy_client, EventReader, Setup, TestDaemon};
+use mcpproxy_tests::oauth::{self, Fault, OAuthOptions, OAuthServer};
+use mcpproxy_tests::upstream::{self, TestUpstream, TokenValidator, UpstreamOptions};
+
+struct World {
+    auth: Arc<OAuthServer>,
+    up: TestUpstream,
+    setup: Setup,
+    config: std::path::PathBuf,
+}
+
+async fn world(opts: OAuthOptions) -> World {
+    let auth = Arc::new(oauth::start(opts).await.unwrap());
+    let checker = auth.clone();
+    let up = upstream::start(UpstreamOptions {
+        validator: Some(TokenValidator(Arc::new(move |t| checker.is_active(t)))),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let setup = Setup::new().unwrap();
+    std::fs::write(setup.path("as-ca.pem"), auth.ca_pem()).unwrap();
+    std::fs::write(setup.path("up-ca.pem"), up.ca_pem().unwrap()).unwrap();
+    let text = format!(
+        "[store]\nkind = \"file\"\ndir = {store:?}\n\n\
+         [auth.corp]\nkind = \"oauth\"\nissuer = {issuer:?}\nclient_id = \"test-client\"\nca_file = {asca:?}\n\n\
+         [[upstream]]\nname = \"corp\"\nurl = {url:?}\nauth = \"corp\"\nca_file = {upca:?}\n",
+        store = setup.path("state"),
+        issuer = auth.issuer(),
+        asca = setup.path("as-ca.pem"),
+        url = up.base_url(),
+        upca = setup.path("up-ca.pem"),
+    );
+    let config = setup.write_config(&text).unwrap();
+    World {
+        auth,
+        up,
+        setup,
+        config,
+    }
+}
+
+/// Plays the browser: follows the authorization URL to the redirect and returns its Location.
+async fn approve(auth: &OAuthServer, url: &str) -> String {
+    let resp = auth.http_client().get(url).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        302,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    resp.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// Starts a login over the admin API; returns (id, authorization URL).
+async fn start_login(d: &TestDaemon, paste: bool) -> (String, String) {
+    let body = serde_json::json!({ "paste": paste }).to_string();
+    let (status, v) = post_json(&d.admin_socket(), "/v1/login", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert!(v["url"]
+        .as_str()
+        .unwrap()
+        .contains("code_challenge_method=S256"));
+    assert!(v["url"].as_str().unwrap().contains("state="));
+    (
+        v["id"].as_str().unwrap().into(),
+        v["url"].as_str().unwrap().into(),
+    )
+}
+
+async fn login_by_callback(w: &World, d: &TestDaemon) {
+    let (id, url) = start_login(d, false).await;
+    let location = approve(&w.auth, &url).await;
+    assert!(
+        location.starts_with(&format!("http://{}/callback?", d.addr)),
+        "{location}"
+    );
+    let page = proxy_client().get(&location).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Login successful"), "{html}");
+    let (_, s) = get_json(&d.admin_socket(), &format!("/v1/login/{id}?wait=5"))
+        .await
+        .unwrap();
+    assert_eq!(s["status"], "succeeded", "{s}");
+}
+
+fn assert_no_secret_in_logs(auth: &OAuthServer, logs: &str) {
+    for secret in auth.issued_tokens() {
+        assert!(
+            !logs.contains(&secret),
+            "a token, code or verifier reached the log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn browser_login_then_requests_carry_the_token_and_survive_a_restart() {
+    let w = world(OAuthOptions::default()).await;
+    let mut d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    // Before login: 401 with advice, nothing forwarded.
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(w.up.requests().is_empty());
+
+    login_by_callback(&w, &d).await;
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    assert_eq!(s["profiles"][0]["state"], "valid", "{s}");
+    assert!(s["profiles"][0]["valid_until"].as_u64().is_some());
+    assert!(
+        s["token_store"].as_str().unwrap().starts_with("file"),
+        "{s}"
+    );
+    // The store on disk holds no token in clear.
+    for entry in walk(&w.setup.path("state")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for t in w.auth.issued_tokens() {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&t),
+                "{}",
+                entry.display()
+            );
+        }
+    }
+    assert_no_secret_in_logs(&w.auth, &d.logs());
+
+    // A restart keeps the login.
+    d.signal("TERM").await.unwrap();
+    d.wait_exit().await.unwrap();
+    let d2 = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let r = proxy_client()
+        .get(d2.url("/raw/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_no_secret_in_logs(&w.auth, &d2.logs());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn pasted_redirect_url_or_code_completes_a_headless_login() {
+    let w = world(OAuthOptions::default()).await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let sock = d.admin_socket();
+    // The whole redirect URL, pasted.
+    let (id, url) = start_login(&d, true).await;
+    let location = approve(&w.auth, &url).await;
+    let body = serde_json::json!({ "url": location }).to_string();
+    let (status, v) = post_json(&sock, &format!("/v1/login/{id}/code"), &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "succeeded");
+    assert!(v["valid_until"].as_u64().is_some());
+
+    // Just the code, pasted; a wrong state in a pasted URL is refused.
+    let (id, url) = start_login(&d, true).await;
+    let location = approve(&w.auth, &url).await;
+    let tampered = location.replace("state=", "state=x");
+    let body = serde_json::json!({ "url": tampered }).to_string();
+    let (status, _) = post_json(&sock, &format!("/v1/login/{id}/code"), &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let body = serde_json::json!({ "code": code }).to_string();
+    let (status, v) = post_json(&sock, &format!("/v1/login/{id}/code"), &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(
+        proxy_client()
+            .get(d.url("/raw/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_no_secret_in_logs(&w.auth, &d.logs());
+}
+
+#[tokio::test]
+async fn a_refused_authorization_is_reported_and_bad_callbacks_do_not_disturb_a_pending_login() {
+    let w = world(OAuthOptions {
+        auto_approve: false,
+        ..Default::default()
+    })
+    .await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let (id, url) = start_login(&d, false).await;
+    let page = w.auth.http_client().get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the approval page");
+    // Stray callbacks: no state, unknown state.
+    for q in ["/callback?code=x", "/callback?code=x&state=unknown"] {
+        let r = proxy_client().get(d.url(q)).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let location = w.auth.deny_next().unwrap();
+    let r = proxy_client().get(&location).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let (_, s) = get_json(&d.admin_socket(), &format!("/v1/login/{id}?wait=5"))
+        .await
+        .unwrap();
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["message"].as_str().unwrap().contains("access_denied"),
+        "{s}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_401s_cause_exactly_one_refresh_and_every_request_succeeds() {
+    let w = world(OAuthOptions::default()).await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    assert_eq!(w.auth.token_requests("refresh_token"), 0);
+    // The server revokes the access token behind the proxy's back.
+    let access: Vec<String> = w
+        .auth
+        .issued_tokens()
+        .into_iter()
+        .filter(|t| t.starts_with("at_"))
+        .collect();
+    let revoke = w
+        .auth
+        .http_client()
+        .post(w.auth.url("/revoke"))
+        .form(&[("token", access[0].as_str()), ("client_id", "test-client")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let url = d.url("/raw/echo");
+        tasks.push(tokio::spawn(async move {
+            proxy_client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        w.auth.token_requests("refresh_token"),
+        1,
+        "single-flight refresh"
+    );
+    assert_no_secret_in_logs(&w.auth, &d.logs());
+}
+
+#[tokio::test]
+async fn invalid_grant_means_needs_login_and_nothing_is_deleted() {
+    let w = world(OAuthOptions::default()).await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    w.auth.set_fault(Fault::InvalidGrant);
+    let access = w
+        .auth
+        .issued_tokens()
+        .into_iter()
+        .find(|t| t.starts_with("at_"))
+        .unwrap();
+    w.auth
+        .http_client()
+        .post(w.auth.url("/revoke"))
+        .form(&[("token", access.as_str()), ("client_id", "test-client")])
+        .send()
+        .await
+        .unwrap();
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    // The upstream's 401 is passed on (the refresh was refused), without WWW-Authenticate.
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("www-authenticate").is_none());
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    assert_eq!(s["profiles"][0]["state"], "needs_login", "{s}");
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("mcpproxyctl login"));
+    // The record is still in the store: a new login replaces it, nothing was wiped.
+    assert!(!walk(&w.setup.path("state")).is_empty());
+}
+
+#[tokio::test]
+async fn revoke_cuts_open_streams_and_revokes_at_the_server() {
+    let w = world(OAuthOptions::default()).await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    let resp = proxy_client()
+        .get(d.url("/raw/slow-sse"))
+        .send()
+        .await
+        .unwrap();
+    let mut events = EventReader::new(resp);
+    assert_eq!(events.next_event().await.unwrap().data, "one");
+
+    let (status, v) = post_json(&d.admin_socket(), "/v1/revoke", "{}")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["wiped"], true);
+    assert_eq!(v["server"], "revoked", "{v}");
+    assert!(events.end().await.is_err(), "the open stream is cut");
+    let refresh = w
+        .auth
+        .issued_tokens()
+        .into_iter()
+        .find(|t| t.starts_with("rt_"))
+        .unwrap();
+    assert!(w.auth.revoked().contains(&refresh));
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    assert_eq!(s["profiles"][0]["state"], "revoked");
+    assert_no_secret_in_logs(&w.auth, &d.logs());
+}
+
+#[tokio::test]
+async fn revoke_completes_locally_when_the_server_is_down() {
+    let w = world(OAuthOptions::default()).await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    w.auth.set_fault(Fault::Down);
+    let (status, v) = post_json(&d.admin_socket(), "/v1/revoke", "{}")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["wiped"], true);
+    assert_eq!(v["server"], "failed");
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(walk(&w.setup.path("state"))
+        .iter()
+        .all(|p| !p.to_string_lossy().ends_with(".enc")));
+}
