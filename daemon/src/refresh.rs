@@ -44,9 +44,11 @@ pub fn refresh_at(r: &TokenRecord, m: RefreshMargin) -> u64 {
     expires_at(r).saturating_sub(margin).saturating_sub(jitter)
 }
 
-/// Still good to send at `now`.
+/// Still good to send at `now` (not within the skew of expiry; short-lived tokens get a
+/// proportionally shorter skew).
 pub fn usable(r: &TokenRecord, now: u64) -> bool {
-    expires_at(r) > now + EXPIRY_SKEW
+    let lifetime = expires_at(r).saturating_sub(r.obtained_at);
+    expires_at(r) > now + EXPIRY_SKEW.min(lifetime / 10)
 }
 
 /// Good beyond the refresh margin (no refresh needed).
@@ -150,6 +152,14 @@ mod tests {
         let no_expiry = record(1000, None);
         assert!(usable(&no_expiry, 1000 + 3000));
         assert!(!usable(&no_expiry, 1000 + 3600));
+    }
+
+    #[test]
+    fn short_lived_tokens_are_usable() {
+        let r = record(1000, Some(4));
+        assert!(usable(&r, 1000));
+        assert!(usable(&r, 1003));
+        assert!(!usable(&r, 1004));
     }
 
     #[test]

@@ -376,3 +376,38 @@ async fn revoke_completes_locally_when_the_server_is_down() {
         .iter()
         .all(|p| !p.to_string_lossy().ends_with(".enc")));
 }
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_expiry_with_no_failed_request() {
+    // 4 s tokens: the automatic margin is half the lifetime, so the refresh is due after ~2 s.
+    let w = world(OAuthOptions {
+        access_lifetime: std::time::Duration::from_secs(4),
+        ..Default::default()
+    })
+    .await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    let (_, before) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    let first_expiry = before["profiles"][0]["valid_until"].as_u64().unwrap();
+    assert!(before["profiles"][0]["refresh_at"].as_u64().unwrap() < first_expiry);
+
+    // Requests keep flowing while the refresher does its work; none may fail.
+    let waiter = {
+        let auth = w.auth.clone();
+        tokio::spawn(async move { auth.wait_token_requests("refresh_token", 2).await })
+    };
+    let mut sent = 0;
+    while !waiter.is_finished() {
+        let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {sent} failed around a refresh");
+        sent += 1;
+        assert!(sent < 100_000, "no refresh happened");
+    }
+    waiter.await.unwrap();
+    assert!(w.auth.token_requests("refresh_token") >= 2);
+    let (_, after) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    assert!(after["profiles"][0]["valid_until"].as_u64().unwrap() > first_expiry);
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_no_secret_in_logs(&w.auth, &d.logs());
+}
