@@ -348,13 +348,7 @@ impl Tokens {
         let Some(refresh_token) = record.refresh_token.clone() else {
             return Err(self.refresh_failed(slot, OAuthError::NoRefreshToken));
         };
-        let endpoints = Endpoints {
-            issuer: record.issuer.clone(),
-            authorization: None,
-            token: record.token_endpoint.clone().unwrap_or_default(),
-            revocation: record.revocation_endpoint.clone(),
-            registration: None,
-        };
+        let endpoints = Endpoints::of_record(&record);
         let grant = Grant {
             endpoints: &endpoints,
             client_id: &record.client_id,

@@ -98,13 +98,7 @@ pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
         None => ("nothing_to_revoke".to_string(), None),
         Some(record) if record.revocation_endpoint.is_none() => ("not_supported".to_string(), None),
         Some(record) => {
-            let endpoints = Endpoints {
-                issuer: record.issuer.clone(),
-                authorization: None,
-                token: record.token_endpoint.clone().unwrap_or_default(),
-                revocation: record.revocation_endpoint.clone(),
-                registration: None,
-            };
+            let endpoints = Endpoints::of_record(&record);
             let http = shared.tokens.http_for(&profile);
             let mut error = None;
             if let Some(rt) = &record.refresh_token {

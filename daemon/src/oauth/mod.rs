@@ -31,6 +31,20 @@ pub struct Endpoints {
     pub registration: Option<String>,
 }
 
+impl Endpoints {
+    /// The endpoints a stored record goes back to: refresh and revocation use the server that
+    /// issued the tokens.
+    pub fn of_record(r: &TokenRecord) -> Endpoints {
+        Endpoints {
+            issuer: r.issuer.clone(),
+            authorization: None,
+            token: r.token_endpoint.clone().unwrap_or_default(),
+            revocation: r.revocation_endpoint.clone(),
+            registration: None,
+        }
+    }
+}
+
 /// Token response fields beyond RFC 6749 that some servers (Alibaba Cloud) send.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Extra {
