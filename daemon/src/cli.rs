@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
 use crate::state::{Generation, Shared};
-use crate::{admin, banner, logging, server};
+use crate::{admin, banner, logging, server, systemd};
 
 /// EX_USAGE: bad flags or configuration (systemd must not restart-loop on it).
 pub const EXIT_USAGE: i32 = 64;
@@ -111,6 +111,14 @@ pub fn main() -> i32 {
     if args.check_config {
         return check_config(config);
     }
+    // Before any thread exists: the LISTEN_* variables are read and removed.
+    let activated = match systemd::take_activated() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mcpproxyd: {e}");
+            return EXIT_FAILURE;
+        }
+    };
     if let Err(e) = logging::init(&config.log) {
         eprintln!("mcpproxyd: {e}");
         return EXIT_USAGE;
@@ -129,7 +137,7 @@ pub fn main() -> i32 {
         config::Source::File(p) => Some(p.clone()),
         config::Source::Defaults => args.config.clone(),
     };
-    runtime.block_on(serve(config, config_path, overrides))
+    runtime.block_on(serve(config, config_path, overrides, activated))
 }
 
 fn check_config(config: config::Config) -> i32 {
@@ -160,23 +168,80 @@ fn check_config(config: config::Config) -> i32 {
     0
 }
 
-async fn serve(config: config::Config, config_path: Option<PathBuf>, overrides: Overrides) -> i32 {
-    let listeners = match server::bind(&config).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot bind");
-            eprintln!("mcpproxyd: {e}");
-            return EXIT_FAILURE;
+/// The proxy listeners and the admin socket: passed by systemd, or bound here.
+struct Sockets {
+    proxy: Vec<tokio::net::TcpListener>,
+    admin: tokio::net::UnixListener,
+    admin_path: PathBuf,
+    /// We created the admin socket file (and remove it on exit); systemd owns a passed one.
+    admin_owned: bool,
+}
+
+async fn sockets(
+    config: &config::Config,
+    activated: Option<systemd::Activated>,
+) -> Result<Sockets, String> {
+    let activated = activated.unwrap_or_default();
+    let proxy = if activated.proxy.is_empty() {
+        server::bind(config).await.map_err(|e| e.to_string())?
+    } else {
+        tracing::info!(
+            count = activated.proxy.len(),
+            "using the proxy sockets passed by systemd; listen.addresses is not used"
+        );
+        activated
+            .proxy
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?
+    };
+    let (admin, admin_path, admin_owned) = match activated.admin {
+        Some(l) => {
+            let path = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()))
+                .unwrap_or_default();
+            let l = tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?;
+            (l, path, false)
+        }
+        None => {
+            let path = config
+                .admin
+                .socket
+                .clone()
+                .unwrap_or_else(admin::default_socket_path);
+            (
+                admin::bind(&path).await.map_err(|e| e.to_string())?,
+                path,
+                true,
+            )
         }
     };
-    let admin_path = config
-        .admin
-        .socket
-        .clone()
-        .unwrap_or_else(admin::default_socket_path);
-    let admin_listener = match admin::bind(&admin_path).await {
-        Ok(l) => l,
+    Ok(Sockets {
+        proxy,
+        admin,
+        admin_path,
+        admin_owned,
+    })
+}
+
+async fn serve(
+    config: config::Config,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    activated: Option<systemd::Activated>,
+) -> i32 {
+    let Sockets {
+        proxy: listeners,
+        admin: admin_listener,
+        admin_path,
+        admin_owned,
+    } = match sockets(&config, activated).await {
+        Ok(s) => s,
         Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
             eprintln!("mcpproxyd: {e}");
             return EXIT_FAILURE;
         }
@@ -205,12 +270,15 @@ async fn serve(config: config::Config, config_path: Option<PathBuf>, overrides: 
         admin_listener,
         shared.clone(),
         admin_stop.clone(),
+        admin_owned,
     ));
     if let Some(l) = metrics_listener {
         tracing::info!(address = ?l.local_addr().ok(), "metrics endpoint ready");
         tokio::spawn(admin::serve_metrics(l, shared.clone(), admin_stop.clone()));
     }
     announce(&shared);
+    systemd::ready(&systemd::status_line(&shared));
+    tokio::spawn(systemd::supervise(shared.clone(), admin_stop.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,

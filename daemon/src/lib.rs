@@ -17,7 +17,8 @@
 //! Beside the proxy port: [`admin`] (the Unix-socket admin API) and [`metrics`].
 //!
 //! Around them: [`config`] (the one place that reads the config), [`state`] (the generation
-//! swapped at reload), [`cli`] (the binary), [`banner`], [`logging`], [`alibaba`] (region presets).
+//! swapped at reload), [`cli`] (the binary), [`banner`], [`logging`] and [`journald`],
+//! [`systemd`] (readiness, status, watchdog, socket activation), [`alibaba`] (region presets).
 
 pub mod acl;
 pub mod admin;
@@ -32,6 +33,7 @@ pub mod forward;
 pub mod guard;
 pub mod headers;
 pub mod http_client;
+pub mod journald;
 pub mod logging;
 pub mod login;
 pub mod metrics;
@@ -42,6 +44,7 @@ pub mod refresh;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod systemd;
 pub mod token_store;
 pub mod tokens;
 

@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Log;
+use crate::config::{Log, LogTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -13,19 +13,62 @@ pub enum LogError {
     Init(String),
 }
 
-/// Installs the global subscriber.
+/// Installs the global subscriber: journald records when asked or when stderr is the journal
+/// (`JOURNAL_STREAM`), human-readable stderr otherwise.
 pub fn init(config: &Log) -> Result<(), LogError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => {
             EnvFilter::try_new(v).map_err(|e| LogError::Filter(e.to_string()))?
         }
         _ => EnvFilter::try_new(&config.level).map_err(|e| LogError::Filter(e.to_string()))?,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init()
-        .map_err(|e| LogError::Init(e.to_string()))
+    let want_journal = match config.target {
+        LogTarget::Journald => true,
+        LogTarget::Stderr => false,
+        LogTarget::Auto => stderr_is_journal(),
+    };
+    let journal = if want_journal {
+        match crate::journald::JournaldLayer::new() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("mcpproxyd: cannot log to journald ({e}); logging to stderr");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    match journal {
+        Some(layer) => registry.with(layer).try_init(),
+        None => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .with_target(false),
+            )
+            .try_init(),
+    }
+    .map_err(|e| LogError::Init(e.to_string()))
+}
+
+/// `JOURNAL_STREAM` (`DEV:INODE`) names our stderr: systemd connected it to the journal.
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let value = value.to_string_lossy();
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr()) {
+        Ok(st) => st.st_dev == dev && st.st_ino == ino,
+        Err(_) => false,
+    }
 }

@@ -78,6 +78,7 @@ fn jitter(bound: u64) -> u64 {
 /// The refresher of one profile.
 pub(crate) async fn run(tokens: Arc<Tokens>, slot: Arc<Slot>, stop: CancellationToken) {
     loop {
+        slot.beat.store(now(), std::sync::atomic::Ordering::Relaxed);
         let (due, phase, generation) = slot.due();
         let wait = match (phase, due) {
             (Phase::Valid, Some(at)) if at <= now() => {

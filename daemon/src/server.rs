@@ -84,6 +84,7 @@ impl Daemon {
             )));
         }
         shutdown.await;
+        crate::systemd::stopping();
         tracing::info!(
             grace = ?limits.shutdown_grace,
             "shutting down: no new connections; waiting for requests in flight"
@@ -177,13 +178,20 @@ async fn accept_loop(
     let local = listener.local_addr().ok();
     loop {
         // Wait for a free connection slot before accepting, so a flood queues in the kernel.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.cancelled() => return,
+        let mut tick = tokio::time::interval(crate::systemd::HEARTBEAT);
+        let permit = loop {
+            tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => return },
+                _ = tick.tick() => shared.heartbeat.accept_alive(),
+                _ = stop.cancelled() => return,
+            }
         };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.cancelled() => return,
+        let accepted = loop {
+            tokio::select! {
+                r = listener.accept() => break r,
+                _ = tick.tick() => shared.heartbeat.accept_alive(),
+                _ = stop.cancelled() => return,
+            }
         };
         let (stream, addr) = match accepted {
             Ok(pair) => pair,

@@ -107,6 +107,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
     pub logins: Logins,
+    pub heartbeat: crate::systemd::Heartbeat,
     pub started: Instant,
     pub started_at: SystemTime,
     /// Why the last reload failed, until one succeeds.
@@ -138,6 +139,7 @@ impl Shared {
             metrics,
             tokens,
             logins: Logins::default(),
+            heartbeat: Default::default(),
             started: Instant::now(),
             started_at: SystemTime::now(),
             last_reload_error: Mutex::new(None),
@@ -165,7 +167,9 @@ impl Shared {
 
     /// [`Shared::reload`], with the outcome in the log (SIGHUP and the admin API both use it).
     pub fn reload_logged(&self, via: &str) -> Result<Reloaded, BuildError> {
+        crate::systemd::reloading();
         let result = self.reload();
+        crate::systemd::ready(&crate::systemd::status_line(self));
         match &result {
             Ok(r) if r.needs_restart.is_empty() => tracing::info!(via, "configuration reloaded"),
             Ok(r) => tracing::warn!(

@@ -60,6 +60,8 @@ pub(crate) struct Slot {
     refresh_lock: tokio::sync::Mutex<()>,
     wake: Notify,
     streams: Mutex<CancellationToken>,
+    /// Unix seconds the refresher last went round its loop (for the watchdog).
+    pub(crate) beat: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -181,6 +183,7 @@ impl Tokens {
                 refresh_lock: tokio::sync::Mutex::new(()),
                 wake: Notify::new(),
                 streams: Mutex::new(CancellationToken::new()),
+                beat: std::sync::atomic::AtomicU64::new(now()),
             });
             match profile {
                 AuthProfile::Static(s) => slot.set_valid(static_record(&s.token)),
@@ -439,6 +442,16 @@ impl Tokens {
                 .map_err(|e| format!("cannot delete the stored token: {e}"))?;
         }
         Ok(old)
+    }
+
+    /// A profile whose refresher has not gone round its loop for far longer than it should.
+    pub fn stuck_refresher(&self) -> Option<String> {
+        let limit = now().saturating_sub(3 * CLOCK_CHECK.as_secs() + 30);
+        lock(&self.slots)
+            .values()
+            .filter(|s| !matches!(&*lock(&s.profile), AuthProfile::Static(_)))
+            .find(|s| s.beat.load(std::sync::atomic::Ordering::Relaxed) < limit)
+            .map(|s| s.name.clone())
     }
 
     /// What `status` shows, by profile name.

@@ -32,12 +32,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
 
-/// Serves the admin socket until `stop`; removes the socket file afterwards.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>, stop: CancellationToken) {
+/// Serves the admin socket until `stop`; removes the socket file afterwards if `owned` (a
+/// socket passed by systemd stays, systemd owns it).
+pub async fn serve(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    owned: bool,
+) {
     let path = listener
         .local_addr()
         .ok()
-        .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
+        .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()))
+        .filter(|_| owned);
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {

@@ -67,6 +67,9 @@ type OClient = oauth2::Client<
     EndpointMaybeSet,
 >;
 
+/// The longest a request to an authorization server may take.
+pub const AUTH_SERVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What can go wrong talking to an authorization server. Messages never hold secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
@@ -163,6 +166,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Http {
                 .request(parts.method, url)
                 .headers(parts.headers)
                 .body(body)
+                .timeout(AUTH_SERVER_TIMEOUT)
                 .send()
                 .await
                 .map_err(|e| oauth2::HttpClientError::Reqwest(Box::new(e)))?;
