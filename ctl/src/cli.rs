@@ -13,8 +13,9 @@ use crate::exit;
 /// Operate a running mcpproxyd through its admin socket.
 ///
 /// Exit status: 0 ok; 1 the daemon answered an error (or `status --check` found an auth
-/// profile that needs attention); 64 usage error; 69 the daemon is not reachable; 74 output
-/// could not be written; 77 permission denied (socket file permissions, or the daemon refused
+/// profile that needs attention, a login failed or expired, or `revoke` could not revoke at the
+/// server); 64 usage error; 69 the daemon is not reachable; 74 output could not be written (or
+/// a pasted code read); 77 permission denied (socket file permissions, or the daemon refused
 /// your uid).
 #[derive(Debug, Parser)]
 #[command(name = "mcpproxyctl", version, propagate_version = true)]
@@ -53,6 +54,61 @@ pub enum Command {
     Acl(AclCommand),
     /// Print the daemon's metrics (Prometheus text format)
     Metrics,
+    /// Log an auth profile in: OAuth authorization code with PKCE, in a browser
+    ///
+    /// Opens the authorization URL with $BROWSER (a program and its arguments, the URL
+    /// appended), else xdg-open, and waits with a countdown until the daemon has the redirect.
+    /// With --no-browser, prints the URL and reads the code, or the whole redirect URL, from
+    /// stdin. Exits 0 logged in, 1 failed or expired.
+    Login {
+        /// The auth profile [default: the only one that can log in]
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Open no browser: print the URL, then paste the code or the redirect URL
+        #[arg(long)]
+        no_browser: bool,
+        /// Print the daemon's JSON answer (the login's final status)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wipe an auth profile's token (the authorization server is not told)
+    Logout {
+        /// The auth profile [default: the only one that can log in]
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Incident response: wipe an auth profile's token, close its streams, revoke it at the
+    /// authorization server
+    ///
+    /// The local wipe comes first and always happens. Exits 1 if the server's revocation
+    /// failed: then revoke the application's authorization in the provider's console.
+    Revoke {
+        /// The auth profile [default: the only one that can log in]
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import the login of `aliyun mcp-proxy` (~/.aliyun/.mcpproxy_config) into an alibaba
+    /// profile, then offer to delete that plaintext file
+    ImportAliyun {
+        /// The alibaba auth profile [default: the only one]
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// The file to import [default: ~/.aliyun/.mcpproxy_config]
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// Delete the plaintext file after a successful import, without asking
+        #[arg(long)]
+        delete: bool,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (needs no daemon)
     Completions {
         /// The shell to complete for
@@ -145,6 +201,14 @@ mod tests {
             code_and_output(&["mcpproxyctl", "completions", "cmd"]).0,
             exit::USAGE
         );
+        assert_eq!(
+            code_and_output(&["mcpproxyctl", "login", "--profile"]).0,
+            exit::USAGE
+        );
+        assert_eq!(
+            code_and_output(&["mcpproxyctl", "revoke", "extra"]).0,
+            exit::USAGE
+        );
     }
 
     #[test]
@@ -172,6 +236,36 @@ mod tests {
             let cli = parse(args).unwrap();
             assert_eq!(cli.socket, Some(PathBuf::from("/s")));
         }
+    }
+
+    #[test]
+    fn login_logout_and_revoke_take_a_profile() {
+        match parse(["mcpproxyctl", "login", "--profile", "gh", "--no-browser"])
+            .unwrap()
+            .command
+        {
+            Command::Login {
+                profile,
+                no_browser,
+                json,
+            } => {
+                assert_eq!(profile.as_deref(), Some("gh"));
+                assert!(no_browser);
+                assert!(!json);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(["mcpproxyctl", "logout", "--json"]).unwrap().command,
+            Command::Logout {
+                profile: None,
+                json: true
+            }
+        ));
+        assert!(matches!(
+            parse(["mcpproxyctl", "revoke", "--profile", "p"]).unwrap().command,
+            Command::Revoke { profile: Some(p), json: false } if p == "p"
+        ));
     }
 
     #[test]

@@ -19,6 +19,11 @@ use crate::socket::SocketPath;
 /// How long one command waits for the daemon, so a wedged daemon can't hang the CLI.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long to wait for requests that make the daemon talk to an authorization server (start a
+/// login, exchange a pasted code, revoke): its own HTTP client may take a while, and giving up
+/// early would report a failure for something that may still succeed.
+pub const NETWORK_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The largest answer read; the API's answers are a few KiB.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 

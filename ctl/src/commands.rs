@@ -1,21 +1,26 @@
-//! The subcommands that talk to the daemon: one request each, then the answer printed.
+//! The subcommands that talk to the daemon: one request each, then the answer printed (`login`,
+//! a conversation, is in [`crate::login`]).
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 
-use mcpproxyd_api::{AclCheck, AclVerdict, Reloaded, Servers, Status};
+use mcpproxyd_api::{
+    AclCheck, AclVerdict, LoggedOut, ProfileRequest, Reloaded, Revoked, Servers, Status,
+};
 use serde_json::Value;
 
 use crate::cli::{AclCommand, Command};
-use crate::client::{self, Client};
+use crate::client::{self, Client, NETWORK_TIMEOUT};
 use crate::error::CtlError;
-use crate::exit;
-use crate::render;
+use crate::{exit, login, render, Env};
 
-/// Runs `command` against the daemon; its answer goes to `out`, `status --check`'s findings
-/// to `err`. Returns the exit code of a command that ran.
+/// Runs `command` against the daemon; its answer goes to `out`; `status --check`'s findings,
+/// and `login`'s URL, prompts and countdown to `err`; `login --no-browser` reads the pasted
+/// code from `input`. Returns the exit code of a command that ran.
 pub async fn execute(
     command: &Command,
     client: &Client,
+    env: &Env,
+    input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
     now: u64,
@@ -62,6 +67,47 @@ pub async fn execute(
             out.flush().map_err(CtlError::output)?;
             Ok(exit::OK)
         }
+        Command::Login {
+            profile,
+            no_browser,
+            json,
+        } => {
+            let args = login::Args {
+                profile: profile.as_deref(),
+                no_browser: *no_browser,
+                json: *json,
+            };
+            login::login(client, args, env, input, out, err).await
+        }
+        Command::Logout { profile, json } => {
+            const WHAT: &str = "POST /v1/logout";
+            let request = ProfileRequest {
+                profile: profile.clone(),
+            };
+            let body = client.post_json("/v1/logout", &request).await?;
+            if *json {
+                print_json(WHAT, &body, out)?;
+            } else {
+                let logged_out: LoggedOut = client::parse(WHAT, &body)?;
+                emit(out, &render::logged_out(&logged_out))?;
+            }
+            Ok(exit::OK)
+        }
+        Command::Revoke { profile, json } => revoke(client, profile.clone(), *json, out, err).await,
+        Command::ImportAliyun {
+            profile,
+            file,
+            delete,
+            json,
+        } => {
+            let args = crate::import::Args {
+                profile: profile.as_deref(),
+                file: file.as_deref(),
+                delete: *delete,
+                json: *json,
+            };
+            crate::import::import(client, args, env, input, out, err).await
+        }
         // Handled before any socket is chosen; generating it here is just as right.
         Command::Completions { shell } => {
             crate::cli::completions(*shell, out)?;
@@ -104,15 +150,76 @@ async fn status(
     Ok(exit::CHECK_FAILED)
 }
 
+/// `revoke`: exit 1 unless the authorization server revoked the token too (or there was nothing
+/// to revoke, or the server offers no revocation), so that incident response notices.
+async fn revoke(
+    client: &Client,
+    profile: Option<String>,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    const WHAT: &str = "POST /v1/revoke";
+    let answer = client
+        .clone()
+        .with_timeout(NETWORK_TIMEOUT)
+        .post_json("/v1/revoke", &ProfileRequest { profile })
+        .await;
+    let body = match answer {
+        Ok(body) => body,
+        Err(e @ CtlError::Timeout { .. }) => {
+            // The daemon wipes before it calls the server: most likely only the server is slow.
+            crate::report(&e, err);
+            emit(
+                err,
+                "mcpproxyctl: the daemon wipes the token before it calls the authorization \
+                 server, so it is most likely wiped already: check with `mcpproxyctl status`, \
+                 and revoke the application's authorization in the provider's console\n",
+            )?;
+            return Ok(e.exit_code());
+        }
+        Err(e) => return Err(e),
+    };
+    let revoked: Revoked = client::parse(WHAT, &body)?;
+    if json {
+        print_json(WHAT, &body, out)?;
+    } else {
+        emit(out, &render::revoked(&revoked))?;
+    }
+    if !render::revoke_incomplete(&revoked) {
+        return Ok(exit::OK);
+    }
+    if json {
+        let what = if revoked.wiped {
+            format!(
+                "server-side revocation failed: {}",
+                revoked.server_error.as_deref().unwrap_or(&revoked.server)
+            )
+        } else {
+            "the token was NOT wiped".to_string()
+        };
+        emit(
+            err,
+            &format!(
+                "mcpproxyctl: profile {}: {what}; {}\n",
+                revoked.profile,
+                render::REVOKE_BY_HAND
+            ),
+        )?;
+    }
+    Ok(exit::REVOKE_INCOMPLETE)
+}
+
 /// Prints a JSON answer pretty; an answer that isn't JSON is the daemon's error.
-fn print_json(what: &str, body: &[u8], out: &mut dyn Write) -> Result<(), CtlError> {
+pub(crate) fn print_json(what: &str, body: &[u8], out: &mut dyn Write) -> Result<(), CtlError> {
     let value: Value = client::parse(what, body)?;
     let text = serde_json::to_string_pretty(&value)
         .map_err(|e| CtlError::io("cannot format JSON", e.into()))?;
     emit(out, &format!("{text}\n"))
 }
 
-fn emit(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
+/// Writes `text` and flushes it.
+pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(CtlError::output)

@@ -53,6 +53,10 @@ pub enum CtlError {
     #[error("{0}")]
     BadAnswer(String),
 
+    /// A local input is missing or unusable (the file `import-aliyun` reads).
+    #[error("{0}")]
+    Input(String),
+
     /// Our own I/O failed (writing to stdout, starting the runtime).
     #[error("{what}: {source}")]
     Io {
@@ -79,6 +83,7 @@ impl CtlError {
             CtlError::PeerRefused { .. } => exit::NO_PERMISSION,
             CtlError::Daemon { .. } | CtlError::BadAnswer(_) => exit::DAEMON_ERROR,
             CtlError::Io { .. } => exit::IO_ERROR,
+            CtlError::Input(_) => exit::NO_INPUT,
         }
     }
 

@@ -8,11 +8,17 @@ pub const OK: u8 = 0;
 pub const DAEMON_ERROR: u8 = 1;
 /// `status --check`: an auth profile needs login or was revoked.
 pub const CHECK_FAILED: u8 = 1;
+/// `login`: the login failed or expired, or no code was entered.
+pub const LOGIN_FAILED: u8 = 1;
+/// `revoke`: the token is wiped locally, but the authorization server did not revoke it.
+pub const REVOKE_INCOMPLETE: u8 = 1;
 /// EX_USAGE: the command line is wrong.
 pub const USAGE: u8 = 64;
 /// EX_UNAVAILABLE: the daemon is not reachable (not running, nothing on the socket, no answer).
 pub const UNAVAILABLE: u8 = 69;
-/// EX_IOERR: writing our own output failed.
+/// EX_NOINPUT: the file to import cannot be read.
+pub const NO_INPUT: u8 = 66;
+/// EX_IOERR: our own I/O failed (writing the output, reading a pasted code).
 pub const IO_ERROR: u8 = 74;
 /// EX_NOPERM: the socket's permissions or the daemon's peer check refused us.
 pub const NO_PERMISSION: u8 = 77;

@@ -6,21 +6,26 @@
 //! - [`socket`]: which socket to use (`--socket`, `MCPPROXYD_SOCKET`, XDG, the default).
 //! - [`client`]: one HTTP/1.1 exchange on the socket, and the daemon's errors.
 //! - [`commands`]: each subcommand: ask, then print.
+//! - [`login`]: `login`, a conversation: the URL, the browser ([`browser`]) or the pasted code,
+//!   the countdown.
 //! - [`render`] and [`time`]: human output, pure functions of the answers.
 //! - [`error`] and [`exit`]: what went wrong, and the exit code that says so.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod error;
 pub mod exit;
+pub mod import;
+pub mod login;
 pub mod render;
 pub mod socket;
 pub mod time;
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use crate::cli::Command;
@@ -34,6 +39,15 @@ pub struct Env {
     pub socket: Option<OsString>,
     /// `XDG_RUNTIME_DIR`.
     pub xdg_runtime_dir: Option<OsString>,
+    /// `HOME`: where `import-aliyun` finds `~/.aliyun/.mcpproxy_config`.
+    pub home: Option<OsString>,
+    /// `BROWSER`: what `login` opens the URL with.
+    pub browser: Option<OsString>,
+    /// Whether stdin is a terminal (else the pasted code's line end is not seen after the
+    /// prompt, and `login --no-browser` ends the line itself).
+    pub stdin_is_terminal: bool,
+    /// Whether stderr is a terminal (`login`'s countdown is redrawn in place there).
+    pub stderr_is_terminal: bool,
 }
 
 impl Env {
@@ -41,23 +55,35 @@ impl Env {
         Env {
             socket: std::env::var_os(mcpproxyd_api::SOCKET_ENV),
             xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR"),
+            home: std::env::var_os("HOME"),
+            browser: std::env::var_os("BROWSER"),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
         }
     }
 }
 
-/// The binary: the process's arguments, environment, stdout and stderr.
+/// The binary: the process's arguments, environment, stdin, stdout and stderr.
 pub fn main() -> ExitCode {
     let code = run(
         std::env::args_os(),
         &Env::from_process(),
+        &mut std::io::stdin().lock(),
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     );
     ExitCode::from(code)
 }
 
-/// Runs one command line to its exit code: answers on `out`, errors on `err`.
-pub fn run<I, T>(args: I, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8
+/// Runs one command line to its exit code: answers on `out`, errors on `err`; `input` is read
+/// only by `login --no-browser`, for the pasted code.
+pub fn run<I, T>(
+    args: I,
+    env: &Env,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -90,6 +116,8 @@ where
             rt.block_on(commands::execute(
                 &cli.command,
                 &client,
+                env,
+                input,
                 out,
                 err,
                 time::now(),

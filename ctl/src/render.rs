@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use mcpproxyd_api::{
-    Access, AclSummary, AclVerdict, ProfileStatus, Reloaded, ServerInfo, Servers, Status,
+    Access, AclSummary, AclVerdict, LoggedOut, LoginPhase, LoginStatus, ProfileStatus, Reloaded,
+    Revoked, ServerInfo, Servers, Status,
 };
 
 use crate::time::{relative, span, utc};
@@ -258,6 +259,94 @@ pub fn verdict(v: &AclVerdict) -> String {
         field(&mut o, "server", s);
     }
     o
+}
+
+/// `login` succeeded: the seed's words, and how long the new token lasts.
+pub fn login_succeeded(s: &LoginStatus, now: u64) -> String {
+    let mut o = String::from("OAuth login successful!\n");
+    match s.valid_until {
+        Some(until) => {
+            let _ = writeln!(
+                o,
+                "profile {}: token valid until {} ({})",
+                s.profile,
+                utc(until),
+                relative(until, now)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "profile {}: the token does not expire", s.profile);
+        }
+    }
+    o
+}
+
+/// `login` ended without a token: why (one line, without the program's name).
+pub fn login_failed(s: &LoginStatus) -> String {
+    let what = match s.status {
+        LoginPhase::Expired => "login expired",
+        LoginPhase::Pending => "login still pending",
+        LoginPhase::Failed | LoginPhase::Succeeded => "login failed",
+    };
+    match s.message.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => format!("{what} (profile {}): {m}", s.profile),
+        None => format!("{what} (profile {})", s.profile),
+    }
+}
+
+/// `logout`: whether there was a token to wipe.
+pub fn logged_out(l: &LoggedOut) -> String {
+    format!(
+        "profile {} logged out ({})\n",
+        l.profile,
+        if l.had_token {
+            "token wiped"
+        } else {
+            "no token was held"
+        }
+    )
+}
+
+/// What to do when the authorization server may still honour the tokens.
+pub const REVOKE_BY_HAND: &str = "revoke the application's authorization in the provider's console";
+
+/// `revoke`: the local wipe, then what the authorization server did.
+pub fn revoked(r: &Revoked) -> String {
+    let mut o = if r.wiped {
+        format!(
+            "profile {}: token wiped from memory and the store, its open streams closed; \
+             requests are refused until `mcpproxyctl login`\n",
+            r.profile
+        )
+    } else {
+        format!("profile {}: the token was NOT wiped\n", r.profile)
+    };
+    let server = match r.server.as_str() {
+        "revoked" => "revoked".to_string(),
+        "not_supported" => format!(
+            "not supported by the server (it has no revocation endpoint); the tokens stay \
+             valid there until they expire: {REVOKE_BY_HAND}"
+        ),
+        "nothing_to_revoke" => "nothing to revoke (no token was held)".to_string(),
+        "failed" => format!(
+            "FAILED: {}",
+            r.server_error.as_deref().unwrap_or("no reason given")
+        ),
+        other => match &r.server_error {
+            Some(e) => format!("{other}: {e}"),
+            None => other.to_string(),
+        },
+    };
+    let _ = writeln!(o, "server revocation: {server}");
+    if revoke_incomplete(r) && r.server != "not_supported" {
+        let _ = writeln!(o, "{REVOKE_BY_HAND}");
+    }
+    o
+}
+
+/// The revocation needs an operator: not wiped, or the server's revocation failed.
+pub fn revoke_incomplete(r: &Revoked) -> bool {
+    !r.wiped || r.server == "failed" || r.server_error.is_some()
 }
 
 fn field(o: &mut String, label: &str, value: &str) {

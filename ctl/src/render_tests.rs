@@ -220,3 +220,114 @@ fn verdicts_give_the_rule_and_the_reason() {
     assert!(line_with(&text, "reason").ends_with("server ram is on the blocked list"));
     assert!(line_with(&text, "upstream").ends_with("alibaba"));
 }
+
+fn login_status(phase: LoginPhase, message: Option<&str>, valid_until: Option<u64>) -> LoginStatus {
+    LoginStatus {
+        id: "0a1b".into(),
+        profile: "github".into(),
+        status: phase,
+        message: message.map(String::from),
+        valid_until,
+        expires_at: NOW + 600,
+    }
+}
+
+#[test]
+fn a_login_says_the_seed_s_words_and_the_expiry() {
+    let s = login_status(
+        LoginPhase::Succeeded,
+        Some("OAuth login successful!"),
+        Some(NOW + 2 * 3600 + 59 * 60 + 30),
+    );
+    assert_eq!(
+        login_succeeded(&s, NOW),
+        "OAuth login successful!\n\
+         profile github: token valid until 2025-06-01 17:02 UTC (in 2h 59m)\n"
+    );
+    let s = login_status(LoginPhase::Succeeded, None, None);
+    assert_eq!(
+        login_succeeded(&s, NOW),
+        "OAuth login successful!\nprofile github: the token does not expire\n"
+    );
+}
+
+#[test]
+fn a_failed_login_says_why() {
+    let s = login_status(
+        LoginPhase::Failed,
+        Some("the authorization server refused the login: access_denied"),
+        None,
+    );
+    assert_eq!(
+        login_failed(&s),
+        "login failed (profile github): the authorization server refused the login: access_denied"
+    );
+    let s = login_status(LoginPhase::Expired, None, None);
+    assert_eq!(login_failed(&s), "login expired (profile github)");
+}
+
+#[test]
+fn logout_says_whether_a_token_was_held() {
+    let mut l = LoggedOut {
+        profile: "github".into(),
+        had_token: true,
+    };
+    assert_eq!(logged_out(&l), "profile github logged out (token wiped)\n");
+    l.had_token = false;
+    assert_eq!(
+        logged_out(&l),
+        "profile github logged out (no token was held)\n"
+    );
+}
+
+fn revocation(server: &str, server_error: Option<&str>) -> Revoked {
+    Revoked {
+        profile: "github".into(),
+        wiped: true,
+        server: server.into(),
+        server_error: server_error.map(String::from),
+    }
+}
+
+#[test]
+fn revoke_reports_the_wipe_and_the_server() {
+    let r = revocation("revoked", None);
+    let text = revoked(&r);
+    assert!(
+        text.starts_with(
+            "profile github: token wiped from memory and the store, its open streams closed;"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\nserver revocation: revoked\n"), "{text}");
+    assert!(!revoke_incomplete(&r));
+
+    let r = revocation("nothing_to_revoke", None);
+    assert!(revoked(&r).ends_with("\nserver revocation: nothing to revoke (no token was held)\n"));
+    assert!(!revoke_incomplete(&r));
+
+    let r = revocation("not_supported", None);
+    let text = revoked(&r);
+    assert!(line_with(&text, "server revocation")
+        .starts_with("server revocation: not supported by the server"));
+    assert!(text.contains(REVOKE_BY_HAND));
+    assert!(!revoke_incomplete(&r));
+}
+
+#[test]
+fn a_failed_server_revocation_says_what_to_do() {
+    let r = revocation("failed", Some("connection failed"));
+    let text = revoked(&r);
+    assert!(
+        text.ends_with(
+            "\nserver revocation: FAILED: connection failed\n\
+         revoke the application's authorization in the provider's console\n"
+        ),
+        "{text}"
+    );
+    assert!(revoke_incomplete(&r));
+    let mut r = revocation("revoked", None);
+    r.wiped = false;
+    assert!(revoked(&r).starts_with("profile github: the token was NOT wiped\n"));
+    assert!(revoke_incomplete(&r));
+}

@@ -1,4 +1,5 @@
-//! Times for people: spans ("3h 12m"), relative times ("in 2h 13m", "5m ago"), UTC dates.
+//! Times for people: spans ("3h 12m"), countdowns ("9m 41s"), relative times ("in 2h 13m",
+//! "5m ago"), UTC dates.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,15 @@ pub fn span(secs: u64) -> String {
         s if s < HOUR => format!("{}m", s / MINUTE),
         s if s < DAY => two(s / HOUR, "h", s % HOUR / MINUTE, "m"),
         s => two(s / DAY, "d", s % DAY / HOUR, "h"),
+    }
+}
+
+/// A countdown to the second, stable in width as it runs down: "45s", "9m 05s", "1h 02m 03s".
+pub fn countdown(secs: u64) -> String {
+    match secs {
+        s if s < MINUTE => format!("{s}s"),
+        s if s < HOUR => format!("{}m {:02}s", s / MINUTE, s % MINUTE),
+        s => format!("{}h {:02}m {:02}s", s / HOUR, s % HOUR / MINUTE, s % MINUTE),
     }
 }
 
@@ -83,6 +93,16 @@ mod tests {
         assert_eq!(span(DAY), "1d");
         assert_eq!(span(2 * DAY + 4 * HOUR + 59 * MINUTE), "2d 4h");
         assert_eq!(span(400 * DAY), "400d");
+    }
+
+    #[test]
+    fn countdowns_show_seconds() {
+        assert_eq!(countdown(0), "0s");
+        assert_eq!(countdown(59), "59s");
+        assert_eq!(countdown(60), "1m 00s");
+        assert_eq!(countdown(9 * MINUTE + 41), "9m 41s");
+        assert_eq!(countdown(10 * MINUTE), "10m 00s");
+        assert_eq!(countdown(HOUR + 2 * MINUTE + 3), "1h 02m 03s");
     }
 
     #[test]

@@ -1,132 +1,16 @@
 //! `mcpproxyctl` against a canned daemon: a real hyper server on a Unix socket in a tempdir,
 //! in-process, answering fixed JSON; and against sockets where nobody answers.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
+mod common;
+
 use std::os::unix::net::UnixListener as StdUnixListener;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use common::{ctl, CannedDaemon};
 use mcpproxyctl::client::Client;
 use mcpproxyctl::error::CtlError;
+use mcpproxyctl::exit;
 use mcpproxyctl::socket::{SocketPath, SocketSource};
-use mcpproxyctl::{exit, Env};
-
-/// What the canned daemon saw of one request.
-#[derive(Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    host: Option<String>,
-    content_type: Option<String>,
-    body: String,
-}
-
-/// `(method, path)` → `(status, body)`; anything else is a 404 error body.
-struct CannedDaemon {
-    routes: HashMap<(&'static str, &'static str), (u16, String)>,
-}
-
-impl CannedDaemon {
-    fn new() -> CannedDaemon {
-        CannedDaemon {
-            routes: HashMap::new(),
-        }
-    }
-
-    fn route(mut self, method: &'static str, path: &'static str, status: u16, body: &str) -> Self {
-        self.routes
-            .insert((method, path), (status, body.to_string()));
-        self
-    }
-
-    /// Binds `dir/admin.sock` (before returning, so clients never race the bind) and serves it
-    /// from a thread of its own, as a daemon would from its own process.
-    fn serve(self, dir: &Path) -> (PathBuf, mpsc::Receiver<Seen>) {
-        let path = dir.join("admin.sock");
-        let listener = StdUnixListener::bind(&path).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let (seen_tx, seen_rx) = mpsc::channel();
-        let routes = std::sync::Arc::new(self.routes);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = listener.accept().await.unwrap();
-                    let (routes, seen_tx) = (routes.clone(), seen_tx.clone());
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (routes, seen_tx) = (routes.clone(), seen_tx.clone());
-                        async move { Ok::<_, Infallible>(answer(&routes, &seen_tx, req).await) }
-                    });
-                    tokio::spawn(async move {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        });
-        (path, seen_rx)
-    }
-}
-
-async fn answer(
-    routes: &HashMap<(&'static str, &'static str), (u16, String)>,
-    seen: &mpsc::Sender<Seen>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    let header = |name| {
-        req.headers()
-            .get(name)
-            .map(|v: &hyper::header::HeaderValue| v.to_str().unwrap().to_string())
-    };
-    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
-    let (host, content_type) = (header("host"), header("content-type"));
-    let body = req.into_body().collect().await.unwrap().to_bytes();
-    let (status, body_out) = routes
-        .iter()
-        .find(|((m, p), _)| *m == method && *p == path)
-        .map(|(_, answer)| answer.clone())
-        .unwrap_or((
-            404,
-            r#"{"error":{"code":"not_found","message":"no such endpoint"}}"#.into(),
-        ));
-    seen.send(Seen {
-        method,
-        path,
-        host,
-        content_type,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    })
-    .unwrap();
-    Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::from(body_out)))
-        .unwrap()
-}
-
-/// Runs the CLI with `--socket socket` and returns (exit code, stdout, stderr).
-fn ctl(socket: &Path, args: &[&str]) -> (u8, String, String) {
-    let mut argv = vec!["mcpproxyctl", "--socket", socket.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = mcpproxyctl::run(argv, &Env::default(), &mut out, &mut err);
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
-}
 
 const STATUS: &str = r#"{
   "version": "0.1.0", "pid": 4242, "started_at": 1000, "uptime_seconds": 11520,

@@ -33,6 +33,7 @@ pub mod forward;
 pub mod guard;
 pub mod headers;
 pub mod http_client;
+pub mod import;
 pub mod journald;
 pub mod logging;
 pub mod login;

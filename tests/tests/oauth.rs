@@ -411,3 +411,116 @@ async fn tokens_are_refreshed_before_expiry_with_no_failed_request() {
     assert_eq!(r.status(), 200);
     assert_no_secret_in_logs(&w.auth, &d.logs());
 }
+
+/// A login obtained directly from the authorization server, as `aliyun mcp-proxy` would have.
+async fn seed_tool_login(auth: &OAuthServer) -> serde_json::Value {
+    let verifier = oauth::pkce::new_verifier();
+    let challenge = oauth::pkce::s256_challenge(&verifier);
+    let redirect = "http://127.0.0.1:8088/callback";
+    let mut url = url::Url::parse(&auth.url("/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "test-client")
+        .append_pair("redirect_uri", redirect)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "seed");
+    let location = approve(auth, url.as_str()).await;
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let tokens: serde_json::Value = auth
+        .http_client()
+        .post(auth.url("/v1/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("client_id", "test-client"),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    tokens
+}
+
+#[tokio::test]
+async fn import_aliyun_takes_over_the_seed_tools_login() {
+    let auth = Arc::new(oauth::start(OAuthOptions::default()).await.unwrap());
+    let checker = auth.clone();
+    let up = upstream::start(UpstreamOptions {
+        validator: Some(TokenValidator(Arc::new(move |t| checker.is_active(t)))),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let setup = Setup::new().unwrap();
+    std::fs::write(setup.path("as-ca.pem"), auth.ca_pem()).unwrap();
+    std::fs::write(setup.path("up-ca.pem"), up.ca_pem().unwrap()).unwrap();
+    let text = format!(
+        "[store]\nkind = \"file\"\ndir = {store:?}\n\n\
+         [auth.aliyun]\nkind = \"alibaba\"\nregion = \"CN\"\noauth_url = {issuer:?}\nca_file = {asca:?}\n\n\
+         [[upstream]]\nname = \"aliyun\"\nurl = {url:?}\nauth = \"aliyun\"\nca_file = {upca:?}\ncatalog = \"static\"\n",
+        store = setup.path("state"),
+        issuer = auth.issuer(),
+        asca = setup.path("as-ca.pem"),
+        url = up.base_url(),
+        upca = setup.path("up-ca.pem"),
+    );
+    let d = TestDaemon::start(&setup.write_config(&text).unwrap(), &[])
+        .await
+        .unwrap();
+    let tokens = seed_tool_login(&auth).await;
+    let seed = serde_json::json!({
+        "current": "default",
+        "profiles": [{
+            "name": "default-mcp",
+            "mcp_oauth_app_name": "aliyun-cli-mcp-proxy",
+            "mcp_oauth_app_id": "test-client",
+            "mcp_oauth_site_type": "CN",
+            "mcp_oauth_access_token": tokens["access_token"],
+            "mcp_oauth_refresh_token": tokens["refresh_token"],
+            "mcp_oauth_access_token_validity": 10800,
+            "mcp_oauth_access_token_expire": 0,
+            "mcp_oauth_refresh_token_expire": 4_000_000_000u64,
+        }]
+    });
+    let file = setup.path("mcpproxy_config");
+    std::fs::write(&file, seed.to_string()).unwrap();
+    let out = std::process::Command::new(mcpproxy_tests::daemon::bin_path("mcpproxyctl"))
+        .arg("--socket")
+        .arg(d.admin_socket())
+        .args(["import-aliyun", "--delete", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test-client"), "{stdout}");
+    assert!(!file.exists(), "the plaintext was deleted");
+    // The imported access token is expired: the first request refreshes at /v1/token.
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(auth.token_requests("refresh_token"), 1);
+    let refresh = auth
+        .requests()
+        .into_iter()
+        .find(|r| r.form_value("grant_type") == Some("refresh_token"))
+        .unwrap();
+    assert_eq!(refresh.form_value("client_id"), Some("test-client"));
+    assert_no_secret_in_logs(&auth, &d.logs());
+}

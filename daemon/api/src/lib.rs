@@ -13,6 +13,7 @@
 //! | `POST /v1/login/{id}/code` | [`LoginCode`] | [`LoginStatus`] |
 //! | `POST /v1/logout` | [`ProfileRequest`] | [`LoggedOut`] |
 //! | `POST /v1/revoke` | [`ProfileRequest`] | [`Revoked`] |
+//! | `POST /v1/import/aliyun` | [`ImportAliyun`] | [`Imported`] |
 //!
 //! Every error is [`ErrorBody`] with a status that fits it. Requests are parsed strictly
 //! (unknown fields are errors); responses leniently, so an older `mcpproxyctl` can read a newer
@@ -310,6 +311,25 @@ pub struct Revoked {
     pub server: String,
     /// Why server-side revocation failed.
     pub server_error: Option<String>,
+}
+
+/// `POST /v1/import/aliyun`: the contents of the seed tool's `~/.aliyun/.mcpproxy_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportAliyun {
+    /// The `alibaba` profile to store the tokens under; may be left out when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The file's JSON, as read.
+    pub file: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    pub profile: String,
+    pub app_id: String,
+    pub valid_until: Option<u64>,
+    pub refresh_expires_at: Option<u64>,
 }
 
 #[cfg(test)]

@@ -140,3 +140,31 @@ pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
         },
     ))
 }
+
+/// `POST /v1/import/aliyun`: the seed tool's login, stored like a login of our own.
+pub async fn import_aliyun(shared: &Shared, req: api::ImportAliyun) -> Result<Resp, Failure> {
+    let bad = |e: crate::import::ImportError| {
+        Failure(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string())
+    };
+    let generation = shared.current();
+    let profile =
+        crate::import::pick_alibaba(&generation.config, req.profile.as_deref()).map_err(bad)?;
+    let (record, app_id) =
+        crate::import::record(&generation.config, &profile, &req.file).map_err(bad)?;
+    let (valid_until, refresh_expires_at) = (record.access_expires_at, record.refresh_expires_at);
+    shared
+        .tokens
+        .logged_in(&profile, record)
+        .await
+        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    tracing::info!(profile, app_id = %app_id, "imported the login of aliyun mcp-proxy");
+    Ok(json(
+        StatusCode::OK,
+        &api::Imported {
+            profile,
+            app_id,
+            valid_until,
+            refresh_expires_at,
+        },
+    ))
+}

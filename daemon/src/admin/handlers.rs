@@ -76,6 +76,7 @@ const ROUTES: &[(&str, Method)] = &[
     ("/v1/login/{id}/code", Method::POST),
     ("/v1/logout", Method::POST),
     ("/v1/revoke", Method::POST),
+    ("/v1/import/aliyun", Method::POST),
 ];
 
 /// The route pattern of a path, and the login id it carries.
@@ -144,6 +145,16 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
         }
         "/v1/revoke" => {
             super::auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await
+        }
+        "/v1/import/aliyun" => {
+            let body: api::ImportAliyun = read_json(req).await?.ok_or_else(|| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_REQUEST,
+                    "send {\"file\": <the JSON of ~/.aliyun/.mcpproxy_config>}".into(),
+                )
+            })?;
+            super::auth::import_aliyun(shared, body).await
         }
         _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
     }

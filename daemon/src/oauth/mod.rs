@@ -221,20 +221,49 @@ trait WithoutUrl {
 
 impl<E: std::error::Error + 'static> WithoutUrl for oauth2::HttpClientError<E> {
     fn without_url_chain(&self) -> String {
-        let mut out = String::new();
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        let mut cur = std::error::Error::source(self);
         while let Some(e) = cur {
-            if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            let r = e
+                .downcast_ref::<reqwest::Error>()
+                .or_else(|| e.downcast_ref::<Box<reqwest::Error>>().map(|b| &**b));
+            if let Some(r) = r {
                 if r.is_timeout() {
                     return "timed out".into();
                 }
                 if r.is_connect() {
                     return "connection failed".into();
                 }
+                return r.without_url_string();
             }
-            if out.is_empty() {
-                out = e.to_string();
-            }
+            cur = e.source();
+        }
+        match std::error::Error::source(self) {
+            Some(inner) => format!("{self}: {inner}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+trait WithoutUrlString {
+    fn without_url_string(&self) -> String;
+}
+
+impl WithoutUrlString for reqwest::Error {
+    /// The error text with its URL left out (it could carry a query string), causes included.
+    fn without_url_string(&self) -> String {
+        let mut out = String::new();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        let head = if self.is_body() || self.is_decode() {
+            "reading the answer failed"
+        } else if self.is_request() {
+            "sending the request failed"
+        } else {
+            "request failed"
+        };
+        out.push_str(head);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
             cur = e.source();
         }
         out

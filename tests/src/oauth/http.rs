@@ -34,7 +34,12 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
+    // Alibaba Cloud's OAuth service answers at /v1/token and /v1/revoke: the same endpoints.
+    let path = match parts.uri.path() {
+        "/v1/token" => "/token".to_owned(),
+        "/v1/revoke" => "/revoke".to_owned(),
+        other => other.to_owned(),
+    };
     let Ok(body) = Limited::new(body, MAX_BODY).collect().await else {
         return Ok(json(
             StatusCode::PAYLOAD_TOO_LARGE,
