@@ -524,3 +524,69 @@ async fn import_aliyun_takes_over_the_seed_tools_login() {
     assert_eq!(refresh.form_value("client_id"), Some("test-client"));
     assert_no_secret_in_logs(&auth, &d.logs());
 }
+
+#[tokio::test]
+async fn a_transient_outage_is_ridden_through_while_the_token_lasts() {
+    // 8 s tokens: the refresher tries after ~4 s; the token still lasts ~4 s more.
+    let w = world(OAuthOptions {
+        access_lifetime: std::time::Duration::from_secs(8),
+        ..Default::default()
+    })
+    .await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    w.auth.set_fault(Fault::ServerError);
+    w.auth.wait_token_requests("refresh_token", 1).await;
+    // The refresh failed; requests keep flowing with the current token.
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    assert_eq!(s["profiles"][0]["state"], "valid", "{s}");
+    assert!(s["profiles"][0]["last_error"].as_str().is_some(), "{s}");
+    // The server comes back: the retry (with backoff) succeeds.
+    w.auth.set_fault(Fault::None);
+    let before = w.auth.token_requests("refresh_token");
+    w.auth
+        .wait_token_requests("refresh_token", before + 1)
+        .await;
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    assert!(s["profiles"][0]["last_error"].is_null(), "{s}");
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_crash_right_after_the_refresh() {
+    let w = world(OAuthOptions {
+        access_lifetime: std::time::Duration::from_secs(4),
+        ..Default::default()
+    })
+    .await;
+    let mut d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    // The refresh is done (persisted, then used) once the log says so; then crash hard.
+    d.wait_for_log("token refreshed").await.unwrap();
+    d.signal("KILL").await.unwrap();
+    d.wait_exit().await.unwrap();
+    let revoked_before = w.auth.revoked().len();
+    let d2 = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let r = proxy_client()
+        .get(d2.url("/raw/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Had the old refresh token been used again, reuse detection would have revoked the family.
+    w.auth.wait_token_requests("refresh_token", 2).await;
+    let r = proxy_client()
+        .get(d2.url("/raw/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        w.auth.revoked().len(),
+        revoked_before,
+        "no reuse was detected"
+    );
+}
