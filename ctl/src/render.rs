@@ -106,6 +106,9 @@ fn profile(o: &mut String, p: &ProfileStatus, now: u64) {
     if let Some(e) = &p.last_error {
         let _ = writeln!(o, "    last error: {e}");
     }
+    if let Some(w) = &p.warning {
+        let _ = writeln!(o, "    ! {w}");
+    }
 }
 
 fn acl(o: &mut String, a: &AclSummary) {

@@ -35,6 +35,7 @@ fn sample_status() -> Status {
                 valid_until: Some(NOW + 2 * 3600 + 13 * 60),
                 refresh_at: Some(NOW + 3600 + 50 * 60),
                 last_error: None,
+                warning: Some("the login expires in 30h; run `mcpproxyctl login --profile alibaba` before then".into()),
                 detail: "OAuth app aliyun-cli-mcp-proxy, region CN".into(),
             },
             ProfileStatus {
@@ -44,6 +45,7 @@ fn sample_status() -> Status {
                 valid_until: Some(NOW - 600),
                 refresh_at: None,
                 last_error: Some("invalid_grant: refresh token expired".into()),
+                warning: None,
                 detail: "https://github.com/login/oauth".into(),
             },
         ],
@@ -97,6 +99,9 @@ fn status_shows_each_profile_in_words_with_times() {
     assert!(github.contains(": needs login, expired 2025-06-01 13:53 UTC (10m ago)"));
     assert!(github.ends_with("[needs attention]"));
     assert!(text.contains("    last error: invalid_grant: refresh token expired\n"));
+    assert!(text.contains(
+        "    ! the login expires in 30h; run `mcpproxyctl login --profile alibaba` before then\n"
+    ));
 }
 
 #[test]
@@ -108,7 +113,7 @@ fn status_summarises_the_acl_and_flags_unresolved_entries() {
     );
     assert_eq!(line_with(&text, "  blocked  "), "  blocked  ram");
     assert_eq!(
-        line_with(&text, "! "),
+        line_with(&text, "  ! 1 entry"),
         "  ! 1 entry matches no catalogued server: nosuch"
     );
 
@@ -121,7 +126,7 @@ fn status_summarises_the_acl_and_flags_unresolved_entries() {
     let text = status(&s, NOW);
     assert!(line_with(&text, "  allowed  ").contains("everything not blocked"));
     assert_eq!(line_with(&text, "  blocked  "), "  blocked  (none)");
-    assert!(!text.contains("! "));
+    assert!(!text.contains("  ! 1 entry"), "no unresolved entries, no flag");
 }
 
 #[test]

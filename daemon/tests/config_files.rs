@@ -49,6 +49,7 @@ fn example_mentions_every_key_of_the_schema() {
         "max_connections",
         "shutdown_grace",
         "login_timeout",
+        "refresh_token_warning",
         "target",
         "level",
         "audit_rpc",

@@ -590,3 +590,26 @@ async fn a_rotated_refresh_token_survives_a_crash_right_after_the_refresh() {
         "no reuse was detected"
     );
 }
+
+#[tokio::test]
+async fn status_warns_before_the_login_itself_expires() {
+    let w = world(OAuthOptions {
+        refresh_lifetime: Some(std::time::Duration::from_secs(2 * 86_400)),
+        ..Default::default()
+    })
+    .await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_by_callback(&w, &d).await;
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    let warning = s["profiles"][0]["warning"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(warning.contains("mcpproxyctl login"), "{warning}");
+    let out = std::process::Command::new(mcpproxy_tests::daemon::bin_path("mcpproxyctl"))
+        .arg("--socket")
+        .arg(d.admin_socket())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("! the login expires in"));
+}

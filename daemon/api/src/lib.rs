@@ -149,6 +149,9 @@ pub struct ProfileStatus {
     /// Unix seconds of the next planned refresh.
     pub refresh_at: Option<u64>,
     pub last_error: Option<String>,
+    /// Something the operator should act on soon (the login itself expiring).
+    #[serde(default)]
+    pub warning: Option<String>,
     /// One line on where the token comes from.
     pub detail: String,
 }

@@ -73,12 +73,26 @@ pub fn status(shared: &Shared) -> api::Status {
                 },
             };
             api::ProfileStatus {
-                name: v.name,
+                name: v.name.clone(),
                 kind: v.kind.into(),
                 state: v.phase,
                 valid_until: v.valid_until,
                 refresh_at: v.refresh_at,
                 last_error: v.last_error,
+                warning: v.refresh_expires_at.and_then(|t| {
+                    let now = crate::oauth::now();
+                    (t <= now + c.limits.refresh_token_warning.as_secs()).then(|| {
+                        if t <= now {
+                            format!("the login expired; run `mcpproxyctl login --profile {}`", v.name)
+                        } else {
+                            format!(
+                                "the login expires in {}h; run `mcpproxyctl login --profile {}` before then",
+                                (t - now) / 3600,
+                                v.name
+                            )
+                        }
+                    })
+                }),
                 detail,
             }
         })

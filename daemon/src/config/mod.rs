@@ -32,6 +32,7 @@ pub const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_REFRESH_TOKEN_WARNING: Duration = Duration::from_secs(7 * 86_400);
 
 /// A configuration error: which file, which line, which key, and what is wrong.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -146,6 +147,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub login_timeout: Duration,
+    /// `status` warns this long before a login (its refresh token) expires.
+    pub refresh_token_warning: Duration,
 }
 
 impl Default for Limits {
@@ -160,6 +163,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            refresh_token_warning: DEFAULT_REFRESH_TOKEN_WARNING,
         }
     }
 }

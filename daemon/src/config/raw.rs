@@ -73,6 +73,7 @@ pub struct RawLimits {
     pub max_connections: Option<u64>,
     pub shutdown_grace: Option<String>,
     pub login_timeout: Option<String>,
+    pub refresh_token_warning: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -70,6 +70,7 @@ pub(super) fn render(c: &Config) -> String {
         ("stream_idle_timeout", l.stream_idle_timeout),
         ("shutdown_grace", l.shutdown_grace),
         ("login_timeout", l.login_timeout),
+        ("refresh_token_warning", l.refresh_token_warning),
     ] {
         limits.insert(k.into(), s(format_duration(d)));
     }

@@ -292,6 +292,11 @@ fn limits(raw: &RawConfig, at: &Locator<'_>) -> Result<Limits> {
         },
         shutdown_grace: dur("shutdown_grace", &l.shutdown_grace, d.shutdown_grace)?,
         login_timeout: dur("login_timeout", &l.login_timeout, d.login_timeout)?,
+        refresh_token_warning: dur(
+            "refresh_token_warning",
+            &l.refresh_token_warning,
+            d.refresh_token_warning,
+        )?,
     };
     if limits.retry_body_limit > limits.max_request_body {
         return Err(at.error(
