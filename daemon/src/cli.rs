@@ -278,6 +278,9 @@ async fn serve(
     }
     announce(&shared);
     systemd::ready(&systemd::status_line(&shared));
+    if shared.current().config.no_browser && crate::terminal_login::may_prompt() {
+        tokio::spawn(crate::terminal_login::run(shared.clone()));
+    }
     tokio::spawn(systemd::supervise(shared.clone(), admin_stop.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {

@@ -46,6 +46,7 @@ pub mod server;
 pub mod sse;
 pub mod state;
 pub mod systemd;
+pub mod terminal_login;
 pub mod token_store;
 pub mod tokens;
 

@@ -613,3 +613,67 @@ async fn status_warns_before_the_login_itself_expires() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("! the login expires in"));
 }
+
+/// Seed parity: `mcpproxyd --no-browser` in the foreground on a terminal logs in right there.
+#[tokio::test]
+async fn foreground_no_browser_logs_in_on_the_terminal() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let w = world(OAuthOptions::default()).await;
+    let command = format!(
+        "{} --config {} --port 0 --no-browser",
+        mcpproxy_tests::daemon::bin_path("mcpproxyd").display(),
+        w.config.display()
+    );
+    // `script` gives the daemon a terminal; our pipe is what the user types.
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("RUNTIME_DIRECTORY", w.setup.dir.path())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script (util-linux) runs the daemon on a pseudo-terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    async fn next_line(
+        lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    ) -> String {
+        let line = tokio::time::timeout(mcpproxy_tests::daemon::WAIT, lines.next_line())
+            .await
+            .expect("the daemon said nothing in time")
+            .unwrap()
+            .expect("the daemon exited");
+        line.trim_end_matches('\r').to_string()
+    }
+    let (mut addr, mut url) = (None, None);
+    while addr.is_none() || url.is_none() {
+        let line = next_line(&mut lines).await;
+        if let Some(a) = line.strip_prefix("Listen: ") {
+            addr = Some(a.trim().to_string());
+        }
+        if let Some(u) = line.strip_prefix("URL: ") {
+            url = Some(u.trim().to_string());
+        }
+    }
+    let location = approve(&w.auth, url.as_deref().unwrap()).await;
+    stdin
+        .write_all(format!("{location}\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        let line = next_line(&mut lines).await;
+        assert!(!line.contains("failed"), "{line}");
+        if line.contains("OAuth login successful!") {
+            break;
+        }
+    }
+    let r = proxy_client()
+        .get(format!("http://{}/raw/echo", addr.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
