@@ -126,7 +126,10 @@ fn status_summarises_the_acl_and_flags_unresolved_entries() {
     let text = status(&s, NOW);
     assert!(line_with(&text, "  allowed  ").contains("everything not blocked"));
     assert_eq!(line_with(&text, "  blocked  "), "  blocked  (none)");
-    assert!(!text.contains("  ! 1 entry"), "no unresolved entries, no flag");
+    assert!(
+        !text.contains("  ! 1 entry"),
+        "no unresolved entries, no flag"
+    );
 }
 
 #[test]
