@@ -7,11 +7,14 @@
 //! - [`oauth`]: the test OAuth 2.1 authorization server (code + PKCE, refresh rotation,
 //!   revocation, registration, injectable faults), in-process or as the
 //!   `oauth-test-server` binary.
+//! - [`aliyun_fake`]: the AccessKey-signed Alibaba Cloud services (IMS applications, the
+//!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod aliyun_fake;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;
