@@ -109,11 +109,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The Alibaba Cloud OAuth application
+    #[command(subcommand)]
+    App(AppCommand),
     /// Print a shell completion script (needs no daemon)
     Completions {
         /// The shell to complete for
         #[arg(value_enum)]
         shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Add the redirect URI the daemon uses to the profile's Alibaba Cloud OAuth application
+    /// (through IMS, with the daemon's AccessKey); the login reports when this is needed
+    Fix {
+        /// The alibaba auth profile [default: the only one]
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -8,7 +8,7 @@ use mcpproxyd_api::{
 };
 use serde_json::Value;
 
-use crate::cli::{AclCommand, Command};
+use crate::cli::{AclCommand, AppCommand, Command};
 use crate::client::{self, Client, NETWORK_TIMEOUT};
 use crate::error::CtlError;
 use crate::{exit, login, render, Env};
@@ -59,6 +59,37 @@ pub async fn execute(
                 emit(out, &render::verdict(&verdict))?;
             }
             // A query: a denial is an answer, not a failure.
+            Ok(exit::OK)
+        }
+        Command::App(AppCommand::Fix { profile, json }) => {
+            const WHAT: &str = "POST /v1/app/fix";
+            let request = ProfileRequest {
+                profile: profile.clone(),
+            };
+            let body = client
+                .clone()
+                .with_timeout(NETWORK_TIMEOUT)
+                .post_json("/v1/app/fix", &request)
+                .await?;
+            if *json {
+                print_json(WHAT, &body, out)?;
+            } else {
+                let fixed: mcpproxyd_api::AppFixed = client::parse(WHAT, &body)?;
+                let what = if fixed.changed {
+                    "redirect URI added to"
+                } else {
+                    "redirect URI already present in"
+                };
+                emit(
+                    out,
+                    &format!(
+                        "profile `{}`: {what} application {} (redirect URIs: {})\n",
+                        fixed.profile,
+                        fixed.app_id,
+                        fixed.redirect_uris.join(", ")
+                    ),
+                )?;
+            }
             Ok(exit::OK)
         }
         Command::Metrics => {

@@ -101,7 +101,7 @@ pub fn record(
     let refresh = text(p, "mcp_oauth_refresh_token")
         .ok_or(ImportError::Missing("mcp_oauth_refresh_token"))?;
     let access = text(p, "mcp_oauth_access_token").unwrap_or("");
-    let oauth = a.oauth_url.as_str().trim_end_matches('/');
+    let endpoints = crate::alibaba::oauth_endpoints(a);
     let record = TokenRecord {
         access_token: SecretString::from(access.to_string()),
         // An absent or empty access token is simply expired: the first use refreshes it.
@@ -112,9 +112,9 @@ pub fn record(
         }),
         refresh_token: Some(SecretString::from(refresh.to_string())),
         refresh_expires_at: number(p, "mcp_oauth_refresh_token_expire"),
-        issuer: Some(oauth.to_string()),
-        token_endpoint: Some(format!("{oauth}/v1/token")),
-        revocation_endpoint: Some(format!("{oauth}/v1/revoke")),
+        issuer: endpoints.issuer,
+        token_endpoint: Some(endpoints.token),
+        revocation_endpoint: endpoints.revocation,
         client_id: app_id.to_string(),
         scope: Some(a.scope.clone()),
         resource: None,

@@ -159,11 +159,25 @@ impl Logins {
                     redirect_uri,
                 )
             }
-            AuthProfile::Alibaba(_) => {
-                return Err(LoginError::Profile(format!(
-                    "profile `{profile}`: Alibaba Cloud login needs the OAuth application's id, \
-                     which comes with application provisioning (not in this version)"
-                )))
+            AuthProfile::Alibaba(a) => {
+                // The application (found, created or checked through IMS) gives the client id.
+                let ims_http = crate::alibaba::http_client(a, config.limits.connect_timeout)
+                    .map_err(|e| LoginError::Profile(e.to_string()))?;
+                let sources = crate::alibaba::credentials::Sources::from_process();
+                let app = crate::alibaba::provision(a, &ims_http, default_redirect, &sources)
+                    .await
+                    .map_err(|e| LoginError::Profile(format!("profile `{profile}`: {e}")))?;
+                if app.created {
+                    tracing::info!(profile, app_id = %app.client_id(), "created the OAuth application");
+                }
+                let redirect_uri = crate::alibaba::app_spec(a, default_redirect).redirect_uri;
+                (
+                    crate::alibaba::oauth_endpoints(a),
+                    app.client_id().to_string(),
+                    vec![a.scope.clone()],
+                    None,
+                    redirect_uri,
+                )
             }
             AuthProfile::Static(_) => {
                 return Err(LoginError::Profile(format!(

@@ -14,6 +14,7 @@
 //! | `POST /v1/logout` | [`ProfileRequest`] | [`LoggedOut`] |
 //! | `POST /v1/revoke` | [`ProfileRequest`] | [`Revoked`] |
 //! | `POST /v1/import/aliyun` | [`ImportAliyun`] | [`Imported`] |
+//! | `POST /v1/app/fix` | [`ProfileRequest`] | [`AppFixed`] |
 //!
 //! Every error is [`ErrorBody`] with a status that fits it. Requests are parsed strictly
 //! (unknown fields are errors); responses leniently, so an older `mcpproxyctl` can read a newer
@@ -333,6 +334,16 @@ pub struct Imported {
     pub app_id: String,
     pub valid_until: Option<u64>,
     pub refresh_expires_at: Option<u64>,
+}
+
+/// `POST /v1/app/fix`: the profile's redirect URI added to its Alibaba Cloud application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppFixed {
+    pub profile: String,
+    pub app_id: String,
+    /// The URI was added (false: it was there already).
+    pub changed: bool,
+    pub redirect_uris: Vec<String>,
 }
 
 #[cfg(test)]

@@ -168,3 +168,55 @@ pub async fn import_aliyun(shared: &Shared, req: api::ImportAliyun) -> Result<Re
         },
     ))
 }
+
+/// `POST /v1/app/fix`: adds the redirect URI the daemon uses to the profile's Alibaba Cloud
+/// application, when the operator asks (the login reports the mismatch and names this fix).
+pub async fn app_fix(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
+    use crate::alibaba::provision::{FixOutcome, ProvisionError};
+    use crate::config::AuthProfile;
+    let generation = shared.current();
+    let config = &generation.config;
+    let profile = match req.profile {
+        Some(p) => p,
+        None => crate::import::pick_alibaba(config, None)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))?,
+    };
+    let Some(AuthProfile::Alibaba(a)) = config.auth.get(&profile) else {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            format!("`{profile}` is not an alibaba profile"),
+        ));
+    };
+    let http = crate::alibaba::http_client(a, config.limits.connect_timeout).map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            e.to_string(),
+        )
+    })?;
+    let sources = crate::alibaba::credentials::Sources::from_process();
+    let outcome = crate::alibaba::fix_app(a, &http, &shared.callback_uri(), &sources)
+        .await
+        .map_err(|e| {
+            let status = match e {
+                ProvisionError::Ims(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::CONFLICT,
+            };
+            Failure(status, "app_fix_failed", e.to_string())
+        })?;
+    let (app, changed) = match outcome {
+        FixOutcome::Added(app) => (app, true),
+        FixOutcome::AlreadyPresent(app) => (app, false),
+    };
+    tracing::info!(profile, app_id = %app.app_id, changed, "application redirect URI checked");
+    Ok(json(
+        StatusCode::OK,
+        &api::AppFixed {
+            profile,
+            app_id: app.app_id,
+            changed,
+            redirect_uris: app.redirect_uris,
+        },
+    ))
+}

@@ -77,6 +77,7 @@ const ROUTES: &[(&str, Method)] = &[
     ("/v1/logout", Method::POST),
     ("/v1/revoke", Method::POST),
     ("/v1/import/aliyun", Method::POST),
+    ("/v1/app/fix", Method::POST),
 ];
 
 /// The route pattern of a path, and the login id it carries.
@@ -155,6 +156,9 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
                 )
             })?;
             super::auth::import_aliyun(shared, body).await
+        }
+        "/v1/app/fix" => {
+            super::auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await
         }
         _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
     }

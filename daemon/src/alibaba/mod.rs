@@ -152,6 +152,19 @@ pub async fn fix_app(
     provision::fix_redirect_uri(&ims, &app_spec(profile, redirect_uri)).await
 }
 
+/// The OAuth endpoints of a profile: sign-in authorizes, the OAuth service's `/v1/token` and
+/// `/v1/revoke` issue and revoke.
+pub fn oauth_endpoints(profile: &AlibabaProfile) -> crate::oauth::Endpoints {
+    let oauth = profile.oauth_url.as_str().trim_end_matches('/');
+    crate::oauth::Endpoints {
+        issuer: Some(oauth.to_string()),
+        authorization: Some(profile.signin_url.to_string()),
+        token: format!("{oauth}/v1/token"),
+        revocation: Some(format!("{oauth}/v1/revoke")),
+        registration: None,
+    }
+}
+
 /// The lister of an `alibaba`-catalog upstream: its URL, CA, proxy and `allow_http`, the
 /// profile's AccessKey.
 pub fn lister(

@@ -155,7 +155,12 @@ pub(super) fn profile(name: &str, p: &RawAuth, at: &Locator<'_>) -> Result<AuthP
                 signin_url: or_preset("signin_url", &p.signin_url, preset.signin_url)?,
                 oauth_url: or_preset("oauth_url", &p.oauth_url, preset.oauth_url)?,
                 ims_endpoint: or_preset("ims_endpoint", &p.ims_endpoint, preset.ims_endpoint)?,
-                access_key: p.access_key.clone().unwrap_or_else(|| "env".into()),
+                access_key: {
+                    let text = p.access_key.clone().unwrap_or_else(|| "env".into());
+                    crate::alibaba::credentials::KeySource::parse(&text)
+                        .map_err(|e| at.error(&key("access_key"), e.to_string()))?;
+                    text
+                },
                 ca_file,
             }))
         }

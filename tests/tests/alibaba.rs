@@ -1,0 +1,138 @@
+//! The Alibaba Cloud preset end to end: the daemon checks the OAuth application through the
+//! (signature-verifying) IMS fake, reports a wrong redirect URI with its fix, repairs it on
+//! `app fix`, and logs in against the test authorization server playing Alibaba's sign-in and
+//! OAuth service (`/v1/token`).
+
+use std::sync::Arc;
+
+use mcpproxy_tests::admin::{get_json, post_json};
+use mcpproxy_tests::aliyun_fake::{self, AliyunFakeOptions, FakeApp};
+use mcpproxy_tests::daemon::{bin_path, proxy_client, Setup, TestDaemon};
+use mcpproxy_tests::oauth::{self, OAuthOptions};
+use mcpproxy_tests::upstream::{self, TokenValidator, UpstreamOptions};
+use tokio::process::Command;
+
+#[tokio::test]
+async fn login_checks_the_application_fixes_its_redirect_uri_and_signs_in() {
+    let auth = Arc::new(oauth::start(OAuthOptions::default()).await.unwrap());
+    let fake = aliyun_fake::start(AliyunFakeOptions {
+        applications: vec![FakeApp::native(
+            "test-client",
+            "aliyun-cli-mcp-proxy",
+            &["/acs/mcp-server"],
+            &["http://127.0.0.1:1/callback"],
+        )],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let checker = auth.clone();
+    let up = upstream::start(UpstreamOptions {
+        validator: Some(TokenValidator(Arc::new(move |t| checker.is_active(t)))),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let setup = Setup::new().unwrap();
+    // One CA file for the profile: it reaches both the IMS fake and the sign-in/OAuth server.
+    std::fs::write(
+        setup.path("aliyun-ca.pem"),
+        format!("{}\n{}", auth.ca_pem(), fake.ca_pem()),
+    )
+    .unwrap();
+    std::fs::write(setup.path("up-ca.pem"), up.ca_pem().unwrap()).unwrap();
+    let text = format!(
+        "[store]\nkind = \"file\"\ndir = {store:?}\n\n\
+         [auth.aliyun]\nkind = \"alibaba\"\nregion = \"CN\"\nsignin_url = {signin:?}\n\
+         oauth_url = {oauth:?}\nims_endpoint = {ims:?}\nca_file = {ca:?}\n\n\
+         [[upstream]]\nname = \"aliyun\"\nurl = {url:?}\nauth = \"aliyun\"\nca_file = {upca:?}\ncatalog = \"static\"\n",
+        store = setup.path("state"),
+        signin = auth.url("/authorize"),
+        oauth = auth.issuer(),
+        ims = fake.url(),
+        ca = setup.path("aliyun-ca.pem"),
+        url = up.base_url(),
+        upca = setup.path("up-ca.pem"),
+    );
+    let config = setup.write_config(&text).unwrap();
+    let key = fake.key();
+    let mut cmd = Command::new(bin_path("mcpproxyd"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--port")
+        .arg("0")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &key.id)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", &key.secret)
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN");
+    let d = TestDaemon::spawn(cmd).await.unwrap();
+    let sock = d.admin_socket();
+
+    // The application's redirect URI does not match: the login says so, with the fix.
+    let (status, v) = post_json(&sock, "/v1/login", "{}").await.unwrap();
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("mcpproxyctl app fix"), "{message}");
+    assert!(
+        message.contains(&format!("http://{}/callback", d.addr)),
+        "{message}"
+    );
+    assert_eq!(
+        fake.count("CreateApplication"),
+        0,
+        "a present application is never re-created"
+    );
+
+    // Async: the fake runs on this test's runtime, which must keep going meanwhile.
+    let out = Command::new(bin_path("mcpproxyctl"))
+        .arg("--socket")
+        .arg(&sock)
+        .args(["app", "fix"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = &fake.applications()[0];
+    assert!(app
+        .redirect_uris
+        .contains(&format!("http://{}/callback", d.addr)));
+    assert!(
+        fake.requests().iter().all(|r| r.signature_ok()),
+        "every IMS call was signed"
+    );
+
+    // Now the login goes through Alibaba-style sign-in and /v1/token.
+    let (status, v) = post_json(&sock, "/v1/login", "{}").await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    let url = v["url"].as_str().unwrap();
+    assert!(url.contains("client_id=test-client"), "{url}");
+    assert!(url.contains("scope=%2Facs%2Fmcp-server"), "{url}");
+    let resp = auth.http_client().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let page = proxy_client().get(&location).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let (_, s) = get_json(&sock, "/v1/status").await.unwrap();
+    assert_eq!(s["profiles"][0]["state"], "valid", "{s}");
+    assert_eq!(
+        proxy_client()
+            .get(d.url("/raw/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let logs = d.logs();
+    assert!(
+        !logs.contains(&key.secret),
+        "the AccessKey secret reached the log"
+    );
+    for t in auth.issued_tokens() {
+        assert!(!logs.contains(&t));
+    }
+}
