@@ -1,7 +1,9 @@
 //! The catalog: which MCP servers exist behind each upstream, and the local paths that belong to
 //! each. It feeds the ACL's names and IDs, the banner and `mcpproxyctl servers`.
 
-use crate::config::{Config, Server, Upstream};
+use std::collections::HashMap;
+
+use crate::config::{CatalogSource, Config, Server, Upstream};
 use crate::path;
 
 /// One MCP server as the proxy serves it.
@@ -27,10 +29,30 @@ pub struct Catalog {
 impl Catalog {
     /// The static catalog of every upstream in the config.
     pub fn from_config(config: &Config) -> Catalog {
+        Catalog::build(config, &HashMap::new())
+    }
+
+    /// The config's static entries, and for `alibaba` catalogs the servers listed so far (by
+    /// upstream name); listed paths outside the upstream's base path are left out.
+    pub fn build(config: &Config, listed: &HashMap<String, Vec<Server>>) -> Catalog {
         let mut servers = Vec::new();
         for u in &config.upstreams {
-            for s in &u.servers {
-                servers.push(CatalogServer::new(u, s));
+            let entries = match u.catalog {
+                CatalogSource::Static => &u.servers,
+                CatalogSource::Alibaba => match listed.get(&u.name) {
+                    Some(l) => l,
+                    None => continue,
+                },
+            };
+            for s in entries {
+                let inside = |p: &Option<String>| {
+                    p.as_deref().is_none_or(|p| {
+                        path::under(p, &u.base_path) && path::check_normal(p).is_ok()
+                    })
+                };
+                if inside(&s.mcp) && inside(&s.sse) {
+                    servers.push(CatalogServer::new(u, s));
+                }
             }
         }
         Catalog { servers }

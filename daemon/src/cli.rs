@@ -276,6 +276,9 @@ async fn serve(
         tracing::info!(address = ?l.local_addr().ok(), "metrics endpoint ready");
         tokio::spawn(admin::serve_metrics(l, shared.clone(), admin_stop.clone()));
     }
+    // The banner lists the servers: list alibaba catalogs first (bounded by request timeouts).
+    crate::catalog_task::refresh_all(&shared).await;
+    tokio::spawn(crate::catalog_task::run(shared.clone(), admin_stop.clone()));
     announce(&shared);
     systemd::ready(&systemd::status_line(&shared));
     if shared.current().config.no_browser && crate::terminal_login::may_prompt() {
@@ -315,13 +318,6 @@ fn announce(shared: &Arc<Shared>) {
             );
         }
         tracing::info!(listen = %addr, "listening");
-    }
-    let unresolved = generation.acl.unresolved();
-    if !unresolved.is_empty() {
-        tracing::warn!(
-            entries = %unresolved.join(", "),
-            "ACL entries match no server in the catalog; they match nothing"
-        );
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(banner::render(&generation, &shared.bound, &shared.tokens).as_bytes());

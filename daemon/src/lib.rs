@@ -26,6 +26,7 @@ pub mod alibaba;
 pub mod banner;
 pub mod body;
 pub mod catalog;
+pub mod catalog_task;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -42,12 +42,21 @@ pub enum BuildError {
 
 impl Generation {
     pub fn build(config: Config, bound: &[SocketAddr]) -> Result<Generation, BuildError> {
+        Generation::build_with(config, bound, &HashMap::new())
+    }
+
+    /// Like [`Generation::build`], with the servers listed so far for `alibaba` catalogs.
+    pub fn build_with(
+        config: Config,
+        bound: &[SocketAddr],
+        listed: &HashMap<String, Vec<crate::config::Server>>,
+    ) -> Result<Generation, BuildError> {
         let guard = Guard::new(
             bound,
             &config.listen.extra_hosts,
             &config.listen.allowed_origins,
         );
-        let catalog = Catalog::from_config(&config);
+        let catalog = Catalog::build(&config, listed);
         let acl = Acl::new(&config.acl, &catalog);
         let mut clients = HashMap::new();
         for u in &config.upstreams {
@@ -108,6 +117,12 @@ pub struct Shared {
     pub tokens: Arc<Tokens>,
     pub logins: Logins,
     pub heartbeat: crate::systemd::Heartbeat,
+    /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
+    listed: Mutex<HashMap<String, Vec<crate::config::Server>>>,
+    /// Wakes the catalog refresher (after a reload).
+    pub catalog_wake: tokio::sync::Notify,
+    /// Serialises rebuilding the generation (reload, new server lists).
+    rebuild: Mutex<()>,
     pub started: Instant,
     pub started_at: SystemTime,
     /// Why the last reload failed, until one succeeds.
@@ -140,6 +155,9 @@ impl Shared {
             tokens,
             logins: Logins::default(),
             heartbeat: Default::default(),
+            listed: Mutex::new(HashMap::new()),
+            catalog_wake: tokio::sync::Notify::new(),
+            rebuild: Mutex::new(()),
             started: Instant::now(),
             started_at: SystemTime::now(),
             last_reload_error: Mutex::new(None),
@@ -171,12 +189,18 @@ impl Shared {
         let result = self.reload();
         crate::systemd::ready(&crate::systemd::status_line(self));
         match &result {
-            Ok(r) if r.needs_restart.is_empty() => tracing::info!(via, "configuration reloaded"),
-            Ok(r) => tracing::warn!(
+            Ok(r) if r.needs_restart.is_empty() => {
+                self.catalog_wake.notify_one();
+                tracing::info!(via, "configuration reloaded")
+            }
+            Ok(r) => {
+                self.catalog_wake.notify_one();
+                tracing::warn!(
                 via,
                 settings = %r.needs_restart.join(", "),
                 "configuration reloaded; some changes need a restart"
-            ),
+                )
+            }
             Err(e) => {
                 tracing::error!(via, error = %e, "reload failed; the old configuration stays")
             }
@@ -185,6 +209,7 @@ impl Shared {
     }
 
     fn try_reload(&self) -> Result<Reloaded, BuildError> {
+        let _serial = lock(&self.rebuild);
         let config = config::load(self.config_path.as_deref(), &self.overrides)?;
         let old = self.current();
         let mut needs_restart = Vec::new();
@@ -200,10 +225,27 @@ impl Shared {
         if old.config.admin.metrics_address != config.admin.metrics_address {
             needs_restart.push("admin.metrics_address".to_string());
         }
-        let generation = Generation::build(config, &self.bound)?;
+        let listed = lock(&self.listed).clone();
+        let generation = Generation::build_with(config, &self.bound, &listed)?;
         self.tokens.apply(&generation.config);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(generation);
         Ok(Reloaded { needs_restart })
+    }
+
+    /// A new server list for an `alibaba` catalog: the generation is rebuilt around it (same
+    /// configuration), so the ACL's names and IDs resolve against it at once.
+    pub fn set_listed(
+        &self,
+        upstream: &str,
+        servers: Vec<crate::config::Server>,
+    ) -> Result<(), BuildError> {
+        let _serial = lock(&self.rebuild);
+        lock(&self.listed).insert(upstream.to_string(), servers);
+        let listed = lock(&self.listed).clone();
+        let config = (*self.current().config).clone();
+        let generation = Generation::build_with(config, &self.bound, &listed)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(generation);
+        Ok(())
     }
 
     /// The redirect URI of a login: `/callback` on the first proxy address.
@@ -220,6 +262,10 @@ impl Shared {
         };
         format!("http://{addr}/callback")
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn listen_spec(c: &Config) -> Vec<SocketAddr> {

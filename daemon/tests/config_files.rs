@@ -61,6 +61,7 @@ fn example_mentions_every_key_of_the_schema() {
         "auth",
         "ca_file",
         "catalog",
+        "catalog_refresh",
         "allow_http",
         "proxy",
         "id",

@@ -136,3 +136,87 @@ async fn login_checks_the_application_fixes_its_redirect_uri_and_signs_in() {
         assert!(!logs.contains(&t));
     }
 }
+
+/// The catalog comes from the paged listing, feeds the banner, `servers` and the ACL, and a
+/// listing outage at start-up falls back to the saved list.
+#[tokio::test]
+async fn catalog_is_listed_with_paging_and_cached_for_an_outage() {
+    let fake = aliyun_fake::start(AliyunFakeOptions {
+        servers: 150,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let setup = Setup::new().unwrap();
+    std::fs::write(setup.path("ca.pem"), fake.ca_pem()).unwrap();
+    let (blocked, blocked_id, blocked_base) = fake.server(7);
+    let text = format!(
+        "[store]\nkind = \"file\"\ndir = {store:?}\n\n\
+         [auth.aliyun]\nkind = \"alibaba\"\n\n\
+         [[upstream]]\nname = \"aliyun\"\nurl = {url:?}\nauth = \"aliyun\"\nca_file = {ca:?}\ncatalog = \"alibaba\"\n\n\
+         [acl]\nblocked_servers = [{blocked:?}, \"server-07\"]\n",
+        store = setup.path("state"),
+        url = fake.url(),
+        ca = setup.path("ca.pem"),
+    );
+    let config = setup.write_config(&text).unwrap();
+    let key = fake.key();
+    let start = || {
+        let mut cmd = Command::new(bin_path("mcpproxyd"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--port")
+            .arg("0")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &key.id)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", &key.secret)
+            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN");
+        TestDaemon::spawn(cmd)
+    };
+    let mut d = start().await.unwrap();
+    assert_eq!(
+        fake.count("ListApiMcpServers"),
+        2,
+        "150 servers come in two pages"
+    );
+    assert!(
+        d.banner.contains(&format!("  - {blocked} (blocked)")),
+        "{}",
+        d.banner
+    );
+    assert!(
+        d.banner
+            .contains(&format!("MCP: http://{}{blocked_base}/mcp", d.addr)),
+        "{}",
+        d.banner
+    );
+    let (_, servers) = get_json(&d.admin_socket(), "/v1/servers").await.unwrap();
+    assert_eq!(servers["servers"].as_array().unwrap().len(), 150);
+    let r = proxy_client()
+        .get(d.url(&format!("{blocked_base}/mcp")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!blocked_id.is_empty());
+    // A name close to a real one is reported with the closest catalogued names.
+    d.wait_for_log("ACL entry matches no catalogued server")
+        .await
+        .unwrap();
+    assert!(d.logs().contains("closest=server-007"), "{}", d.logs());
+
+    d.signal("TERM").await.unwrap();
+    d.wait_exit().await.unwrap();
+    fake.set_listing_fault(aliyun_fake::ListingFault::Unavailable);
+    let d2 = start().await.unwrap();
+    assert!(
+        d2.banner.contains(&format!("  - {blocked} (blocked)")),
+        "{}",
+        d2.banner
+    );
+    assert!(
+        d2.logs().contains("using the last good list"),
+        "{}",
+        d2.logs()
+    );
+    assert!(!d2.logs().contains(&key.secret));
+}

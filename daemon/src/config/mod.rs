@@ -31,6 +31,7 @@ pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 << 20;
 pub const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_CATALOG_REFRESH: Duration = Duration::from_secs(600);
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_REFRESH_TOKEN_WARNING: Duration = Duration::from_secs(7 * 86_400);
 
@@ -207,6 +208,8 @@ pub struct Upstream {
     pub auth: String,
     pub ca_file: Option<PathBuf>,
     pub catalog: CatalogSource,
+    /// How often an `alibaba` catalog is listed again.
+    pub catalog_refresh: Duration,
     pub allow_http: bool,
     pub proxy: Option<Url>,
     pub servers: Vec<Server>,

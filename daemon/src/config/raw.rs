@@ -113,6 +113,8 @@ pub struct RawUpstream {
     pub allow_http: bool,
     /// Outbound HTTP(S) proxy URL; environment variables are ignored.
     pub proxy: String,
+    /// How often an `alibaba` catalog is listed again.
+    pub catalog_refresh: Option<String>,
     /// Static catalog entries.
     pub servers: Vec<RawServer>,
 }

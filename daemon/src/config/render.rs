@@ -130,6 +130,10 @@ fn upstream(u: &Upstream) -> Table {
         CatalogSource::Static => "static",
     };
     t.insert("catalog".into(), s(catalog));
+    t.insert(
+        "catalog_refresh".into(),
+        s(format_duration(u.catalog_refresh)),
+    );
     t.insert("allow_http".into(), Value::Boolean(u.allow_http));
     // A proxy URL may carry credentials: show only where it points.
     let proxy = u

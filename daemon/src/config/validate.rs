@@ -470,6 +470,16 @@ fn upstream(
             sse,
         });
     }
+    let catalog_refresh = match &u.catalog_refresh {
+        None => DEFAULT_CATALOG_REFRESH,
+        Some(text) => {
+            let d = parse_duration(text).map_err(|m| at.error(&key("catalog_refresh"), m))?;
+            if d < std::time::Duration::from_secs(10) {
+                return Err(at.error(&key("catalog_refresh"), "must be at least 10s"));
+            }
+            d
+        }
+    };
     let ca_file = non_empty(&u.ca_file).map(PathBuf::from);
     if let Some(f) = &ca_file {
         if !f.is_file() {
@@ -499,6 +509,7 @@ fn upstream(
         auth: auth_name,
         ca_file,
         catalog,
+        catalog_refresh,
         allow_http: u.allow_http,
         proxy,
         servers,
