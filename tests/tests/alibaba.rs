@@ -220,3 +220,80 @@ async fn catalog_is_listed_with_paging_and_cached_for_an_outage() {
     );
     assert!(!d2.logs().contains(&key.secret));
 }
+
+/// First run: the default application does not exist, so it is created, then the login (pasted
+/// redirect URL) completes. Second run: the application is found and reused, never re-created.
+#[tokio::test]
+async fn the_default_application_is_created_once_then_reused() {
+    // The fake numbers new applications from 4000000000000000001.
+    let auth = Arc::new(
+        oauth::start(OAuthOptions {
+            clients: vec![oauth::ClientSpec::loopback("4000000000000000001")],
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let fake = aliyun_fake::start(AliyunFakeOptions::default())
+        .await
+        .unwrap();
+    let setup = Setup::new().unwrap();
+    std::fs::write(
+        setup.path("aliyun-ca.pem"),
+        format!("{}\n{}", auth.ca_pem(), fake.ca_pem()),
+    )
+    .unwrap();
+    // A fixed redirect URI (the one registered with the application); the test pastes the
+    // redirect, so nothing listens there.
+    let text = format!(
+        "[store]\nkind = \"file\"\ndir = {store:?}\n\n\
+         [auth.aliyun]\nkind = \"alibaba\"\nsignin_url = {signin:?}\noauth_url = {oauth:?}\n\
+         ims_endpoint = {ims:?}\nca_file = {ca:?}\nredirect_uri = \"http://127.0.0.1:8088/callback\"\n\n\
+         [[upstream]]\nname = \"aliyun\"\nurl = \"https://127.0.0.1:1\"\nauth = \"aliyun\"\ncatalog = \"static\"\n",
+        store = setup.path("state"),
+        signin = auth.url("/authorize"),
+        oauth = auth.issuer(),
+        ims = fake.url(),
+        ca = setup.path("aliyun-ca.pem"),
+    );
+    let config = setup.write_config(&text).unwrap();
+    let key = fake.key();
+    for run in 1..=2 {
+        let mut cmd = Command::new(bin_path("mcpproxyd"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--port")
+            .arg("0")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &key.id)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", &key.secret);
+        let d = TestDaemon::spawn(cmd).await.unwrap();
+        let sock = d.admin_socket();
+        let (status, v) = post_json(&sock, "/v1/login", r#"{"paste":true}"#)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "run {run}: {v}");
+        let url = v["url"].as_str().unwrap();
+        assert!(url.contains("client_id=4000000000000000001"), "{url}");
+        let resp = auth.http_client().get(url).send().await.unwrap();
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            location.starts_with("http://127.0.0.1:8088/callback?"),
+            "{location}"
+        );
+        let body = serde_json::json!({ "url": location }).to_string();
+        let id = v["id"].as_str().unwrap();
+        let (status, v) = post_json(&sock, &format!("/v1/login/{id}/code"), &body)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["status"], "succeeded", "run {run}: {v}");
+        assert_eq!(fake.count("CreateApplication"), 1, "run {run}");
+    }
+    let app = &fake.applications()[0];
+    assert_eq!(app.app_name, "aliyun-cli-mcp-proxy");
+    assert_eq!(app.app_type, "NativeApp");
+    assert_eq!(
+        app.redirect_uris,
+        vec!["http://127.0.0.1:8088/callback".to_string()]
+    );
+}

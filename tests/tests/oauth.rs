@@ -512,10 +512,29 @@ async fn import_aliyun_takes_over_the_seed_tools_login() {
     );
     assert!(stdout.contains("test-client"), "{stdout}");
     assert!(!file.exists(), "the plaintext was deleted");
-    // The imported access token is expired: the first request refreshes at /v1/token.
-    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(auth.token_requests("refresh_token"), 1);
+    // The imported access token has expired: 100 requests at once wait for one refresh (at
+    // Alibaba's /v1/token path), and all succeed.
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let url = d.url("/raw/echo");
+        tasks.push(tokio::spawn(async move {
+            proxy_client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        auth.token_requests("refresh_token"),
+        1,
+        "single-flight at expiry"
+    );
     let refresh = auth
         .requests()
         .into_iter()
