@@ -152,6 +152,8 @@ pub struct RequestBody<B> {
     seen: u64,
     limit: u64,
     exceeded: Arc<AtomicBool>,
+    /// A copy of the first bytes, for the audit log's JSON-RPC scan.
+    capture: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
 }
 
 impl<B> RequestBody<B> {
@@ -161,7 +163,14 @@ impl<B> RequestBody<B> {
             seen: 0,
             limit,
             exceeded,
+            capture: None,
         }
+    }
+
+    /// Also copies the first [`crate::rpc_scan::SCAN_LIMIT`] bytes into `into` as they pass.
+    pub fn capturing(mut self, into: Arc<std::sync::Mutex<Vec<u8>>>) -> Self {
+        self.capture = Some(into);
+        self
     }
 }
 
@@ -181,6 +190,11 @@ where
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    if let Some(capture) = &this.capture {
+                        let mut c = capture.lock().unwrap_or_else(|e| e.into_inner());
+                        let room = crate::rpc_scan::SCAN_LIMIT.saturating_sub(c.len());
+                        c.extend_from_slice(&data[..room.min(data.len())]);
+                    }
                     this.seen += data.len() as u64;
                     if this.seen > this.limit {
                         this.exceeded.store(true, Ordering::Relaxed);

@@ -20,7 +20,8 @@ use crate::headers;
 /// The client's request body, kept or waiting to be streamed.
 pub enum OutBody {
     Kept(Bytes),
-    Streamed(Option<Incoming>),
+    /// The body, until it is sent, and the copy of its first bytes.
+    Streamed(Option<Incoming>, Arc<std::sync::Mutex<Vec<u8>>>),
 }
 
 impl OutBody {
@@ -47,7 +48,7 @@ impl OutBody {
                 .or(exact)
                 .is_some_and(|n| n <= limits.retry_body_limit);
         if !small {
-            return Ok(OutBody::Streamed(Some(body)));
+            return Ok(OutBody::Streamed(Some(body), Default::default()));
         }
         let limit = limits.retry_body_limit.min(limits.max_request_body) as usize;
         match Limited::new(body, limit).collect().await {
@@ -62,15 +63,27 @@ impl OutBody {
     pub fn kept(&self) -> Option<Bytes> {
         match self {
             OutBody::Kept(b) => Some(b.clone()),
-            OutBody::Streamed(_) => None,
+            OutBody::Streamed(..) => None,
+        }
+    }
+
+    /// The JSON-RPC method and tool, from the body's first bytes seen so far.
+    pub fn rpc_info(&self) -> crate::rpc_scan::RpcInfo {
+        match self {
+            OutBody::Kept(b) => crate::rpc_scan::scan(b),
+            OutBody::Streamed(_, captured) => {
+                crate::rpc_scan::scan(&captured.lock().unwrap_or_else(|e| e.into_inner()))
+            }
         }
     }
 
     fn take(&mut self, max: u64, exceeded: Arc<AtomicBool>) -> reqwest::Body {
         match self {
             OutBody::Kept(b) => reqwest::Body::from(b.clone()),
-            OutBody::Streamed(body) => match body.take() {
-                Some(b) => reqwest::Body::wrap(RequestBody::new(b, max, exceeded)),
+            OutBody::Streamed(body, captured) => match body.take() {
+                Some(b) => reqwest::Body::wrap(
+                    RequestBody::new(b, max, exceeded).capturing(captured.clone()),
+                ),
                 None => reqwest::Body::from(Bytes::new()),
             },
         }

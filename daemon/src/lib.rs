@@ -43,6 +43,7 @@ pub mod oauth;
 pub mod path;
 pub mod proxy;
 pub mod refresh;
+pub mod rpc_scan;
 pub mod server;
 pub mod sse;
 pub mod state;

@@ -197,6 +197,11 @@ async fn pipeline(
     shared
         .metrics
         .upstream_latency(&upstream.name, started.elapsed());
+    let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {
+        out.rpc_info()
+    } else {
+        Default::default()
+    };
     tracing::info!(
         client = %peer.addr,
         upstream = %upstream.name,
@@ -206,6 +211,8 @@ async fn pipeline(
         path = %local,
         status = upstream_response.status().as_u16(),
         decision = "allowed",
+        rpc_method = rpc.method.as_deref(),
+        tool = rpc.tool.as_deref(),
         latency_ms = started.elapsed().as_millis() as u64,
         "proxied"
     );

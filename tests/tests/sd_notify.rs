@@ -164,6 +164,16 @@ async fn journald_records_carry_the_fields_and_no_secret() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // A tool call: its method and tool name are recorded, its arguments never.
+    let r = proxy_client()
+        .post(d.url("/x/ecs/mcp-demo"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"SECRETARGUMENT"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let mut records = Vec::new();
     let mut buf = vec![0u8; 65536];
@@ -171,9 +181,9 @@ async fn journald_records_carry_the_fields_and_no_secret() {
     while std::time::Instant::now() < deadline {
         let n = journal.recv(&mut buf).unwrap();
         let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let done = rec.contains("MCP_DECISION=denied");
         records.push(rec);
-        if done && records.iter().any(|r| r.contains("MCP_SERVER=ecs")) {
+        let seen = |needle: &str| records.iter().any(|r| r.contains(needle));
+        if seen("MCP_DECISION=denied") && seen("MCP_SERVER=ecs") && seen("MCP_TOOL=echo") {
             break;
         }
     }
@@ -197,7 +207,17 @@ async fn journald_records_carry_the_fields_and_no_secret() {
         .find(|r| r.contains("MCP_DECISION=denied"))
         .unwrap();
     assert!(denied.contains("MCP_RULE=blocked:/blocked"), "{denied}");
-    for secret in ["SECRETQUERY", "client-secret-token", up.token()] {
+    let call = records
+        .iter()
+        .find(|r| r.contains("MCP_TOOL=echo"))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(call.contains("MCP_RPC_METHOD=tools/call"), "{call}");
+    for secret in [
+        "SECRETQUERY",
+        "client-secret-token",
+        "SECRETARGUMENT",
+        up.token(),
+    ] {
         assert!(!all.contains(secret), "{secret} reached the journal");
     }
 }
