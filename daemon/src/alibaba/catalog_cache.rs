@@ -2,8 +2,7 @@
 //! listing outage at start-up still leaves the proxy a catalog (the last good one, said so).
 //! Writes are atomic: a temporary file, synced, then renamed over the old one.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -73,31 +72,9 @@ pub fn save(dir: &Path, upstream: &str, catalog: &CachedCatalog) -> Result<(), C
         .create(dir)
         .map_err(|e| err(e.to_string()))?;
     let json = serde_json::to_vec_pretty(catalog).map_err(|e| err(e.to_string()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("catalog"),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        // The rename is durable once the directory is synced.
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e.to_string()));
-    }
-    Ok(())
+    // The one crash-safe write of the daemon (temp file, fsync, rename, fsync the directory).
+    crate::token_store::write_atomic(&path, &json, &std::process::id().to_string())
+        .map_err(|e| err(e.to_string()))
 }
 
 /// The saved list of `upstream`, if there is one for `endpoint`. An unreadable file is an
