@@ -284,6 +284,8 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, share
 }
 
 async fn serve_connection(stream: TcpStream, acceptor: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    // As a real server would: small frames must not wait for delayed ACKs.
+    let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| router::handle(shared.clone(), req));
     let builder = auto::Builder::new(TokioExecutor::new());
     // Connection errors (client resets, bad TLS) are part of what tests provoke.
