@@ -3,7 +3,6 @@
 //! saved in the state directory, and says so; a list that never arrived leaves the catalog
 //! empty, and the proxy serves on.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::alibaba::catalog_cache::{self, Fetched};
 use crate::alibaba::credentials::Sources;
 use crate::alibaba::listing;
-use crate::config::{AuthProfile, CatalogSource, Config};
+use crate::config::{AuthProfile, CatalogSource};
 use crate::state::Shared;
-
-/// The directory of the saved lists.
-fn cache_dir(config: &Config) -> PathBuf {
-    config
-        .store
-        .dir
-        .clone()
-        .unwrap_or_else(crate::token_store::default_state_dir)
-}
 
 /// Lists every `alibaba` catalog once.
 pub async fn refresh_all(shared: &Shared) {
@@ -51,7 +41,7 @@ pub async fn refresh_all(shared: &Shared) {
                 continue;
             }
         };
-        let dir = cache_dir(config);
+        let dir = crate::token_store::state_dir(&config.store);
         let servers = match catalog_cache::fetch(&lister, &dir, &upstream.name).await {
             Ok(Fetched::Fresh(entries)) => {
                 tracing::info!(upstream = %upstream.name, servers = entries.len(), "MCP servers listed");

@@ -1,9 +1,7 @@
 //! The proxy's errors and the one place that maps each to an HTTP status and a JSON body.
 
-use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
 use crate::acl::Decision;
 use crate::body::ProxyBody;
@@ -95,11 +93,7 @@ impl ProxyError {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
     let mut text = body.to_string();
     text.push('\n');
-    let mut resp = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut resp = Response::new(crate::body::full(text));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

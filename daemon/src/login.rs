@@ -161,10 +161,9 @@ impl Logins {
             }
             AuthProfile::Alibaba(a) => {
                 // The application (found, created or checked through IMS) gives the client id.
-                let ims_http = crate::alibaba::http_client(a, config.limits.connect_timeout)
-                    .map_err(|e| LoginError::Profile(e.to_string()))?;
+                // `http` is the profile's own client (its CA), which reaches IMS too.
                 let sources = crate::alibaba::credentials::Sources::from_process();
-                let app = crate::alibaba::provision(a, &ims_http, default_redirect, &sources)
+                let app = crate::alibaba::provision(a, http, default_redirect, &sources)
                     .await
                     .map_err(|e| LoginError::Profile(format!("profile `{profile}`: {e}")))?;
                 if app.created {

@@ -188,13 +188,8 @@ pub async fn app_fix(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, 
             format!("`{profile}` is not an alibaba profile"),
         ));
     };
-    let http = crate::alibaba::http_client(a, config.limits.connect_timeout).map_err(|e| {
-        Failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            e.to_string(),
-        )
-    })?;
+    // The profile's own client (its CA) reaches IMS.
+    let http = shared.tokens.http_for(&profile);
     let sources = crate::alibaba::credentials::Sources::from_process();
     let outcome = crate::alibaba::fix_app(a, &http, &shared.callback_uri(), &sources)
         .await

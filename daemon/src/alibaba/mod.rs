@@ -94,19 +94,6 @@ pub fn access_key(
     credentials::load(&source, sources).map(Arc::new)
 }
 
-/// The client for a profile's IMS endpoint: the one outbound setup, with the profile's CA.
-pub fn http_client(
-    profile: &AlibabaProfile,
-    connect_timeout: Duration,
-) -> Result<reqwest::Client, ClientError> {
-    http_client::build(&ClientOptions {
-        ca_file: profile.ca_file.clone(),
-        proxy: None,
-        connect_timeout,
-        allow_http: false,
-    })
-}
-
 /// The application a profile needs; `redirect_uri` is the default (`http://HOST:PORT/callback`
 /// of the first listen address), used unless the profile sets its own.
 pub fn app_spec(profile: &AlibabaProfile, redirect_uri: &str) -> AppSpec {

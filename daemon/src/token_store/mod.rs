@@ -115,6 +115,12 @@ pub trait TokenStore: Send + Sync {
     fn lock(&self, profile: &str) -> Result<StoreLock, StoreError>;
 }
 
+/// The state directory: `[store] dir`, else [`default_state_dir`]. Tokens and the saved
+/// server lists live here.
+pub fn state_dir(config: &Store) -> PathBuf {
+    config.dir.clone().unwrap_or_else(default_state_dir)
+}
+
 /// Opens the store that `[store]` asks for.
 ///
 /// - `file`: [`FileStore`] in `dir` (default [`default_state_dir`]), its key from
@@ -123,7 +129,7 @@ pub trait TokenStore: Send + Sync {
 ///   one, else the file store.
 /// - `keyring`: the Secret Service, else kernel keyutils (with a warning: lost at reboot).
 pub fn open(config: &Store) -> Result<Box<dyn TokenStore>, StoreError> {
-    let dir = config.dir.clone().unwrap_or_else(default_state_dir);
+    let dir = state_dir(config);
     let file_store = |dir| -> Result<Box<dyn TokenStore>, StoreError> {
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
             .filter(|d| !d.is_empty())
