@@ -310,3 +310,20 @@ impl EventReader {
         }
     }
 }
+
+/// A static catalog of two servers, `ecs` (ECS01, MCP and SSE) and `ram` (RAM01, MCP), to
+/// append right after the upstream of [`Setup::static_config`].
+pub const TWO_SERVERS: &str = "[[upstream.servers]]\nname = \"ecs\"\nid = \"ECS01\"\n\
+    mcp = \"/accounts/1/custom/ecs/id/ECS01/mcp\"\nsse = \"/accounts/1/custom/ecs/id/ECS01/sse\"\n\
+    [[upstream.servers]]\nname = \"ram\"\nid = \"RAM01\"\nmcp = \"/accounts/1/custom/ram/id/RAM01/mcp\"\n";
+
+/// A test upstream and a daemon in front of it with [`TWO_SERVERS`] and `extra` (whole tables).
+pub async fn start_with_two_servers(
+    extra: &str,
+) -> anyhow::Result<(crate::upstream::TestUpstream, Setup, TestDaemon)> {
+    let up = crate::upstream::start(crate::upstream::UpstreamOptions::default()).await?;
+    let setup = Setup::new()?;
+    let config = setup.static_config(&up, &format!("{TWO_SERVERS}\n{extra}"))?;
+    let d = TestDaemon::start(&setup.write_config(&config)?, &[]).await?;
+    Ok((up, setup, d))
+}

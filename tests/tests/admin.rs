@@ -3,28 +3,17 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use mcpproxy_tests::admin::{get_json, post_json, request};
-use mcpproxy_tests::daemon::{proxy_client, EventReader, Setup, TestDaemon};
-use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
-
-const SERVERS: &str = "[[upstream.servers]]\nname = \"ecs\"\nid = \"ECS01\"\n\
-    mcp = \"/accounts/1/custom/ecs/id/ECS01/mcp\"\nsse = \"/accounts/1/custom/ecs/id/ECS01/sse\"\n\
-    [[upstream.servers]]\nname = \"ram\"\nid = \"RAM01\"\nmcp = \"/accounts/1/custom/ram/id/RAM01/mcp\"\n";
-
-async fn start(extra: &str) -> (TestUpstream, Setup, TestDaemon) {
-    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
-    let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, &format!("{SERVERS}\n{extra}"))
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
-    (up, setup, d)
-}
+use mcpproxy_tests::daemon::{
+    proxy_client, start_with_two_servers, EventReader, Setup, TestDaemon, TWO_SERVERS,
+};
+use mcpproxy_tests::upstream::{self, UpstreamOptions};
 
 #[tokio::test]
 async fn socket_is_0660_and_status_describes_the_daemon() {
-    let (up, _setup, d) = start("[acl]\nblocked_servers = [\"ram\", \"nosuch\"]\n").await;
+    let (up, _setup, d) =
+        start_with_two_servers("[acl]\nblocked_servers = [\"ram\", \"nosuch\"]\n")
+            .await
+            .unwrap();
     let sock = d.admin_socket();
     let meta = std::fs::metadata(&sock).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
@@ -89,7 +78,9 @@ async fn socket_is_0660_and_status_describes_the_daemon() {
 
 #[tokio::test]
 async fn acl_check_explains_decisions() {
-    let (_up, _setup, d) = start("[acl]\nallowed_servers = [\"ecs\"]\n").await;
+    let (_up, _setup, d) = start_with_two_servers("[acl]\nallowed_servers = [\"ecs\"]\n")
+        .await
+        .unwrap();
     let sock = d.admin_socket();
     let check = |path: &str| {
         let body = serde_json::json!({ "path": path }).to_string();
@@ -110,7 +101,7 @@ async fn acl_check_explains_decisions() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
-    let (_up, _setup, d) = start("").await;
+    let (_up, _setup, d) = start_with_two_servers("").await.unwrap();
     let sock = d.admin_socket();
     let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
         ("GET", "/v1/nothing", None, 404, "not_found"),
@@ -161,7 +152,7 @@ async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
 async fn reload_applies_the_acl_keeps_streams_and_refuses_invalid_files() {
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, SERVERS).unwrap();
+    let config = setup.static_config(&up, TWO_SERVERS).unwrap();
     let path = setup.write_config(&config).unwrap();
     let d = TestDaemon::start(&path, &[]).await.unwrap();
     let sock = d.admin_socket();
@@ -217,7 +208,7 @@ async fn reload_applies_the_acl_keeps_streams_and_refuses_invalid_files() {
 
 #[tokio::test]
 async fn a_second_daemon_on_a_live_socket_is_refused_and_a_stale_one_replaced() {
-    let (up, setup, d) = start("").await;
+    let (up, setup, d) = start_with_two_servers("").await.unwrap();
     let sock = d.admin_socket();
     let config = setup.static_config(&up, "").unwrap();
     let second = setup.path("second.toml");

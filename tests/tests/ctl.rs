@@ -4,12 +4,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use mcpproxy_tests::daemon::{bin_path, proxy_client, Setup, TestDaemon};
-use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
-
-const SERVERS: &str = "[[upstream.servers]]\nname = \"ecs\"\nid = \"ECS01\"\n\
-    mcp = \"/accounts/1/custom/ecs/id/ECS01/mcp\"\nsse = \"/accounts/1/custom/ecs/id/ECS01/sse\"\n\
-    [[upstream.servers]]\nname = \"ram\"\nid = \"RAM01\"\nmcp = \"/accounts/1/custom/ram/id/RAM01/mcp\"\n";
+use mcpproxy_tests::daemon::{
+    bin_path, proxy_client, start_with_two_servers, Setup, TestDaemon, TWO_SERVERS,
+};
+use mcpproxy_tests::upstream::{self, UpstreamOptions};
 
 struct Out {
     code: i32,
@@ -40,21 +38,11 @@ fn ctl_cmd(mut cmd: std::process::Command, socket: &Path, args: &[&str]) -> Out 
     }
 }
 
-async fn start(extra: &str) -> (TestUpstream, Setup, TestDaemon) {
-    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
-    let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, &format!("{SERVERS}\n{extra}"))
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
-    (up, setup, d)
-}
-
 #[tokio::test]
 async fn status_servers_acl_and_metrics_in_words_and_json() {
-    let (up, _setup, d) = start("[acl]\nblocked_servers = [\"ram\"]\n").await;
+    let (up, _setup, d) = start_with_two_servers("[acl]\nblocked_servers = [\"ram\"]\n")
+        .await
+        .unwrap();
     let sock = d.admin_socket();
     assert_eq!(
         proxy_client()
@@ -136,7 +124,7 @@ async fn status_servers_acl_and_metrics_in_words_and_json() {
 
 #[tokio::test]
 async fn status_check_fails_when_a_profile_needs_login() {
-    let (_up, setup, _d) = start("").await;
+    let (_up, setup, _d) = start_with_two_servers("").await.unwrap();
     let config = String::from(
         "[auth.corp]\nkind = \"oauth\"\nissuer = \"https://127.0.0.1:1\"\n\n\
          [[upstream]]\nname = \"corp\"\nurl = \"https://127.0.0.1:1\"\nauth = \"corp\"\n",
@@ -153,7 +141,7 @@ async fn status_check_fails_when_a_profile_needs_login() {
 async fn reload_reports_success_and_invalid_files() {
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, SERVERS).unwrap();
+    let config = setup.static_config(&up, TWO_SERVERS).unwrap();
     let path = setup.write_config(&config).unwrap();
     let d = TestDaemon::start(&path, &[]).await.unwrap();
     let sock = d.admin_socket();
@@ -209,7 +197,7 @@ async fn another_uid_is_refused_by_the_daemon_not_just_by_file_permissions() {
         eprintln!("skipped: needs root to run a client as another uid");
         return;
     }
-    let (_up, setup, d) = start("").await;
+    let (_up, setup, d) = start_with_two_servers("").await.unwrap();
     // Let uid 65534 reach the socket and run a copy of the binary.
     std::fs::set_permissions(d.runtime_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin_dir = setup.path("bin");

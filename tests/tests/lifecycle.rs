@@ -1,7 +1,7 @@
 //! The daemon's life: start-up banner and errors, reload, graceful shutdown, the README demo.
 
 use mcpproxy_tests::daemon::{
-    bin_path, proxy_client, run_once, EventReader, Setup, TestDaemon, WAIT,
+    bin_path, proxy_client, run_once, EventReader, Setup, TestDaemon, TWO_SERVERS, WAIT,
 };
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
 use tokio::io::AsyncBufReadExt;
@@ -10,10 +10,6 @@ async fn up() -> TestUpstream {
     upstream::start(UpstreamOptions::default()).await.unwrap()
 }
 
-const SERVERS: &str = "[[upstream.servers]]\nname = \"ecs\"\nid = \"ECS01\"\n\
-    mcp = \"/accounts/1/custom/ecs/id/ECS01/mcp\"\nsse = \"/accounts/1/custom/ecs/id/ECS01/sse\"\n\
-    [[upstream.servers]]\nname = \"ram\"\nid = \"RAM01\"\nmcp = \"/accounts/1/custom/ram/id/RAM01/mcp\"\n";
-
 #[tokio::test]
 async fn banner_lists_servers_with_proxy_urls_and_acl_markers() {
     let up = up().await;
@@ -21,7 +17,7 @@ async fn banner_lists_servers_with_proxy_urls_and_acl_markers() {
     let config = setup
         .static_config(
             &up,
-            &format!("{SERVERS}\n[acl]\nblocked_servers = [\"ram\"]\n"),
+            &format!("{TWO_SERVERS}\n[acl]\nblocked_servers = [\"ram\"]\n"),
         )
         .unwrap();
     let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
@@ -77,7 +73,7 @@ async fn bad_config_exits_64_naming_file_line_and_key() {
 async fn check_config_prints_the_effective_config_without_secrets() {
     let up = up().await;
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, SERVERS).unwrap();
+    let config = setup.static_config(&up, TWO_SERVERS).unwrap();
     let path = setup.write_config(&config).unwrap();
     let (code, stdout, stderr) = run_once(&[
         "--config",
@@ -100,7 +96,7 @@ async fn check_config_prints_the_effective_config_without_secrets() {
 async fn reload_applies_acl_changes_keeps_streams_and_refuses_bad_files() {
     let up = up().await;
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, SERVERS).unwrap();
+    let config = setup.static_config(&up, TWO_SERVERS).unwrap();
     let path = setup.write_config(&config).unwrap();
     let d = TestDaemon::start(&path, &[]).await.unwrap();
     let ram = d.url("/accounts/1/custom/ram/id/RAM01/raw");
