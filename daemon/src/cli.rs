@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
+use crate::control::{admin, banner, logging, systemd};
+use crate::proxy::server;
 use crate::state::{Generation, Shared};
-use crate::{admin, banner, logging, server, systemd};
 
 /// EX_USAGE: bad flags or configuration (systemd must not restart-loop on it).
 pub const EXIT_USAGE: i32 = 64;
@@ -277,12 +278,15 @@ async fn serve(
         tokio::spawn(admin::serve_metrics(l, shared.clone(), admin_stop.clone()));
     }
     // The banner lists the servers: list alibaba catalogs first (bounded by request timeouts).
-    crate::catalog_task::refresh_all(&shared).await;
-    tokio::spawn(crate::catalog_task::run(shared.clone(), admin_stop.clone()));
+    crate::catalog::task::refresh_all(&shared).await;
+    tokio::spawn(crate::catalog::task::run(
+        shared.clone(),
+        admin_stop.clone(),
+    ));
     announce(&shared);
     systemd::ready(&systemd::status_line(&shared));
-    if shared.current().config.no_browser && crate::terminal_login::may_prompt() {
-        tokio::spawn(crate::terminal_login::run(shared.clone()));
+    if shared.current().config.no_browser && crate::auth::terminal_login::may_prompt() {
+        tokio::spawn(crate::auth::terminal_login::run(shared.clone()));
     }
     tokio::spawn(systemd::supervise(shared.clone(), admin_stop.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);

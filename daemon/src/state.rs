@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
-use crate::acl::Acl;
+use crate::auth::login::Logins;
+use crate::auth::tokens::Tokens;
 use crate::catalog::Catalog;
 use crate::config::{self, Config, ConfigError, Overrides, Upstream};
-use crate::guard::Guard;
+use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientError, ClientOptions};
-use crate::login::Logins;
-use crate::metrics::Metrics;
-use crate::tokens::Tokens;
+use crate::proxy::acl::Acl;
+use crate::proxy::guard::Guard;
 
 /// Everything that one configuration generation decides.
 pub struct Generation {
@@ -90,7 +90,7 @@ impl Generation {
         self.routes
             .iter()
             .map(|&i| &self.config.upstreams[i])
-            .find(|u| crate::path::under(local_path, &u.mount))
+            .find(|u| crate::proxy::path::under(local_path, &u.mount))
     }
 
     pub fn client(&self, upstream: &str) -> Option<&reqwest::Client> {
@@ -116,7 +116,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
     pub logins: Logins,
-    pub heartbeat: crate::systemd::Heartbeat,
+    pub heartbeat: crate::control::systemd::Heartbeat,
     /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
     listed: Mutex<HashMap<String, Vec<crate::config::Server>>>,
     /// Wakes the catalog refresher (after a reload).
@@ -185,9 +185,9 @@ impl Shared {
 
     /// [`Shared::reload`], with the outcome in the log (SIGHUP and the admin API both use it).
     pub fn reload_logged(&self, via: &str) -> Result<Reloaded, BuildError> {
-        crate::systemd::reloading();
+        crate::control::systemd::reloading();
         let result = self.reload();
-        crate::systemd::ready(&crate::systemd::status_line(self));
+        crate::control::systemd::ready(&crate::control::systemd::status_line(self));
         match &result {
             Ok(r) if r.needs_restart.is_empty() => {
                 self.catalog_wake.notify_one();

@@ -73,7 +73,7 @@ pub fn save(dir: &Path, upstream: &str, catalog: &CachedCatalog) -> Result<(), C
         .map_err(|e| err(e.to_string()))?;
     let json = serde_json::to_vec_pretty(catalog).map_err(|e| err(e.to_string()))?;
     // The one crash-safe write of the daemon (temp file, fsync, rename, fsync the directory).
-    crate::token_store::write_atomic(&path, &json, &std::process::id().to_string())
+    crate::auth::token_store::write_atomic(&path, &json, &std::process::id().to_string())
         .map_err(|e| err(e.to_string()))
 }
 

@@ -141,9 +141,9 @@ pub async fn fix_app(
 
 /// The OAuth endpoints of a profile: sign-in authorizes, the OAuth service's `/v1/token` and
 /// `/v1/revoke` issue and revoke.
-pub fn oauth_endpoints(profile: &AlibabaProfile) -> crate::oauth::Endpoints {
+pub fn oauth_endpoints(profile: &AlibabaProfile) -> crate::auth::oauth::Endpoints {
     let oauth = profile.oauth_url.as_str().trim_end_matches('/');
-    crate::oauth::Endpoints {
+    crate::auth::oauth::Endpoints {
         issuer: Some(oauth.to_string()),
         authorization: Some(profile.signin_url.to_string()),
         token: format!("{oauth}/v1/token"),

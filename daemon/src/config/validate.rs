@@ -10,7 +10,7 @@ use super::locate::{Locator, Seg};
 use super::raw::{RawAuth, RawConfig, RawUpstream};
 use super::units::{parse_duration, parse_size};
 use super::*;
-use crate::path;
+use crate::proxy::path;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -149,7 +149,7 @@ fn listen(raw: &RawConfig, flags: &Overrides, at: &Locator<'_>) -> Result<Listen
     let hosts_key = [Seg::Key("listen"), Seg::Key("extra_hosts")];
     let mut extra_hosts = Vec::new();
     for h in &raw.listen.extra_hosts {
-        extra_hosts.push(crate::guard::parse_host_value(h).ok_or_else(|| {
+        extra_hosts.push(crate::proxy::guard::parse_host_value(h).ok_or_else(|| {
             at.error(
                 &hosts_key,
                 format!(
@@ -161,7 +161,7 @@ fn listen(raw: &RawConfig, flags: &Overrides, at: &Locator<'_>) -> Result<Listen
     let origins_key = [Seg::Key("listen"), Seg::Key("allowed_origins")];
     let mut allowed_origins = Vec::new();
     for o in &raw.listen.allowed_origins {
-        allowed_origins.push(crate::guard::normalize_origin(o).ok_or_else(|| {
+        allowed_origins.push(crate::proxy::guard::normalize_origin(o).ok_or_else(|| {
             at.error(
                 &origins_key,
                 format!("`{o}` is not an origin; write SCHEME://HOST[:PORT], e.g. \"http://localhost:3000\""),

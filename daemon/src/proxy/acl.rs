@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::config::AclConfig;
-use crate::path;
+use crate::proxy::path;
 
 /// One list entry with what it resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::token_store::TokenRecord;
+use crate::auth::token_store::TokenRecord;
 
 /// Where a profile's authorization server takes requests.
 #[derive(Debug, Clone, PartialEq, Eq)]

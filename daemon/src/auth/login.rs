@@ -9,9 +9,9 @@ use mcpproxyd_api::{LoginPhase, LoginStarted, LoginStatus};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
+use crate::auth::oauth::{self, discovery, now, Endpoints, Grant, OAuthError};
+use crate::auth::tokens::Tokens;
 use crate::config::{AuthProfile, Config, Resource};
-use crate::oauth::{self, discovery, now, Endpoints, Grant, OAuthError};
-use crate::tokens::Tokens;
 
 /// A login waiting for its code.
 struct Pending {

@@ -13,12 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::oauth::{self, now, Endpoints, Grant, OAuthError};
+use crate::auth::refresh;
+use crate::auth::token_store::{StoreInfo, TokenRecord, TokenStore};
 use crate::config::{AuthProfile, Config, RefreshMargin};
+use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientOptions};
-use crate::metrics::Metrics;
-use crate::oauth::{self, now, Endpoints, Grant, OAuthError};
-use crate::refresh;
-use crate::token_store::{StoreInfo, TokenRecord, TokenStore};
 
 pub use mcpproxyd_api::ProfileState as Phase;
 
@@ -329,7 +329,7 @@ impl Tokens {
         let locked = tokio::task::spawn_blocking(move || {
             let guard = store2.lock(&name)?;
             let stored = store2.load(&name)?;
-            Ok::<_, crate::token_store::StoreError>((guard, stored))
+            Ok::<_, crate::auth::token_store::StoreError>((guard, stored))
         })
         .await
         .map_err(|e| OAuthError::Config(e.to_string()))?;

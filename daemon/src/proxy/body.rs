@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::sse::Rewriter;
+use crate::proxy::sse::Rewriter;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -167,7 +167,7 @@ impl<B> RequestBody<B> {
         }
     }
 
-    /// Also copies the first [`crate::rpc_scan::SCAN_LIMIT`] bytes into `into` as they pass.
+    /// Also copies the first [`crate::proxy::rpc_scan::SCAN_LIMIT`] bytes into `into` as they pass.
     pub fn capturing(mut self, into: Arc<std::sync::Mutex<Vec<u8>>>) -> Self {
         self.capture = Some(into);
         self
@@ -192,7 +192,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     if let Some(capture) = &this.capture {
                         let mut c = capture.lock().unwrap_or_else(|e| e.into_inner());
-                        let room = crate::rpc_scan::SCAN_LIMIT.saturating_sub(c.len());
+                        let room = crate::proxy::rpc_scan::SCAN_LIMIT.saturating_sub(c.len());
                         c.extend_from_slice(&data[..room.min(data.len())]);
                     }
                     this.seen += data.len() as u64;

@@ -3,10 +3,10 @@
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-use crate::acl::Decision;
-use crate::body::ProxyBody;
-use crate::guard::GuardError;
-use crate::path::PathError;
+use crate::proxy::acl::Decision;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::guard::GuardError;
+use crate::proxy::path::PathError;
 
 /// Why the proxy answered a request itself instead of forwarding the upstream's answer.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ impl ProxyError {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
     let mut text = body.to_string();
     text.push('\n');
-    let mut resp = Response::new(crate::body::full(text));
+    let mut resp = Response::new(crate::proxy::body::full(text));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -11,8 +11,8 @@ use std::process::Command;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::*;
-use crate::token_store::key::hex;
-use crate::token_store::record::tests::{assert_same, sample};
+use crate::auth::token_store::key::hex;
+use crate::auth::token_store::record::tests::{assert_same, sample};
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")

@@ -16,11 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::token_store::{self, TokenStore};
+use crate::auth::tokens::Tokens;
 use crate::config::{Config, Overrides};
-use crate::proxy::{self, Peer};
+use crate::proxy::pipeline::{self, Peer};
 use crate::state::{BuildError, Generation, Shared};
-use crate::token_store::{self, TokenStore};
-use crate::tokens::Tokens;
 
 /// How long to wait before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -44,7 +44,7 @@ impl Daemon {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
-        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let metrics = Arc::new(crate::control::metrics::Metrics::default());
         let store = open_store(&config);
         let tokens = Tokens::new(&config, store, metrics.clone());
         let generation = Generation::build(config, &bound)?;
@@ -84,7 +84,7 @@ impl Daemon {
             )));
         }
         shutdown.await;
-        crate::systemd::stopping();
+        crate::control::systemd::stopping();
         tracing::info!(
             grace = ?limits.shutdown_grace,
             "shutting down: no new connections; waiting for requests in flight"
@@ -178,7 +178,7 @@ async fn accept_loop(
     let local = listener.local_addr().ok();
     loop {
         // Wait for a free connection slot before accepting, so a flood queues in the kernel.
-        let mut tick = tokio::time::interval(crate::systemd::HEARTBEAT);
+        let mut tick = tokio::time::interval(crate::control::systemd::HEARTBEAT);
         let permit = loop {
             tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => return },
@@ -218,7 +218,7 @@ async fn accept_loop(
         builder.http2().timer(TokioTimer::new());
         let peer = Peer { addr };
         let service_shared = shared.clone();
-        let service = service_fn(move |req| proxy::handle(service_shared.clone(), peer, req));
+        let service = service_fn(move |req| pipeline::handle(service_shared.clone(), peer, req));
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -3,7 +3,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
-use crate::token_store::record::tests::{assert_same, sample, ACCESS, REFRESH};
+use crate::auth::token_store::record::tests::{assert_same, sample, ACCESS, REFRESH};
 
 fn store(dir: &Path) -> FileStore {
     FileStore::new(dir.to_path_buf(), None).unwrap()

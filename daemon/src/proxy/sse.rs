@@ -48,12 +48,12 @@ impl EndpointMap {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query.as_str(), None),
         };
-        if !crate::path::under(path, &self.upstream_base) {
+        if !crate::proxy::path::under(path, &self.upstream_base) {
             // Not ours to map; an absolute URL to the upstream outside its base stays pointed at
             // the upstream, where the client holds no credentials.
             return None;
         }
-        let mut local = crate::path::to_local(&self.mount, &self.upstream_base, path);
+        let mut local = crate::proxy::path::to_local(&self.mount, &self.upstream_base, path);
         if let Some(q) = query {
             local.push('?');
             local.push_str(q);

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use mcpproxyd_api::LoginPhase;
 
+use crate::auth::tokens::Phase;
 use crate::config::AuthProfile;
 use crate::state::Shared;
-use crate::tokens::Phase;
 
 /// Whether this process may ask on its terminal.
 pub fn may_prompt() -> bool {
@@ -93,7 +93,7 @@ async fn login(shared: &Arc<Shared>, profile: &str) {
                 eprintln!("OAuth login failed: {}", s.message.unwrap_or_default());
                 return;
             }
-            Err(crate::login::LoginError::BadCode(m)) => eprintln!("{m}; try again."),
+            Err(crate::auth::login::LoginError::BadCode(m)) => eprintln!("{m}; try again."),
             Err(e) => {
                 eprintln!("OAuth login failed: {e}");
                 return;

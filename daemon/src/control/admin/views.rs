@@ -5,11 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpproxyd_api as api;
 
-use crate::acl::Decision;
-use crate::banner;
 use crate::config::{AuthProfile, CatalogSource, TokenSource};
-use crate::metrics::Gauges;
-use crate::path;
+use crate::control::banner;
+use crate::control::metrics::Gauges;
+use crate::proxy::acl::Decision;
+use crate::proxy::path;
 use crate::state::Shared;
 
 fn unix(t: SystemTime) -> u64 {
@@ -80,7 +80,7 @@ pub fn status(shared: &Shared) -> api::Status {
                 refresh_at: v.refresh_at,
                 last_error: v.last_error,
                 warning: v.refresh_expires_at.and_then(|t| {
-                    let now = crate::oauth::now();
+                    let now = crate::auth::oauth::now();
                     (t <= now + c.limits.refresh_token_warning.as_secs()).then(|| {
                         if t <= now {
                             format!("the login expired; run `mcpproxyctl login --profile {}`", v.name)

@@ -4,9 +4,9 @@
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::auth::oauth::now;
+use crate::auth::token_store::TokenRecord;
 use crate::config::{AuthProfile, Config};
-use crate::oauth::now;
-use crate::token_store::TokenRecord;
 
 /// The seed tool's profile name.
 pub const SEED_PROFILE: &str = "default-mcp";

@@ -12,10 +12,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::body::RequestBody;
 use crate::config::{Limits, Upstream};
-use crate::error::ProxyError;
-use crate::headers;
+use crate::proxy::body::RequestBody;
+use crate::proxy::error::ProxyError;
+use crate::proxy::headers;
 
 /// The client's request body, kept or waiting to be streamed.
 pub enum OutBody {
@@ -68,11 +68,11 @@ impl OutBody {
     }
 
     /// The JSON-RPC method and tool, from the body's first bytes seen so far.
-    pub fn rpc_info(&self) -> crate::rpc_scan::RpcInfo {
+    pub fn rpc_info(&self) -> crate::proxy::rpc_scan::RpcInfo {
         match self {
-            OutBody::Kept(b) => crate::rpc_scan::scan(b),
+            OutBody::Kept(b) => crate::proxy::rpc_scan::scan(b),
             OutBody::Streamed(_, captured) => {
-                crate::rpc_scan::scan(&captured.lock().unwrap_or_else(|e| e.into_inner()))
+                crate::proxy::rpc_scan::scan(&captured.lock().unwrap_or_else(|e| e.into_inner()))
             }
         }
     }

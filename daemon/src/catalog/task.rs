@@ -41,7 +41,7 @@ pub async fn refresh_all(shared: &Shared) {
                 continue;
             }
         };
-        let dir = crate::token_store::state_dir(&config.store);
+        let dir = crate::auth::token_store::state_dir(&config.store);
         let servers = match catalog_cache::fetch(&lister, &dir, &upstream.name).await {
             Ok(Fetched::Fresh(entries)) => {
                 tracing::info!(upstream = %upstream.name, servers = entries.len(), "MCP servers listed");

@@ -1,10 +1,12 @@
 //! The catalog: which MCP servers exist behind each upstream, and the local paths that belong to
 //! each. It feeds the ACL's names and IDs, the banner and `mcpproxyctl servers`.
 
+pub mod task;
+
 use std::collections::HashMap;
 
 use crate::config::{CatalogSource, Config, Server, Upstream};
-use crate::path;
+use crate::proxy::path;
 
 /// One MCP server as the proxy serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]

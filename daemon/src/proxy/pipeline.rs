@@ -13,16 +13,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::{self, ProxyBody, ResponseBody, StreamGuard};
+use crate::auth::tokens::TokenState;
 use crate::config::Upstream;
-use crate::error::ProxyError;
-use crate::forward::{self, OutBody};
-use crate::guard;
-use crate::headers;
-use crate::path;
-use crate::sse::{EndpointMap, Rewriter};
+use crate::proxy::body::{self, ProxyBody, ResponseBody, StreamGuard};
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::{self, OutBody};
+use crate::proxy::guard;
+use crate::proxy::headers;
+use crate::proxy::path;
+use crate::proxy::sse::{EndpointMap, Rewriter};
 use crate::state::{Generation, Shared};
-use crate::tokens::TokenState;
 
 /// Per-connection facts a request needs.
 #[derive(Debug, Clone, Copy)]
@@ -329,7 +329,7 @@ fn proxy_origin(parts: &Parts) -> String {
 async fn callback(shared: &Shared, parts: &Parts) -> Response<ProxyBody> {
     let query = parts.uri.query().unwrap_or("");
     let result = shared.logins.callback(&shared.tokens, query).await;
-    let (status, html) = crate::login::callback_page(&result);
+    let (status, html) = crate::auth::login::callback_page(&result);
     let mut response = Response::new(body::full(html));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let h = response.headers_mut();

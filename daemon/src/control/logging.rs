@@ -30,7 +30,7 @@ pub fn init(config: &Log) -> Result<(), LogError> {
         LogTarget::Auto => stderr_is_journal(),
     };
     let journal = if want_journal {
-        match crate::journald::JournaldLayer::new() {
+        match crate::control::journald::JournaldLayer::new() {
             Ok(l) => Some(l),
             Err(e) => {
                 eprintln!("mcpproxyd: cannot log to journald ({e}); logging to stderr");

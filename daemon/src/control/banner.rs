@@ -4,8 +4,8 @@
 use std::fmt::Write;
 use std::net::SocketAddr;
 
-use crate::acl::Decision;
 use crate::config::AuthProfile;
+use crate::proxy::acl::Decision;
 use crate::state::Generation;
 
 /// `http://HOST:PORT` for a bound address.
@@ -25,7 +25,7 @@ pub fn marker(decision: &Decision) -> &'static str {
 pub fn render(
     generation: &Generation,
     bound: &[SocketAddr],
-    tokens: &crate::tokens::Tokens,
+    tokens: &crate::auth::tokens::Tokens,
 ) -> String {
     let config = &generation.config;
     let mut out = String::from("MCP Proxy Server Started\n");

@@ -4,8 +4,8 @@ use http::StatusCode;
 use mcpproxyd_api::{self as api, codes};
 
 use super::handlers::{json, Failure};
-use crate::login::{self, LoginError};
-use crate::oauth::{self, Endpoints};
+use crate::auth::login::{self, LoginError};
+use crate::auth::oauth::{self, Endpoints};
 use crate::state::Shared;
 
 type Resp = http::Response<http_body_util::Full<bytes::Bytes>>;
@@ -143,14 +143,14 @@ pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
 
 /// `POST /v1/import/aliyun`: the seed tool's login, stored like a login of our own.
 pub async fn import_aliyun(shared: &Shared, req: api::ImportAliyun) -> Result<Resp, Failure> {
-    let bad = |e: crate::import::ImportError| {
+    let bad = |e: crate::auth::import::ImportError| {
         Failure(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string())
     };
     let generation = shared.current();
-    let profile =
-        crate::import::pick_alibaba(&generation.config, req.profile.as_deref()).map_err(bad)?;
+    let profile = crate::auth::import::pick_alibaba(&generation.config, req.profile.as_deref())
+        .map_err(bad)?;
     let (record, app_id) =
-        crate::import::record(&generation.config, &profile, &req.file).map_err(bad)?;
+        crate::auth::import::record(&generation.config, &profile, &req.file).map_err(bad)?;
     let (valid_until, refresh_expires_at) = (record.access_expires_at, record.refresh_expires_at);
     shared
         .tokens
@@ -178,7 +178,7 @@ pub async fn app_fix(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, 
     let config = &generation.config;
     let profile = match req.profile {
         Some(p) => p,
-        None => crate::import::pick_alibaba(config, None)
+        None => crate::auth::import::pick_alibaba(config, None)
             .map_err(|e| Failure(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))?,
     };
     let Some(AuthProfile::Alibaba(a)) = config.auth.get(&profile) else {

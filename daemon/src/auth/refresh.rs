@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::oauth::now;
+use crate::auth::token_store::TokenRecord;
+use crate::auth::tokens::{Phase, Slot, Tokens, CLOCK_CHECK};
 use crate::config::RefreshMargin;
-use crate::oauth::now;
-use crate::token_store::TokenRecord;
-use crate::tokens::{Phase, Slot, Tokens, CLOCK_CHECK};
 
 /// Lifetime assumed for a token whose response had no `expires_in`.
 pub const DEFAULT_LIFETIME: u64 = 3600;

@@ -1,0 +1,14 @@
+//! The operator's side: what runs beside the proxy port for the people who run the daemon.
+//!
+//! - [`admin`]: the Unix-socket admin API that `mcpproxyctl` and `curl --unix-socket` use.
+//! - [`systemd`]: readiness, status, watchdog, socket activation.
+//! - [`metrics`]: Prometheus counters.
+//! - [`banner`]: what the daemon prints at start.
+//! - [`logging`] and [`journald`]: where log lines go, with structured fields under journald.
+
+pub mod admin;
+pub mod banner;
+pub mod journald;
+pub mod logging;
+pub mod metrics;
+pub mod systemd;
