@@ -8,7 +8,9 @@
 //! - [`oauth`]: the OAuth 2.1 client (discovery, registration, token and revocation calls).
 //! - [`token_store`]: where tokens live: the OS keyring or an encrypted file.
 //! - [`import`]: taking over a login from the seed tool's file.
+//! - [`client_keys`]: local client keys, who may use a listener that requires them.
 
+pub mod client_keys;
 pub mod import;
 pub mod login;
 pub mod oauth;

@@ -30,7 +30,7 @@ pub use file::FileStore;
 pub use keyring::KeyringStore;
 pub use lock::StoreLock;
 pub use paths::default_state_dir;
-pub(crate) use paths::write_atomic;
+pub(crate) use paths::{ensure_private_dir, write_atomic};
 pub use record::{TokenRecord, RECORD_VERSION};
 
 /// Which store is in use, for `status` and the start-up log.
