@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
 use crate::control::{admin, banner, logging, systemd};
+use crate::proxy::listener::UnixProxyListener;
 use crate::proxy::server;
 use crate::state::{Generation, Shared};
 
@@ -172,6 +173,7 @@ fn check_config(config: config::Config) -> i32 {
 /// The proxy listeners and the admin socket: passed by systemd, or bound here.
 struct Sockets {
     proxy: Vec<tokio::net::TcpListener>,
+    proxy_unix: Vec<UnixProxyListener>,
     admin: tokio::net::UnixListener,
     admin_path: PathBuf,
     /// We created the admin socket file (and remove it on exit); systemd owns a passed one.
@@ -197,6 +199,7 @@ async fn sockets(
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?
     };
+    let proxy_unix = unix_sockets(config, activated.proxy_unix).await?;
     let (admin, admin_path, admin_owned) = match activated.admin {
         Some(l) => {
             let path = l
@@ -222,10 +225,38 @@ async fn sockets(
     };
     Ok(Sockets {
         proxy,
+        proxy_unix,
         admin,
         admin_path,
         admin_owned,
     })
+}
+
+/// The proxy's Unix sockets: passed by systemd (`proxy-unix`), else `[listen] unix` bound here.
+async fn unix_sockets(
+    config: &config::Config,
+    activated: Vec<std::os::unix::net::UnixListener>,
+) -> Result<Vec<UnixProxyListener>, String> {
+    if !activated.is_empty() {
+        tracing::info!(
+            count = activated.len(),
+            "using the proxy Unix sockets passed by systemd; listen.unix is not used"
+        );
+        return activated
+            .into_iter()
+            .map(|l| tokio::net::UnixListener::from_std(l).map(UnixProxyListener::activated))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string());
+    }
+    let unix = &config.listen.unix;
+    let mut out = Vec::new();
+    for path in &unix.paths {
+        let l = UnixProxyListener::bind(path, unix.mode, unix.group.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(l);
+    }
+    Ok(out)
 }
 
 async fn serve(
@@ -236,6 +267,7 @@ async fn serve(
 ) -> i32 {
     let Sockets {
         proxy: listeners,
+        proxy_unix,
         admin: admin_listener,
         admin_path,
         admin_owned,
@@ -258,7 +290,7 @@ async fn serve(
         },
     };
     let daemon = match server::Daemon::new(config, config_path, overrides, listeners) {
-        Ok(d) => d,
+        Ok(d) => d.with_unix(proxy_unix),
         Err(e) => {
             eprintln!("mcpproxyd: {e}");
             return EXIT_USAGE;
@@ -314,14 +346,20 @@ async fn serve(
 /// The banner on stdout and the start-up warnings in the log.
 fn announce(shared: &Arc<Shared>) {
     let generation = shared.current();
+    let require = generation.config.listen.require_client_keys;
     for addr in &shared.bound {
-        if !addr.ip().is_loopback() {
+        if require.applies_to(Some(*addr)) {
+            tracing::info!(listen = %addr, "client keys are required on this listener");
+        } else if !addr.ip().is_loopback() {
             tracing::warn!(
                 listen = %addr,
-                "listening on a non-loopback address: anyone who can reach it uses your MCP credentials; restrict it with a firewall and the ACL"
+                "listening on a non-loopback address: anyone who can reach it uses your MCP credentials; restrict it with a firewall and the ACL, or set listen.require_client_keys"
             );
         }
         tracing::info!(listen = %addr, "listening");
+    }
+    for path in shared.unix_bound.get().into_iter().flatten() {
+        tracing::info!(socket = %path.display(), "listening on a Unix socket");
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(banner::render(&generation, &shared.bound, &shared.tokens).as_bytes());

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
+use crate::auth::client_keys::ClientKeys;
 use crate::auth::login::Logins;
 use crate::auth::tokens::Tokens;
 use crate::catalog::Catalog;
@@ -21,6 +22,8 @@ use crate::proxy::guard::Guard;
 pub struct Generation {
     pub config: Arc<Config>,
     pub guard: Guard,
+    /// The guard of the Unix-socket listeners: `Host: localhost` and the extra hosts.
+    pub unix_guard: Guard,
     pub catalog: Catalog,
     pub acl: Acl,
     /// Upstream indexes ordered by mount length, longest first.
@@ -56,6 +59,8 @@ impl Generation {
             &config.listen.extra_hosts,
             &config.listen.allowed_origins,
         );
+        let unix_guard =
+            Guard::for_unix(&config.listen.extra_hosts, &config.listen.allowed_origins);
         let catalog = Catalog::build(&config, listed);
         let acl = Acl::new(&config.acl, &catalog);
         let mut clients = HashMap::new();
@@ -77,6 +82,7 @@ impl Generation {
         Ok(Generation {
             config: Arc::new(config),
             guard,
+            unix_guard,
             catalog,
             acl,
             routes,
@@ -91,6 +97,14 @@ impl Generation {
             .iter()
             .map(|&i| &self.config.upstreams[i])
             .find(|u| crate::proxy::path::under(local_path, &u.mount))
+    }
+
+    /// The guard of the listener at `local` (`None`: a Unix socket).
+    pub fn guard_for(&self, local: Option<SocketAddr>) -> &Guard {
+        match local {
+            Some(_) => &self.guard,
+            None => &self.unix_guard,
+        }
     }
 
     pub fn client(&self, upstream: &str) -> Option<&reqwest::Client> {
@@ -115,6 +129,10 @@ pub struct Shared {
     pub counters: Counters,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
+    /// Local client keys (`[listen] require_client_keys`).
+    pub keys: Arc<ClientKeys>,
+    /// Paths of the Unix-socket proxy listeners, once bound.
+    pub unix_bound: std::sync::OnceLock<Vec<PathBuf>>,
     pub logins: Logins,
     pub heartbeat: crate::control::systemd::Heartbeat,
     /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
@@ -145,7 +163,10 @@ impl Shared {
         tokens: Arc<Tokens>,
         metrics: Arc<Metrics>,
     ) -> Shared {
+        let keys_dir = crate::auth::token_store::state_dir(&generation.config.store);
         Shared {
+            keys: Arc::new(ClientKeys::open(&keys_dir)),
+            unix_bound: Default::default(),
             current: RwLock::new(Arc::new(generation)),
             bound,
             config_path,

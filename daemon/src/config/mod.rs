@@ -10,6 +10,7 @@ mod render;
 pub mod units;
 mod validate;
 mod validate_auth;
+mod validate_listen;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -115,6 +116,44 @@ pub struct Listen {
     pub extra_hosts: Vec<String>,
     /// Serialised origins (`scheme://host[:port]`, lower case).
     pub allowed_origins: Vec<String>,
+    /// The Unix-socket proxy listeners.
+    pub unix: UnixListen,
+    /// Which listeners require a client key.
+    pub require_client_keys: RequireKeys,
+}
+
+/// Default mode of the Unix-socket proxy listeners.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+
+/// `[listen] unix*`: the proxy served on Unix sockets, peers checked by `SO_PEERCRED`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixListen {
+    pub paths: Vec<PathBuf>,
+    pub mode: u32,
+    pub group: Option<String>,
+    pub allowed_uids: Vec<u32>,
+}
+
+/// `require_client_keys`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RequireKeys {
+    /// On for non-loopback TCP binds; off for loopback binds and Unix sockets (whose peers
+    /// are checked by uid).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl RequireKeys {
+    /// Whether a listener requires keys: `local` is its TCP address, `None` for a Unix socket.
+    pub fn applies_to(self, local: Option<SocketAddr>) -> bool {
+        match self {
+            RequireKeys::Always => true,
+            RequireKeys::Never => false,
+            RequireKeys::Auto => local.is_some_and(|a| !a.ip().is_loopback()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

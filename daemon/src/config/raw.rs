@@ -39,6 +39,24 @@ pub struct RawListen {
     pub extra_hosts: Vec<String>,
     /// `Origin` values accepted (a request without `Origin` is fine).
     pub allowed_origins: Vec<String>,
+    /// Unix socket paths the proxy is also served on.
+    pub unix: Vec<String>,
+    /// Octal mode of those sockets, e.g. `"0660"`.
+    pub unix_mode: Option<String>,
+    /// Group owning those sockets; its members may connect.
+    pub unix_group: String,
+    /// Peer uids allowed on the Unix sockets (root and the daemon's user always are).
+    pub unix_allowed_uids: Vec<u32>,
+    /// `"auto"` (on for non-loopback binds), `true` or `false`.
+    pub require_client_keys: Option<RawRequireKeys>,
+}
+
+/// `require_client_keys`: a boolean, or the string `"auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawRequireKeys {
+    Bool(bool),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

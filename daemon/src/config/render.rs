@@ -37,6 +37,7 @@ pub(super) fn render(c: &Config) -> String {
     );
     listen.insert("extra_hosts".into(), list(&c.listen.extra_hosts));
     listen.insert("allowed_origins".into(), list(&c.listen.allowed_origins));
+    super::validate_listen::render(&c.listen, &mut listen);
     root.insert("listen".into(), Value::Table(listen));
 
     let mut admin = Table::new();

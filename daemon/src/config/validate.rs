@@ -173,6 +173,8 @@ fn listen(raw: &RawConfig, flags: &Overrides, at: &Locator<'_>) -> Result<Listen
         allow_public_bind: raw.listen.allow_public_bind,
         extra_hosts,
         allowed_origins,
+        unix: super::validate_listen::unix(raw, at)?,
+        require_client_keys: super::validate_listen::require_client_keys(raw, at)?,
     })
 }
 

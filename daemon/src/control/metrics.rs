@@ -44,6 +44,8 @@ struct Inner {
     denials: BTreeMap<String, u64>,
     latency: BTreeMap<String, Histogram>,
     refreshes: BTreeMap<(String, String), u64>,
+    /// Requests by client key name and status.
+    keys: BTreeMap<(String, u16), u64>,
 }
 
 /// The daemon's metrics; cheap to update from request paths.
@@ -73,6 +75,15 @@ impl Metrics {
             status,
         };
         *self.lock().requests.entry(key).or_default() += 1;
+    }
+
+    /// A request that presented the client key `name` finished its headers with `status`.
+    pub fn key_request(&self, name: &str, status: u16) {
+        *self
+            .lock()
+            .keys
+            .entry((name.to_string(), status))
+            .or_default() += 1;
     }
 
     /// A request refused by the guard, the path check or the ACL, by rule.
@@ -115,6 +126,19 @@ impl Metrics {
                 esc(&k.upstream),
                 esc(&k.server),
                 k.status
+            );
+        }
+        header(
+            &mut out,
+            "mcpproxyd_client_key_requests_total",
+            "counter",
+            "Requests made with a client key, by key name and status.",
+        );
+        for ((name, status), v) in &inner.keys {
+            let _ = writeln!(
+                out,
+                "mcpproxyd_client_key_requests_total{{key=\"{}\",status=\"{status}\"}} {v}",
+                esc(name)
             );
         }
         header(
@@ -217,6 +241,7 @@ mod tests {
         m.request("up", "ecs", 200);
         m.request("", "", 403);
         m.denial("blocked:ram");
+        m.key_request("dify", 200);
         m.upstream_latency("up", Duration::from_millis(30));
         let text = m.render(&Gauges {
             open_streams: 2,
@@ -225,6 +250,7 @@ mod tests {
         assert!(text
             .contains("mcpproxyd_requests_total{upstream=\"up\",server=\"ecs\",status=\"200\"} 2"));
         assert!(text.contains("mcpproxyd_denied_total{rule=\"blocked:ram\"} 1"));
+        assert!(text.contains("mcpproxyd_client_key_requests_total{key=\"dify\",status=\"200\"} 1"));
         assert!(text
             .contains("mcpproxyd_upstream_latency_seconds_bucket{upstream=\"up\",le=\"0.025\"} 0"));
         assert!(text

@@ -1,7 +1,8 @@
 //! systemd integration: readiness and state notifications (`Type=notify`), a one-line
 //! `STATUS=`, watchdog pings that stop when the proxy's accept loop or a token refresher is
 //! stuck, and sockets passed by socket activation (`LISTEN_FDS`, matched by
-//! `FileDescriptorName=`: `proxy` for the proxy port, `admin` for the admin socket).
+//! `FileDescriptorName=`: `proxy` for the proxy port, `proxy-unix` for the proxy's Unix
+//! sockets, `admin` for the admin socket).
 //! Everything here is a no-op when the daemon does not run under systemd.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -44,6 +45,8 @@ pub fn stopping() {
 #[derive(Debug, Default)]
 pub struct Activated {
     pub proxy: Vec<std::net::TcpListener>,
+    /// `[listen] unix` sockets (`FileDescriptorName=proxy-unix`).
+    pub proxy_unix: Vec<std::os::unix::net::UnixListener>,
     pub admin: Option<std::os::unix::net::UnixListener>,
 }
 
@@ -75,6 +78,14 @@ pub fn take_activated() -> Result<Option<Activated>, String> {
                 l.set_nonblocking(true).map_err(|e| e.to_string())?;
                 out.proxy.push(l);
             }
+            "proxy-unix" => {
+                let l = std::os::unix::net::UnixListener::from(owned);
+                l.local_addr().map_err(|e| {
+                    format!("socket `proxy-unix` (fd {fd}) is not a Unix listener: {e}")
+                })?;
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                out.proxy_unix.push(l);
+            }
             "admin" => {
                 let l = std::os::unix::net::UnixListener::from(owned);
                 l.local_addr()
@@ -85,7 +96,7 @@ pub fn take_activated() -> Result<Option<Activated>, String> {
             other => {
                 // Closed by dropping `owned`.
                 eprintln!(
-                    "mcpproxyd: ignoring passed socket `{other}` (fd {fd}); name it proxy or admin"
+                    "mcpproxyd: ignoring passed socket `{other}` (fd {fd}); name it proxy, proxy-unix or admin"
                 );
             }
         }

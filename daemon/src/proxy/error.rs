@@ -3,6 +3,7 @@
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
+use crate::auth::client_keys::Refusal;
 use crate::proxy::acl::Decision;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::guard::GuardError;
@@ -37,6 +38,10 @@ pub enum ProxyError {
     UpstreamTimeout { upstream: String },
     #[error("the proxy is shutting down")]
     ShuttingDown,
+    /// No usable client key on a listener that requires one, or a key that does not cover
+    /// the request (see `client_key`).
+    #[error("{}", crate::proxy::client_key::message(.0))]
+    ClientKey(Refusal),
 }
 
 impl ProxyError {
@@ -69,6 +74,9 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ProxyError::ClientKey(r) => {
+                (StatusCode::UNAUTHORIZED, crate::proxy::client_key::code(r))
+            }
         }
     }
 

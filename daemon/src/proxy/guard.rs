@@ -73,6 +73,18 @@ impl Guard {
         }
     }
 
+    /// The guard of a Unix-socket listener: there is no address to name, so `localhost` (what
+    /// `curl --unix-socket` and HTTP-over-socket clients send) and the extra hosts.
+    pub fn for_unix(extra_hosts: &[String], origins: &[String]) -> Guard {
+        let mut hosts: HashSet<String> = extra_hosts.iter().cloned().collect();
+        hosts.insert("localhost".to_string());
+        hosts.insert("localhost:80".to_string());
+        Guard {
+            hosts,
+            origins: origins.iter().cloned().collect(),
+        }
+    }
+
     /// Checks a request's target host and origin; returns the allowed `Origin`, if one was sent.
     pub fn check(&self, parts: &Parts) -> Result<Option<String>, GuardError> {
         let mut hosts = parts.headers.get_all(HOST).iter();
@@ -325,6 +337,26 @@ mod tests {
                 ),
                 "{origin}"
             );
+        }
+    }
+
+    #[test]
+    fn unix_listeners_accept_localhost_and_extra_hosts() {
+        let g = Guard::for_unix(&["proxy.internal".into()], &[]);
+        let check = |host: &str| {
+            let (parts, ()) = Request::builder()
+                .uri("/mcp")
+                .header("host", host)
+                .body(())
+                .unwrap()
+                .into_parts();
+            g.check(&parts)
+        };
+        for ok in ["localhost", "LOCALHOST", "localhost:80", "proxy.internal"] {
+            assert_eq!(check(ok), Ok(None), "{ok}");
+        }
+        for bad in ["evil.example", "127.0.0.1:8088", "localhost:8088"] {
+            assert!(check(bad).is_err(), "{bad}");
         }
     }
 

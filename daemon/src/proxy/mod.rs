@@ -1,8 +1,10 @@
 //! The data plane: what a request from a local app meets, in order.
 //!
-//! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown.
+//! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown;
+//!   [`listener`]: TCP and Unix-socket listeners behind one accept interface, Unix peers checked.
 //! - [`pipeline`]: one pass per request, guard → path and route → ACL → token → forward → respond.
-//! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins.
+//! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins;
+//!   [`client_key`]: the client key, where the listener requires one.
 //! - [`path`]: the normal-form check that keeps the ACL honest; mount mapping.
 //! - [`acl`]: allowed and blocked servers, matched against the catalog.
 //! - [`forward`]: the request sent upstream with the profile's token.
@@ -12,10 +14,12 @@
 
 pub mod acl;
 pub mod body;
+pub mod client_key;
 pub mod error;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod listener;
 pub mod path;
 pub mod pipeline;
 pub mod rpc_scan;

@@ -16,10 +16,12 @@ use hyper::body::Incoming;
 use crate::auth::tokens::TokenState;
 use crate::config::Upstream;
 use crate::proxy::body::{self, ProxyBody, ResponseBody, StreamGuard};
+use crate::proxy::client_key;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::{self, OutBody};
 use crate::proxy::guard;
 use crate::proxy::headers;
+use crate::proxy::listener::ClientAddr;
 use crate::proxy::path;
 use crate::proxy::sse::{EndpointMap, Rewriter};
 use crate::state::{Generation, Shared};
@@ -27,7 +29,9 @@ use crate::state::{Generation, Shared};
 /// Per-connection facts a request needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
-    pub addr: SocketAddr,
+    pub addr: ClientAddr,
+    /// The TCP address the connection came in on; `None` on a Unix socket.
+    pub local: Option<SocketAddr>,
 }
 
 /// What the pipeline learnt about a request, for logs and metrics.
@@ -36,6 +40,14 @@ struct Trace {
     origin: Option<String>,
     upstream: String,
     server: String,
+    /// The client key's name, never the key.
+    key: Option<crate::auth::client_keys::Authorized>,
+}
+
+impl Trace {
+    fn key_name(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.name.as_str())
+    }
 }
 
 /// The hyper service function: never fails, every problem becomes a response.
@@ -58,9 +70,10 @@ pub async fn handle(
             let (status, code) = err.status_and_code();
             let (decision, rule) = match &err {
                 ProxyError::Denied(d) => ("denied", d.rule()),
-                ProxyError::Guard(_) | ProxyError::BadPath(_) | ProxyError::BadTarget => {
-                    ("denied", code.to_string())
-                }
+                ProxyError::Guard(_)
+                | ProxyError::BadPath(_)
+                | ProxyError::BadTarget
+                | ProxyError::ClientKey(_) => ("denied", code.to_string()),
                 _ => ("error", String::new()),
             };
             if decision == "denied" {
@@ -69,6 +82,7 @@ pub async fn handle(
             }
             tracing::warn!(
                 client = %peer.addr,
+                key = trace.key_name(),
                 method = %method,
                 path = %path_for_log,
                 status = status.as_u16(),
@@ -87,8 +101,15 @@ pub async fn handle(
     shared
         .metrics
         .request(&trace.upstream, &trace.server, response.status().as_u16());
+    if let Some(key) = &trace.key {
+        shared
+            .metrics
+            .key_request(&key.name, response.status().as_u16());
+        response = client_key::bind_response(response, key);
+    }
     tracing::debug!(
         client = %peer.addr,
+        key = trace.key_name(),
         method = %method,
         path = %path_for_log,
         status = response.status().as_u16(),
@@ -112,7 +133,7 @@ async fn pipeline(
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // 1. Guard.
-    let origin = generation.guard.check(parts)?;
+    let origin = generation.guard_for(peer.local).check(parts)?;
     trace.origin = origin.clone();
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadTarget);
@@ -130,6 +151,7 @@ async fn pipeline(
     if local == "/callback" {
         return Ok(callback(shared, parts).await);
     }
+    trace.key = client_key::step(shared, generation, peer.local, parts)?;
     reserved(local)?;
     let upstream = generation.route(local).ok_or(ProxyError::NoRoute)?;
     trace.upstream = upstream.name.clone();
@@ -143,6 +165,7 @@ async fn pipeline(
     if !decision.is_allowed() {
         return Err(ProxyError::Denied(decision));
     }
+    client_key::check_servers(trace.key.as_ref(), generation, local)?;
     // 4. Token.
     let lease = shared.tokens.current(&upstream.auth).await;
     let token = match lease.state {
@@ -171,6 +194,7 @@ async fn pipeline(
                 upstream: upstream.name.clone(),
             })?;
     let mut out = OutBody::new(parts, body, limits).await?;
+    client_key::check_tool(trace.key.as_ref(), parts, &out)?;
     let mut upstream_response = forward::send(
         client,
         upstream,
@@ -204,6 +228,7 @@ async fn pipeline(
     };
     tracing::info!(
         client = %peer.addr,
+        key = trace.key_name(),
         upstream = %upstream.name,
         server = %trace.server,
         profile = %upstream.auth,

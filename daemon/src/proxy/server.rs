@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::token_store::{self, TokenStore};
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, Overrides};
-use crate::proxy::pipeline::{self, Peer};
+use crate::proxy::listener::{Accept, UnixProxyListener};
+use crate::proxy::pipeline;
 use crate::state::{BuildError, Generation, Shared};
 
 /// How long to wait before accepting again when the process is out of file descriptors.
@@ -29,6 +30,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Daemon {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
+    unix: Vec<UnixProxyListener>,
 }
 
 impl Daemon {
@@ -56,7 +58,19 @@ impl Daemon {
             tokens,
             metrics,
         ));
-        Ok(Daemon { shared, listeners })
+        Ok(Daemon {
+            shared,
+            listeners,
+            unix: Vec::new(),
+        })
+    }
+
+    /// Also serves the proxy on these Unix sockets (`[listen] unix`).
+    pub fn with_unix(mut self, unix: Vec<UnixProxyListener>) -> Daemon {
+        let paths = unix.iter().map(|l| l.path().to_path_buf()).collect();
+        let _ = self.shared.unix_bound.set(paths);
+        self.unix = unix;
+        self
     }
 
     /// The state shared with reload, status and the tests.
@@ -74,6 +88,16 @@ impl Daemon {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut loops = Vec::new();
         for listener in self.listeners {
+            loops.push(tokio::spawn(accept_loop(
+                listener,
+                self.shared.clone(),
+                slots.clone(),
+                graceful.clone(),
+                stop.clone(),
+                force.clone(),
+            )));
+        }
+        for listener in self.unix {
             loops.push(tokio::spawn(accept_loop(
                 listener,
                 self.shared.clone(),
@@ -103,6 +127,7 @@ impl Daemon {
         }
         force.cancel();
         self.shared.tokens.shutdown();
+        self.shared.keys.flush(crate::auth::oauth::now());
     }
 }
 
@@ -167,15 +192,15 @@ fn out_of_resources(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+async fn accept_loop<L: Accept>(
+    listener: L,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
     force: CancellationToken,
 ) {
-    let local = listener.local_addr().ok();
+    let local = listener.describe();
     loop {
         // Wait for a free connection slot before accepting, so a flood queues in the kernel.
         let mut tick = tokio::time::interval(crate::control::systemd::HEARTBEAT);
@@ -188,15 +213,15 @@ async fn accept_loop(
         };
         let accepted = loop {
             tokio::select! {
-                r = listener.accept() => break r,
+                r = listener.accept(&shared) => break r,
                 _ = tick.tick() => shared.heartbeat.accept_alive(),
                 _ = stop.cancelled() => return,
             }
         };
-        let (stream, addr) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) if out_of_resources(&e) => {
-                tracing::warn!(error = %e, listen = ?local, "cannot accept: out of resources; backing off");
+                tracing::warn!(error = %e, listen = %local, "cannot accept: out of resources; backing off");
                 tokio::select! {
                     _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     _ = stop.cancelled() => return,
@@ -208,7 +233,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let generation = shared.current();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -216,7 +240,7 @@ async fn accept_loop(
             .timer(TokioTimer::new())
             .header_read_timeout(generation.config.limits.header_read_timeout);
         builder.http2().timer(TokioTimer::new());
-        let peer = Peer { addr };
+        let addr = peer.addr;
         let service_shared = shared.clone();
         let service = service_fn(move |req| pipeline::handle(service_shared.clone(), peer, req));
         let conn = builder

@@ -19,8 +19,8 @@ mod peer;
 mod socket;
 mod views;
 
-pub use peer::PeerCred;
-pub use socket::{bind, default_socket_path, AdminSocketError};
+pub use peer::{authorize as authorize_peer, credentials as peer_credentials, PeerCred};
+pub use socket::{bind, bind_mode, default_socket_path, AdminSocketError};
 
 use std::sync::Arc;
 

@@ -44,6 +44,12 @@ pub fn default_socket_path() -> PathBuf {
 
 /// Binds the admin socket at `path`.
 pub async fn bind(path: &Path) -> Result<UnixListener, AdminSocketError> {
+    bind_mode(path, 0o660).await
+}
+
+/// Binds a Unix socket at `path` with permission bits `mode` from the start (the proxy's
+/// Unix listeners use it with `[listen] unix_mode`).
+pub async fn bind_mode(path: &Path, mode: u32) -> Result<UnixListener, AdminSocketError> {
     let io_err = |source| AdminSocketError::Io {
         path: path.to_path_buf(),
         source,
@@ -74,7 +80,7 @@ pub async fn bind(path: &Path) -> Result<UnixListener, AdminSocketError> {
     }
     // The umask is process-wide; this runs at start-up before any other file is created, and
     // puts the old mask back at once, so the socket never exists with looser permissions.
-    let old = umask(Mode::from_bits_truncate(0o117));
+    let old = umask(Mode::from_bits_truncate(!mode & 0o777));
     let result = UnixListener::bind(path);
     umask(old);
     result.map_err(io_err)

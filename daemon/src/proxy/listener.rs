@@ -1,0 +1,251 @@
+//! The proxy's listeners behind one accept interface, so one accept loop serves TCP and Unix
+//! sockets alike. A Unix socket's peer is checked by uid (`SO_PEERCRED`, the admin socket's
+//! check) before a byte of its request is read: root, the daemon's user, members of `[listen]
+//! unix_group` and the uids in `unix_allowed_uids` may connect; anyone else gets 403 and a
+//! log line with their uid and pid.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::control::admin::{peer_credentials, PeerCred};
+use crate::proxy::pipeline::Peer;
+use crate::state::Shared;
+
+/// How long a refused Unix peer may take to send the request it is refused.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who is on the other end of a proxy connection, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddr {
+    Tcp(SocketAddr),
+    Unix { uid: u32, pid: i32 },
+}
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAddr::Tcp(a) => write!(f, "{a}"),
+            ClientAddr::Unix { uid, pid } => write!(f, "unix:uid={uid},pid={pid}"),
+        }
+    }
+}
+
+/// A bound proxy listener.
+pub trait Accept: Send + Sync + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection the proxy serves (refused peers are answered and skipped here).
+    fn accept(
+        &self,
+        shared: &Arc<Shared>,
+    ) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
+    /// The listener, for logs.
+    fn describe(&self) -> String;
+}
+
+impl Accept for TcpListener {
+    type Io = TcpStream;
+
+    async fn accept(&self, _shared: &Arc<Shared>) -> io::Result<(TcpStream, Peer)> {
+        let (stream, addr) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        let peer = Peer {
+            addr: ClientAddr::Tcp(addr),
+            local: stream.local_addr().ok(),
+        };
+        Ok((stream, peer))
+    }
+
+    fn describe(&self) -> String {
+        self.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    }
+}
+
+/// A Unix-socket proxy listener (`[listen] unix`).
+pub struct UnixProxyListener {
+    listener: UnixListener,
+    path: PathBuf,
+    /// We created the socket file and remove it when done; systemd owns a passed one.
+    owned: bool,
+}
+
+impl UnixProxyListener {
+    /// Takes over a socket passed by systemd (`FileDescriptorName=proxy-unix`).
+    pub fn activated(listener: UnixListener) -> UnixProxyListener {
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_default();
+        UnixProxyListener {
+            listener,
+            path,
+            owned: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Binds `path` with `mode` (never looser while it exists), then gives it `group`. A stale
+    /// socket file is replaced; a live one (another daemon) is refused.
+    pub async fn bind(
+        path: &Path,
+        mode: u32,
+        group: Option<&str>,
+    ) -> io::Result<UnixProxyListener> {
+        let err = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", path.display()),
+            )
+        };
+        let listener = crate::control::admin::bind_mode(path, mode)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let result = UnixProxyListener {
+            listener,
+            path: path.to_path_buf(),
+            owned: true,
+        };
+        if let Some(name) = group {
+            let gid = match nix::unistd::Group::from_name(name) {
+                Ok(Some(g)) => g.gid,
+                Ok(None) => {
+                    return Err(err(io::Error::other(format!(
+                        "group `{name}` does not exist"
+                    ))))
+                }
+                Err(e) => return Err(err(e.into())),
+            };
+            nix::unistd::chown(path, None, Some(gid)).map_err(|e| err(e.into()))?;
+            // chown may clear nothing here (sockets have no set-id bits), but set the mode
+            // again so what the config says is what the file has.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+        }
+        Ok(result)
+    }
+}
+
+impl Drop for UnixProxyListener {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether a Unix peer may use the proxy under the current configuration.
+pub fn authorize_unix(peer: &PeerCred, unix: &crate::config::UnixListen) -> Result<(), String> {
+    if unix.allowed_uids.contains(&peer.uid) {
+        return Ok(());
+    }
+    crate::control::admin::authorize_peer(peer, unix.group.as_deref()).map_err(|why| {
+        format!("{why}; list the uid in [listen] unix_allowed_uids to let it use the proxy")
+    })
+}
+
+impl Accept for UnixProxyListener {
+    type Io = UnixStream;
+
+    async fn accept(&self, shared: &Arc<Shared>) -> io::Result<(UnixStream, Peer)> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            let cred = match peer_credentials(&stream) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(socket = %self.path.display(), error = %e, "proxy unix socket: cannot read peer credentials; closing");
+                    continue;
+                }
+            };
+            let generation = shared.current();
+            if let Err(why) = authorize_unix(&cred, &generation.config.listen.unix) {
+                tracing::warn!(
+                    socket = %self.path.display(),
+                    uid = cred.uid,
+                    gid = cred.gid,
+                    pid = cred.pid,
+                    reason = %why,
+                    "proxy unix socket: peer refused"
+                );
+                tokio::spawn(refuse(stream, why));
+                continue;
+            }
+            let peer = Peer {
+                addr: ClientAddr::Unix {
+                    uid: cred.uid,
+                    pid: cred.pid,
+                },
+                local: None,
+            };
+            return Ok((stream, peer));
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("unix:{}", self.path.display())
+    }
+}
+
+/// Answers every request of a refused peer with 403, then closes; its requests go nowhere.
+async fn refuse(stream: UnixStream, why: String) {
+    let service = service_fn(move |_req| {
+        let body = serde_json::json!({
+            "error": { "code": "peer_refused", "message": format!("refused: {why}") }
+        });
+        let mut resp = crate::proxy::error::json_response(http::StatusCode::FORBIDDEN, &body);
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        async move { Ok::<_, std::convert::Infallible>(resp) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, conn).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UnixListen;
+
+    #[test]
+    fn unix_peers_need_root_self_the_group_or_the_list() {
+        let unix = |uids: Vec<u32>| UnixListen {
+            allowed_uids: uids,
+            ..Default::default()
+        };
+        let peer = |uid| PeerCred {
+            uid,
+            gid: 65534,
+            pid: 1,
+        };
+        assert!(authorize_unix(&peer(0), &unix(vec![])).is_ok());
+        let me = nix::unistd::geteuid().as_raw();
+        assert!(authorize_unix(&peer(me), &unix(vec![])).is_ok());
+        if me != 65534 {
+            let e = authorize_unix(&peer(65534), &unix(vec![])).unwrap_err();
+            assert!(e.contains("unix_allowed_uids"), "{e}");
+            assert!(authorize_unix(&peer(65534), &unix(vec![65534])).is_ok());
+        }
+        assert_eq!(
+            ClientAddr::Unix { uid: 5, pid: 7 }.to_string(),
+            "unix:uid=5,pid=7"
+        );
+    }
+}
