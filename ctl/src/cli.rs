@@ -112,6 +112,9 @@ pub enum Command {
     /// The Alibaba Cloud OAuth application
     #[command(subcommand)]
     App(AppCommand),
+    /// Local client keys: who may use a proxy listener that requires them
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script (needs no daemon)
     Completions {
         /// The shell to complete for
@@ -135,6 +138,45 @@ pub enum AppCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a client key and print it (once: the daemon keeps only its digest)
+    ///
+    /// The app sends it as `Authorization: Bearer mcpp_...`. It is required on listeners
+    /// where [listen] require_client_keys says so, and checked wherever it is sent.
+    Add {
+        /// A name for the key (letters, digits, `.`, `_`, `-`): logs and metrics show it
+        name: String,
+        /// Comma-separated servers (names, IDs, or path prefixes starting with /) the key may
+        /// reach [default: every server the ACL allows]
+        #[arg(long, value_name = "LIST")]
+        servers: Option<String>,
+        /// Comma-separated tool-name globs the key may call [default: every tool]
+        #[arg(long, value_name = "LIST")]
+        tools: Option<String>,
+        /// The key expires after this long, e.g. 30d or 12h [default: never]
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the client keys: state, last use, scope
+    List {
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client key: its next request is refused and its open streams close
+    Revoke {
+        /// The key's name
+        name: String,
+        /// Print the daemon's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AclCommand {
     /// Would the proxy let a request to PATH through? Exits 0 either way.
     Check {
@@ -143,6 +185,9 @@ pub enum AclCommand {
         /// A tool name (tool policies are planned: accepted and reported)
         #[arg(long, value_name = "NAME")]
         tool: Option<String>,
+        /// A client key's name: its state and scope apply too
+        #[arg(long, value_name = "NAME")]
+        key: Option<String>,
         /// Print the daemon's JSON answer
         #[arg(long)]
         json: bool,
@@ -282,6 +327,46 @@ mod tests {
         assert!(matches!(
             parse(["mcpproxyctl", "revoke", "--profile", "p"]).unwrap().command,
             Command::Revoke { profile: Some(p), json: false } if p == "p"
+        ));
+    }
+
+    #[test]
+    fn keys_commands_parse() {
+        match parse([
+            "mcpproxyctl",
+            "keys",
+            "add",
+            "dify",
+            "--servers",
+            "ecs,ram",
+            "--expires",
+            "30d",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Keys(KeysCommand::Add {
+                name,
+                servers,
+                tools,
+                expires,
+                ..
+            }) => {
+                assert_eq!(name, "dify");
+                assert_eq!(servers.as_deref(), Some("ecs,ram"));
+                assert_eq!(tools, None);
+                assert_eq!(expires.as_deref(), Some("30d"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(["mcpproxyctl", "keys", "revoke", "dify"]).unwrap().command,
+            Command::Keys(KeysCommand::Revoke { name, .. }) if name == "dify"
+        ));
+        assert!(parse(["mcpproxyctl", "keys", "add"]).is_err());
+        assert!(matches!(
+            parse(["mcpproxyctl", "acl", "check", "/x", "--key", "k"]).unwrap().command,
+            Command::Acl(AclCommand::Check { key: Some(k), .. }) if k == "k"
         ));
     }
 

@@ -45,11 +45,16 @@ pub async fn execute(
             emit(out, &render::reloaded(&reloaded))?;
             Ok(exit::OK)
         }
-        Command::Acl(AclCommand::Check { path, tool, json }) => {
+        Command::Acl(AclCommand::Check {
+            path,
+            tool,
+            key,
+            json,
+        }) => {
             let check = AclCheck {
                 path: path.clone(),
                 tool: tool.clone(),
-                key: None,
+                key: key.clone(),
             };
             let body = client.post_json("/v1/acl/check", &check).await?;
             if *json {
@@ -139,6 +144,7 @@ pub async fn execute(
             };
             crate::import::import(client, args, env, input, out, err).await
         }
+        Command::Keys(keys) => crate::keys::execute(keys, client, out, now).await,
         // Handled before any socket is chosen; generating it here is just as right.
         Command::Completions { shell } => {
             crate::cli::completions(*shell, out)?;

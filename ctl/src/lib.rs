@@ -8,6 +8,7 @@
 //! - [`commands`]: each subcommand: ask, then print.
 //! - [`login`]: `login`, a conversation: the URL, the browser ([`browser`]) or the pasted code,
 //!   the countdown.
+//! - [`keys`]: `keys add|list|revoke`, client keys.
 //! - [`render`] and [`time`]: human output, pure functions of the answers.
 //! - [`error`] and [`exit`]: what went wrong, and the exit code that says so.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod error;
 pub mod exit;
 pub mod import;
+pub mod keys;
 pub mod login;
 pub mod render;
 pub mod socket;

@@ -20,6 +20,9 @@ pub fn status(s: &Status, now: u64) -> String {
         span(s.uptime_seconds)
     );
     field(&mut o, "listening", &list(&s.listen, "(no listener)"));
+    if !s.listen_unix.is_empty() {
+        field(&mut o, "unix sockets", &s.listen_unix.join(", "));
+    }
     field(
         &mut o,
         "config",
@@ -66,6 +69,7 @@ pub fn status(s: &Status, now: u64) -> String {
 
     o.push_str("\nacl\n");
     acl(&mut o, &s.acl);
+    crate::keys::status_section(&mut o, &s.client_keys, now);
 
     o.push('\n');
     field(
@@ -260,6 +264,9 @@ pub fn verdict(v: &AclVerdict) -> String {
     }
     if let Some(s) = &v.server {
         field(&mut o, "server", s);
+    }
+    if let Some(k) = &v.key {
+        field(&mut o, "client key", k);
     }
     o
 }

@@ -60,6 +60,8 @@ fn sample_status() -> Status {
             denied: 5,
             open_streams: 2,
         },
+        listen_unix: vec![],
+        client_keys: Default::default(),
     }
 }
 
@@ -222,6 +224,7 @@ fn verdicts_give_the_rule_and_the_reason() {
         reason: "server ram is on the blocked list".into(),
         upstream: Some("alibaba".into()),
         server: Some("ram".into()),
+        key: None,
     });
     assert!(text.starts_with("denied: /accounts/1001/custom/ram/id/RAM01/mcp\n"));
     assert!(line_with(&text, "rule").ends_with(" ram"));

@@ -15,6 +15,9 @@
 //! | `POST /v1/revoke` | [`ProfileRequest`] | [`Revoked`] |
 //! | `POST /v1/import/aliyun` | [`ImportAliyun`] | [`Imported`] |
 //! | `POST /v1/app/fix` | [`ProfileRequest`] | [`AppFixed`] |
+//! | `GET /v1/keys` | – | [`Keys`] |
+//! | `POST /v1/keys` | [`KeyAdd`] | [`KeyAdded`] (the only time the key is shown) |
+//! | `POST /v1/keys/{name}/revoke` | – | [`KeyInfo`] |
 //!
 //! Every error is [`ErrorBody`] with a status that fits it. Requests are parsed strictly
 //! (unknown fields are errors); responses leniently, so an older `mcpproxyctl` can read a newer
@@ -83,6 +86,22 @@ pub struct Status {
     pub token_store: String,
     pub acl: AclSummary,
     pub counters: Counters,
+    /// The proxy's Unix sockets (`[listen] unix`).
+    #[serde(default)]
+    pub listen_unix: Vec<String>,
+    /// Client keys: where they are required, and the keys that may be used.
+    #[serde(default)]
+    pub client_keys: ClientKeysStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKeysStatus {
+    /// Listeners that require a key (`[listen] require_client_keys`).
+    pub required_on: Vec<String>,
+    /// Keys that are neither revoked nor expired, with their last use.
+    pub active: Vec<KeyInfo>,
+    /// Keys revoked or expired.
+    pub inactive: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,7 +236,7 @@ pub struct AclCheck {
     /// A tool name (tool policies are planned; accepted and reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
-    /// A client key name (planned).
+    /// A client key name: its scope applies too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
@@ -234,9 +253,67 @@ pub struct AclVerdict {
     pub reason: String,
     pub upstream: Option<String>,
     pub server: Option<String>,
+    /// The client key asked about, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
-/// `POST /v1/login`.
+/// `POST /v1/keys`: a new client key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAdd {
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// Servers (names, IDs, or path prefixes starting with `/`) the key may reach; empty: all
+    /// that the ACL allows.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Tool-name globs the key may call; empty: all.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Lifetime, e.g. `"30d"`; none: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// A client key's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// One client key as the daemon knows it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub name: String,
+    pub state: KeyState,
+    pub servers: Vec<String>,
+    pub tools: Vec<String>,
+    /// Unix seconds.
+    pub created: u64,
+    pub last_used: Option<u64>,
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    pub keys: Vec<KeyInfo>,
+    /// Where they are kept (only digests are).
+    pub file: String,
+}
+
+/// `POST /v1/keys` answer: the key, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAdded {
+    /// `mcpp_…`: give it to the app as `Authorization: Bearer mcpp_…`.
+    pub key: String,
+    pub info: KeyInfo,
+}
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginStart {
@@ -356,6 +433,8 @@ mod tests {
         assert!(serde_json::from_str::<AclCheck>(r#"{"path":"/x","tool":"t"}"#).is_ok());
         assert!(serde_json::from_str::<AclCheck>(r#"{"path":"/x","bogus":1}"#).is_err());
         assert!(serde_json::from_str::<AclCheck>(r#"{}"#).is_err());
+        assert!(serde_json::from_str::<KeyAdd>(r#"{"name":"a"}"#).is_ok());
+        assert!(serde_json::from_str::<KeyAdd>(r#"{"name":"a","key":"x"}"#).is_err());
     }
 
     #[test]

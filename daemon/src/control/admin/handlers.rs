@@ -78,10 +78,21 @@ const ROUTES: &[(&str, Method)] = &[
     ("/v1/revoke", Method::POST),
     ("/v1/import/aliyun", Method::POST),
     ("/v1/app/fix", Method::POST),
+    ("/v1/keys", Method::GET),
+    ("/v1/keys", Method::POST),
+    ("/v1/keys/{name}/revoke", Method::POST),
 ];
 
-/// The route pattern of a path, and the login id it carries.
+/// The route pattern of a path, and the login id or key name it carries.
 fn pattern(path: &str) -> (String, Option<String>) {
+    if let Some(name) = path
+        .strip_prefix("/v1/keys/")
+        .and_then(|rest| rest.strip_suffix("/revoke"))
+    {
+        if !name.is_empty() && !name.contains('/') {
+            return ("/v1/keys/{name}/revoke".into(), Some(name.to_string()));
+        }
+    }
     if let Some(rest) = path.strip_prefix("/v1/login/") {
         let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
         let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
@@ -97,21 +108,28 @@ fn pattern(path: &str) -> (String, Option<String>) {
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure> {
     let (path, login_id) = pattern(req.uri().path());
-    let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(p, _)| *p == path)
+        .map(|(_, m)| m.as_str())
+        .collect();
+    if allowed.is_empty() {
         return Err(Failure(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
             format!("no admin endpoint {path}"),
         ));
-    };
-    if req.method() != allowed {
+    }
+    if !allowed.contains(&req.method().as_str()) {
+        let allowed = allowed.join(", ");
         let mut r = error(Failure(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::METHOD_NOT_ALLOWED,
             format!("{path} takes {allowed}"),
         ));
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allowed.as_str()));
+        if let Ok(v) = HeaderValue::from_str(&allowed) {
+            r.headers_mut().insert(ALLOW, v);
+        }
         return Ok(r);
     }
     match path.as_str() {
@@ -156,6 +174,21 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
                 )
             })?;
             super::auth::import_aliyun(shared, body).await
+        }
+        "/v1/keys" if req.method() == Method::GET => Ok(super::keys::list(shared)),
+        "/v1/keys" => {
+            let body: api::KeyAdd = read_json(req).await?.ok_or_else(|| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_REQUEST,
+                    "send {\"name\": \"...\", \"servers\": [...], \"tools\": [...], \"expires\": \"30d\"}".into(),
+                )
+            })?;
+            super::keys::add(shared, body).await
+        }
+        "/v1/keys/{name}/revoke" => {
+            let _: Option<EmptyBody> = read_json(req).await?;
+            super::keys::revoke(shared, login_id.as_deref().unwrap_or("")).await
         }
         "/v1/app/fix" => {
             super::auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await

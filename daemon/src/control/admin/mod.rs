@@ -8,6 +8,7 @@
 //! - `GET /v1/metrics`: Prometheus text
 //! - `POST /v1/login`, `GET /v1/login/{id}?wait=S`, `POST /v1/login/{id}/code`: OAuth login
 //! - `POST /v1/logout`: wipe a profile's token; `POST /v1/revoke`: revoke it at the server too
+//! - `GET /v1/keys`, `POST /v1/keys`, `POST /v1/keys/{name}/revoke`: local client keys
 //!
 //! The socket is created mode 0660 (umask set before bind). Every connection's peer credentials
 //! are checked before a byte of the request is read: root, the daemon's own uid, or members of
@@ -15,6 +16,7 @@
 
 mod auth;
 mod handlers;
+mod keys;
 mod peer;
 mod socket;
 mod views;

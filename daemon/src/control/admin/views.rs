@@ -133,6 +133,14 @@ pub fn status(shared: &Shared) -> api::Status {
             denied: shared.counters.denied.load(Ordering::Relaxed),
             open_streams: shared.counters.open_streams.load(Ordering::Relaxed) as u64,
         },
+        listen_unix: shared
+            .unix_bound
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect(),
+        client_keys: super::keys::status(shared),
     }
 }
 
@@ -183,6 +191,7 @@ pub fn acl_check(shared: &Shared, req: &api::AclCheck) -> api::AclVerdict {
             reason,
             upstream: None,
             server: None,
+            key: None,
         };
     // The proxy sees the path without its query; accept one here too.
     let local = req.path.split('?').next().unwrap_or_default();
@@ -212,6 +221,7 @@ pub fn acl_check(shared: &Shared, req: &api::AclCheck) -> api::AclVerdict {
     let mut v = verdict(name, decision.is_allowed(), rule, decision.reason());
     v.upstream = Some(upstream.name.clone());
     v.server = g.catalog.server_for(local).map(|s| s.name.clone());
+    super::keys::apply_to_verdict(shared, req, &mut v);
     v
 }
 
