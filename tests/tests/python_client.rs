@@ -65,24 +65,7 @@ fn pinned_sdk_version() -> String {
 
 /// Runs the SDK client against `url`; returns its JSON line after checking the exit status.
 async fn run_client(python: &Path, url: &str, transport: &str) -> Value {
-    let script = repo().join("tests/python/mcp_client_check.py");
-    let mut cmd = Command::new(python);
-    cmd.arg(&script)
-        .args(["--url", url, "--transport", transport])
-        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
-        .args(["--bearer", CLIENT_TOKEN])
-        // Loopback only: no proxy from the environment; no __pycache__ in the source tree.
-        .env("NO_PROXY", "*")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
-        cmd.env_remove(var).env_remove(var.to_ascii_lowercase());
-    }
-    let out = tokio::time::timeout(Duration::from_secs(CLIENT_TIMEOUT_SECS + 10), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{transport}: the Python client did not finish"))
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", python.display()));
+    let out = client_output(python, url, transport, CLIENT_TOKEN).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -93,6 +76,33 @@ async fn run_client(python: &Path, url: &str, transport: &str) -> Value {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("{transport}: not a JSON line ({e}): {stdout}\n{stderr}"))
+}
+
+/// Runs the SDK client, sending `Authorization: Bearer <bearer>` with the SDK's `headers=`.
+async fn client_output(
+    python: &Path,
+    url: &str,
+    transport: &str,
+    bearer: &str,
+) -> std::process::Output {
+    let script = repo().join("tests/python/mcp_client_check.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .args(["--url", url, "--transport", transport])
+        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
+        .args(["--bearer", bearer])
+        // Loopback only: no proxy from the environment; no __pycache__ in the source tree.
+        .env("NO_PROXY", "*")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        cmd.env_remove(var).env_remove(var.to_ascii_lowercase());
+    }
+    tokio::time::timeout(Duration::from_secs(CLIENT_TIMEOUT_SECS + 10), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{transport}: the Python client did not finish"))
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", python.display()))
 }
 
 /// Every request the upstream got under [`MOUNT`] carried exactly one `Authorization`, the
@@ -189,5 +199,82 @@ async fn official_python_sdk_works_through_the_proxy_over_streamable_http_and_ss
     assert!(
         !d.logs().contains(CLIENT_TOKEN),
         "the client's token reached the log"
+    );
+}
+
+/// A listener that requires client keys: the SDK sends the key with its `headers=` option on
+/// both transports, the proxy swaps it for the upstream token, and without a key nothing
+/// reaches the upstream.
+#[tokio::test]
+async fn official_python_sdk_works_with_a_client_key_on_both_transports() {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let up = upstream::start(UpstreamOptions::default())
+        .await
+        .expect("test upstream");
+    let setup = Setup::new().unwrap();
+    let state = setup.path("state");
+    let extra = format!("[listen]\nrequire_client_keys = true\n[store]\ndir = {state:?}\n");
+    let config = setup.static_config(&up, &extra).unwrap();
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    let (status, added) =
+        mcpproxy_tests::admin::post_json(&d.admin_socket(), "/v1/keys", r#"{"name":"python"}"#)
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{added}");
+    let key = added["key"].as_str().unwrap().to_string();
+
+    // Without a key the SDK is refused by the proxy; the upstream sees nothing.
+    let refused = client_output(
+        &python,
+        &d.url(&format!("{MOUNT}/mcp")),
+        "streamable",
+        CLIENT_TOKEN,
+    )
+    .await;
+    assert!(
+        !refused.status.success(),
+        "a client without a key got through"
+    );
+    assert!(
+        up.requests().iter().all(|r| !r.path.starts_with(MOUNT)),
+        "a refused request reached the upstream"
+    );
+
+    for (endpoint, transport) in [("mcp", "streamable"), ("sse", "sse")] {
+        let out = client_output(
+            &python,
+            &d.url(&format!("{MOUNT}/{endpoint}")),
+            transport,
+            &key,
+        )
+        .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{transport} with a key: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+        assert_results(&result, transport);
+    }
+    let seen = assert_upstream_saw_only_the_proxy_token(&up);
+    assert!(seen.len() >= 10, "{seen:?}");
+    for r in up.requests() {
+        assert!(
+            r.headers.iter().all(|(_, v)| !v.contains(&key)),
+            "the key reached the upstream: {r:?}"
+        );
+    }
+    assert!(!d.logs().contains(&key), "the key reached the log");
+    let logs = d.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("proxied") && l.contains("key=\"python\"")),
+        "the journal names the key of each request:\n{logs}"
     );
 }
