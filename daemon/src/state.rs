@@ -237,6 +237,13 @@ impl Shared {
         if listen_spec(&old.config) != listen_spec(&config) {
             needs_restart.push("listen.addresses".to_string());
         }
+        let unix_socket = |c: &Config| {
+            let u = &c.listen.unix;
+            (u.paths.clone(), u.mode, u.group.clone())
+        };
+        if unix_socket(&old.config) != unix_socket(&config) {
+            needs_restart.push("listen.unix".to_string());
+        }
         if old.config.limits.max_connections != config.limits.max_connections {
             needs_restart.push("limits.max_connections".to_string());
         }

@@ -151,9 +151,20 @@ pub fn authorize_unix(peer: &PeerCred, unix: &crate::config::UnixListen) -> Resu
     if unix.allowed_uids.contains(&peer.uid) {
         return Ok(());
     }
-    crate::control::admin::authorize_peer(peer, unix.group.as_deref()).map_err(|why| {
-        format!("{why}; list the uid in [listen] unix_allowed_uids to let it use the proxy")
-    })
+    // Root, the daemon's user and the group's members: the admin socket's rule.
+    match (
+        crate::control::admin::authorize_peer(peer, unix.group.as_deref()),
+        &unix.group,
+    ) {
+        (Ok(()), _) => Ok(()),
+        (Err(why), Some(_)) => Err(format!(
+            "{why}; list the uid in [listen] unix_allowed_uids to let it use the proxy"
+        )),
+        (Err(_), None) => Err(format!(
+            "uid {} is neither root, nor the daemon's user, nor in [listen] unix_allowed_uids",
+            peer.uid
+        )),
+    }
 }
 
 impl Accept for UnixProxyListener {
@@ -202,7 +213,7 @@ impl Accept for UnixProxyListener {
 async fn refuse(stream: UnixStream, why: String) {
     let service = service_fn(move |_req| {
         let body = serde_json::json!({
-            "error": { "code": "peer_refused", "message": format!("refused: {why}") }
+            "error": { "code": mcpproxyd_api::codes::PEER_REFUSED, "message": format!("refused: {why}") }
         });
         let mut resp = crate::proxy::error::json_response(http::StatusCode::FORBIDDEN, &body);
         resp.headers_mut().insert(
