@@ -29,7 +29,7 @@ TARGET_DIR ?= $(CARGO_TARGET_DIR)/$(PROFILE_DIR)
 
 INSTALL ?= install
 BINARIES = mcpproxyd mcpproxyctl
-SYSTEM_UNITS = mcpproxyd.service mcpproxyd.socket mcpproxyd-admin.socket
+SYSTEM_UNITS = mcpproxyd.service mcpproxyd.socket mcpproxyd-admin.socket mcpproxyd-unix.socket
 DROPINS = credential.conf keyring.conf
 CONFIG = $(SYSCONFDIR)/mcpproxyd/mcpproxyd.toml
 

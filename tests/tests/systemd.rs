@@ -16,10 +16,11 @@ use mcpproxy_tests::daemon::bin_path;
 
 /// The target for `systemd-analyze security` (which labels 1.0 to 4.9 "OK").
 const MAX_EXPOSURE: f64 = 1.5;
-const SYSTEM_UNITS: [&str; 3] = [
+const SYSTEM_UNITS: [&str; 4] = [
     "mcpproxyd.service",
     "mcpproxyd.socket",
     "mcpproxyd-admin.socket",
+    "mcpproxyd-unix.socket",
 ];
 
 fn in_ci() -> bool {
@@ -268,6 +269,11 @@ fn units_say_what_the_daemon_and_the_operator_rely_on() {
             "mcpproxyd-admin.socket",
             "admin",
             "/run/mcpproxyd/admin.sock",
+        ),
+        (
+            "mcpproxyd-unix.socket",
+            "proxy-unix",
+            "/run/mcpproxyd/proxy.sock",
         ),
     ] {
         let text = read(&sd.join(unit));
@@ -523,6 +529,7 @@ fn deb_lists_the_files_and_installs_enabled_into_a_scratch_root() {
         "/usr/lib/systemd/system/mcpproxyd.service",
         "/usr/lib/systemd/system/mcpproxyd.socket",
         "/usr/lib/systemd/system/mcpproxyd-admin.socket",
+        "/usr/lib/systemd/system/mcpproxyd-unix.socket",
         "/usr/lib/systemd/user/mcpproxyd.service",
         "/usr/lib/sysusers.d/mcpproxyd.conf",
         "/usr/lib/tmpfiles.d/mcpproxyd.conf",
@@ -603,7 +610,11 @@ fn deb_lists_the_files_and_installs_enabled_into_a_scratch_root() {
         );
         // The socket units are opt-in.
         let sockets = root.join("etc/systemd/system/sockets.target.wants");
-        for unit in ["mcpproxyd.socket", "mcpproxyd-admin.socket"] {
+        for unit in [
+            "mcpproxyd.socket",
+            "mcpproxyd-admin.socket",
+            "mcpproxyd-unix.socket",
+        ] {
             assert!(!sockets.join(unit).exists(), "{unit} was enabled");
         }
         let user = account(&root.join("etc/passwd"), "mcpproxyd").expect("user mcpproxyd");
