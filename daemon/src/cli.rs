@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
-use crate::control::{admin, banner, logging, systemd};
+use crate::control::{admin, banner, logging, systemd, terminal};
 use crate::proxy::server;
 use crate::state::{Generation, Shared};
 
@@ -112,6 +112,7 @@ pub fn main() -> i32 {
     if args.check_config {
         return check_config(config);
     }
+    let foreground = terminal::Foreground::at_start();
     // Before any thread exists: the LISTEN_* variables are read and removed.
     let activated = match systemd::take_activated() {
         Ok(a) => a,
@@ -138,7 +139,7 @@ pub fn main() -> i32 {
         config::Source::File(p) => Some(p.clone()),
         config::Source::Defaults => args.config.clone(),
     };
-    runtime.block_on(serve(config, config_path, overrides, activated))
+    runtime.block_on(serve(config, config_path, overrides, activated, foreground))
 }
 
 fn check_config(config: config::Config) -> i32 {
@@ -233,6 +234,7 @@ async fn serve(
     config_path: Option<PathBuf>,
     overrides: Overrides,
     activated: Option<systemd::Activated>,
+    foreground: terminal::Foreground,
 ) -> i32 {
     let Sockets {
         proxy: listeners,
@@ -298,7 +300,7 @@ async fn serve(
         }
     };
     let handle = signals.handle();
-    tokio::spawn(handle_signals(signals, shared.clone(), stop_tx));
+    tokio::spawn(handle_signals(signals, shared.clone(), stop_tx, foreground));
     daemon
         .serve(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -328,9 +330,18 @@ fn announce(shared: &Arc<Shared>) {
     let _ = stdout.flush();
 }
 
-async fn handle_signals(mut signals: Signals, shared: Arc<Shared>, stop: watch::Sender<bool>) {
+async fn handle_signals(
+    mut signals: Signals,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    foreground: terminal::Foreground,
+) {
     while let Some(signal) = signals.next().await {
         match signal {
+            SIGHUP if foreground.terminal_lost() => {
+                tracing::info!("the terminal closed (SIGHUP): stopping");
+                let _ = stop.send(true);
+            }
             SIGHUP => {
                 let _ = shared.reload_logged("SIGHUP");
             }
