@@ -4,6 +4,7 @@ use mcpproxy_tests::daemon::{
     bin_path, proxy_client, run_once, EventReader, Setup, TestDaemon, TWO_SERVERS, WAIT,
 };
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
+use mcpproxy_tests::wait;
 use tokio::io::AsyncBufReadExt;
 
 async fn up() -> TestUpstream {
@@ -155,8 +156,14 @@ async fn sigterm_lets_an_open_stream_finish_then_exits() {
 
     d.signal("TERM").await.unwrap();
     d.wait_for_log("shutting down").await.unwrap();
-    // No new connections once draining.
-    assert!(tokio::net::TcpStream::connect(d.addr).await.is_err());
+    // No new connections once draining: the log line comes just before the listeners close,
+    // so wait (bounded) for the port to refuse.
+    let addr = d.addr;
+    wait::until("the proxy port refuses connections", || async move {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await
+    .unwrap();
     // The stream in flight still completes.
     up.release();
     assert_eq!(events.next_event().await.unwrap().data, "two");

@@ -577,14 +577,21 @@ async fn a_transient_outage_is_ridden_through_while_the_token_lasts() {
     })
     .await
     .unwrap();
-    // The server comes back: the retry (with backoff) succeeds.
+    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
+    let first_expiry = s["profiles"][0]["valid_until"].as_u64().unwrap();
+    // The server comes back: the retry (with backoff) succeeds. Done once the status shows
+    // the new token and no error (the server's count and the log line both come earlier).
     w.auth.set_fault(Fault::None);
-    // Done once the daemon has taken the new token (the server's count alone races with that).
-    d.wait_for_log("token refreshed").await.unwrap();
+    let refreshed = wait::poll("status: a new token, no error", || async {
+        let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.ok()?;
+        let p = &s["profiles"][0];
+        let newer = p["valid_until"].as_u64().is_some_and(|t| t > first_expiry);
+        (newer && p["state"] == "valid" && p["last_error"].is_null()).then_some(())
+    })
+    .await;
+    refreshed.unwrap_or_else(|e| panic!("{e}; logs:\n{}", d.logs()));
     let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let (_, s) = get_json(&d.admin_socket(), "/v1/status").await.unwrap();
-    assert!(s["profiles"][0]["last_error"].is_null(), "{s}");
 }
 
 #[tokio::test]
