@@ -94,6 +94,8 @@ pub struct TestDaemon {
     pub addr: SocketAddr,
     pub banner: String,
     logs: Arc<(Mutex<String>, Notify)>,
+    /// Reads stderr into `logs` until the daemon closes it (at exit).
+    log_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestDaemon {
@@ -119,7 +121,7 @@ impl TestDaemon {
         let logs = Arc::new((Mutex::new(String::new()), Notify::new()));
         let stderr = child.stderr.take().context("stderr")?;
         let sink = logs.clone();
-        tokio::spawn(async move {
+        let log_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let (buf, notify) = &*sink;
@@ -164,6 +166,7 @@ impl TestDaemon {
             addr,
             banner,
             logs,
+            log_reader: Some(log_reader),
         })
     }
 
@@ -213,9 +216,16 @@ impl TestDaemon {
         Ok(())
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit; then [`TestDaemon::logs`] holds all it logged.
     pub async fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
-        Ok(tokio::time::timeout(WAIT, self.child.wait()).await??)
+        let status = tokio::time::timeout(WAIT, self.child.wait()).await??;
+        if let Some(reader) = self.log_reader.take() {
+            // Lines still in the pipe when the process ended are read up to its EOF.
+            tokio::time::timeout(WAIT, reader)
+                .await
+                .context("stderr still open after the daemon exited")??;
+        }
+        Ok(status)
     }
 }
 
