@@ -229,6 +229,30 @@ async fn sockets(
     })
 }
 
+/// A root run outside systemd uses, unless told otherwise, the paths the packaged service
+/// uses (/run/mcpproxyd, /var/lib/mcpproxyd): say where, before writing there.
+fn tell_where_root_writes(config: &config::Config) {
+    let under_systemd = ["INVOCATION_ID", "NOTIFY_SOCKET"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if under_systemd || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let socket = config
+        .admin
+        .socket
+        .clone()
+        .unwrap_or_else(admin::default_socket_path);
+    let state = crate::auth::token_store::state_dir(&config.store);
+    tracing::info!(
+        admin_socket = %socket.display(),
+        state_dir = %state.display(),
+        "running as root outside systemd: the admin socket and the state directory (tokens, \
+         saved server lists) are these, the service's own places unless set; for a private run \
+         set [admin] socket and [store] dir, or RUNTIME_DIRECTORY and STATE_DIRECTORY"
+    );
+}
+
 async fn serve(
     config: config::Config,
     config_path: Option<PathBuf>,
@@ -236,6 +260,7 @@ async fn serve(
     activated: Option<systemd::Activated>,
     foreground: terminal::Foreground,
 ) -> i32 {
+    tell_where_root_writes(&config);
     let Sockets {
         proxy: listeners,
         admin: admin_listener,
@@ -244,7 +269,7 @@ async fn serve(
     } = match sockets(&config, activated).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen");
+            // Once: the log goes to stderr too, and a second copy only confuses.
             eprintln!("mcpproxyd: {e}");
             return EXIT_FAILURE;
         }
