@@ -715,13 +715,21 @@ async fn foreground_no_browser_logs_in_on_the_terminal() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let daemons = procs::with_arg(&w.config);
+    assert_eq!(daemons.len(), 1, "one daemon runs the config");
+    // While its terminal is open, a SIGHUP is still the operator asking for a reload.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &daemons[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    while !next_line(&mut lines)
+        .await
+        .contains("configuration reloaded")
+    {}
+    assert!(procs::alive(daemons[0]), "a reload, not an exit");
     // The terminal closes (`script` dies, the pty hangs up): the daemon gets SIGHUP with no
     // terminal left and exits, instead of taking it as a reload and staying on unseen.
-    assert_eq!(
-        procs::with_arg(&w.config).len(),
-        1,
-        "one daemon runs the config"
-    );
     drop(child);
     procs::wait_none_with_arg(&w.config).await.unwrap();
 }
