@@ -42,7 +42,7 @@ done
 run="$(mktemp -d "${TMPDIR:-/tmp}/mcpproxyd-demo.XXXXXX")"
 up_pid="" d_pid=""
 stop() {
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM HUP
   for pid in $d_pid $up_pid; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in $d_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$run"
@@ -50,6 +50,7 @@ stop() {
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP # the terminal closed: clean up all the same
 
 fail() {
   echo "demo: $*" >&2
