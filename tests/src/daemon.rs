@@ -186,19 +186,30 @@ impl TestDaemon {
 
     /// Waits until the log holds `needle` (returns at once if it already does).
     pub async fn wait_for_log(&self, needle: &str) -> anyhow::Result<()> {
+        self.wait_for_line(|line| line.contains(needle))
+            .await
+            .map(drop)
+            .with_context(|| format!("waiting for {needle:?}"))
+    }
+
+    /// Waits until a log line satisfies `matches` (at once if one does); returns that line.
+    pub async fn wait_for_line(&self, matches: impl Fn(&str) -> bool) -> anyhow::Result<String> {
         let (buf, notify) = &*self.logs;
         let wait = async {
             loop {
+                // Registered before the check, so a line logged in between is not missed.
                 let notified = notify.notified();
-                if buf.lock().unwrap().contains(needle) {
-                    return;
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(line) = buf.lock().unwrap().lines().find(|l| matches(l)) {
+                    return line.to_string();
                 }
                 notified.await;
             }
         };
         tokio::time::timeout(WAIT, wait)
             .await
-            .with_context(|| format!("log line {needle:?} did not appear; logs:\n{}", self.logs()))
+            .with_context(|| format!("the log line did not appear; logs:\n{}", self.logs()))
     }
 
     pub fn pid(&self) -> i32 {

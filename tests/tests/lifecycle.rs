@@ -128,8 +128,11 @@ async fn reload_applies_acl_changes_keeps_streams_and_refuses_bad_files() {
     )
     .unwrap();
     d.signal("HUP").await.unwrap();
-    d.wait_for_log("reload failed").await.unwrap();
-    assert!(d.logs().contains("mcpproxyd.toml:"), "{}", d.logs());
+    let line = d
+        .wait_for_line(|l| l.contains("reload failed"))
+        .await
+        .unwrap();
+    assert!(line.contains("mcpproxyd.toml:"), "{line}");
     assert_eq!(proxy_client().get(&ram).send().await.unwrap().status(), 403);
 
     up.release();

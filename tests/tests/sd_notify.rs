@@ -121,7 +121,7 @@ async fn takes_the_proxy_and_admin_sockets_from_systemd() {
     let (status, s) = get_json(&admin, "/v1/status").await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(s["listen"][0], addr.to_string());
-    assert!(d.logs().contains("passed by systemd"), "{}", d.logs());
+    d.wait_for_log("passed by systemd").await.unwrap();
 }
 
 #[tokio::test]
