@@ -5,6 +5,10 @@
 #                               only if missing), units, sysusers/tmpfiles snippets, config, docs
 #   make install DESTDIR=/tmp/root PREFIX=/usr     staged install, e.g. for packaging
 #   make deb                    Debian package with cargo-deb (target/debian/*.deb)
+#   make demo                   the no-account demo: test MCP server + daemon, one tool call
+#                               (scripts/demo.sh; Ctrl-C stops both)
+#   make test-deps              install the test prerequisites (scripts/test-prereqs.sh)
+#   make test                   test-deps, then the whole suite (what .ci/run runs)
 #   sudo make uninstall         remove what install put under PREFIX (keeps /etc/mcpproxyd)
 #
 # After a real (DESTDIR-less) install, as root:
@@ -38,7 +42,7 @@ SUBST = sed -e 's|/usr/bin/mcpproxyd|$(BINDIR)/mcpproxyd|g' \
             -e 's|/usr/share/doc/mcpproxyd|$(DOCDIR)|g' \
             -e 's|/etc/mcpproxyd/|$(SYSCONFDIR)/mcpproxyd/|g'
 
-.PHONY: all build install uninstall deb check-units
+.PHONY: all build install uninstall deb check-units demo test test-deps
 
 all: build
 
@@ -98,3 +102,17 @@ deb: build
 # What the test suite checks about the units (needs systemd-analyze, no running systemd).
 check-units:
 	systemd-analyze security --offline=yes --threshold=15 systemd/mcpproxyd.service
+
+# The no-account demo (see README "Quick start"); builds what it needs first.
+demo:
+	scripts/demo.sh
+
+# Test prerequisites: installs what is missing, or names it (and how to install it) and fails.
+test-deps:
+	scripts/test-prereqs.sh
+
+# The README's test command: every test, with everything it needs. A test whose tool is
+# missing fails, naming it (see README "Tests").
+test: test-deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace

@@ -13,10 +13,10 @@ use crate::exit;
 /// Operate a running mcpproxyd through its admin socket.
 ///
 /// Exit status: 0 ok; 1 the daemon answered an error (or `status --check` found an auth
-/// profile that needs attention, a login failed or expired, or `revoke` could not revoke at the
-/// server); 64 usage error; 69 the daemon is not reachable; 74 output could not be written (or
-/// a pasted code read); 77 permission denied (socket file permissions, or the daemon refused
-/// your uid).
+/// profile that needs attention, `acl check` found the path denied, a login failed or expired,
+/// or `revoke` could not revoke at the server); 64 usage error; 66 the file to import cannot be
+/// read; 69 the daemon is not reachable; 74 output could not be written (or a pasted code
+/// read); 77 permission denied (socket file permissions, or the daemon refused your uid).
 #[derive(Debug, Parser)]
 #[command(name = "mcpproxyctl", version, propagate_version = true)]
 pub struct Cli {
@@ -178,7 +178,7 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AclCommand {
-    /// Would the proxy let a request to PATH through? Exits 0 either way.
+    /// Would the proxy let a request to PATH through? Exits 0 if allowed, 1 if denied.
     Check {
         /// A proxy path, e.g. /accounts/1001/custom/ecs/id/ECS01/mcp
         path: String,

@@ -57,14 +57,18 @@ pub async fn execute(
                 key: key.clone(),
             };
             let body = client.post_json("/v1/acl/check", &check).await?;
+            let verdict: AclVerdict = client::parse("POST /v1/acl/check", &body)?;
             if *json {
                 print_json("POST /v1/acl/check", &body, out)?;
             } else {
-                let verdict: AclVerdict = client::parse("POST /v1/acl/check", &body)?;
                 emit(out, &render::verdict(&verdict))?;
             }
-            // A query: a denial is an answer, not a failure.
-            Ok(exit::OK)
+            // Like `test` and `grep`: 0 allowed, 1 denied, so `if mcpproxyctl acl check P` works.
+            Ok(if verdict.allowed {
+                exit::OK
+            } else {
+                exit::DENIED
+            })
         }
         Command::App(AppCommand::Fix { profile, json }) => {
             const WHAT: &str = "POST /v1/app/fix";

@@ -10,6 +10,8 @@ pub const DAEMON_ERROR: u8 = 1;
 pub const CHECK_FAILED: u8 = 1;
 /// `login`: the login failed or expired, or no code was entered.
 pub const LOGIN_FAILED: u8 = 1;
+/// `acl check`: the path would be denied (0 means allowed), so scripts can test the answer.
+pub const DENIED: u8 = 1;
 /// `revoke`: the token is wiped locally, but the authorization server did not revoke it.
 pub const REVOKE_INCOMPLETE: u8 = 1;
 /// EX_USAGE: the command line is wrong.

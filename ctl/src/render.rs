@@ -219,7 +219,7 @@ pub fn servers(s: &Servers) -> String {
     let tally = |a: Access| s.servers.iter().filter(|v| v.access == a).count();
     let _ = writeln!(
         o,
-        "\n{}: {} allowed, {} blocked, {} not in whitelist",
+        "\n{}: {} allowed, {} blocked, {} not in the allowed list",
         count(s.servers.len(), "server", "servers"),
         tally(Access::Allowed),
         tally(Access::Blocked),
@@ -232,7 +232,7 @@ fn access(v: &ServerInfo) -> String {
     let words = match v.access {
         Access::Allowed => "allowed",
         Access::Blocked => "blocked",
-        Access::NotAllowed => "not in whitelist",
+        Access::NotAllowed => "not in the allowed list",
     };
     match &v.rule {
         Some(rule) => format!("{words} (rule: {rule})"),

@@ -193,8 +193,8 @@ fn servers_list_access_and_urls() {
         "  sse  http://127.0.0.1:8088/accounts/1001/custom/ecs/id/ECS01/sse"
     );
     assert_eq!(lines[4], "ram   RAM01  alibaba   blocked (rule: ram)");
-    assert_eq!(lines[7], "rds   RDS01  alibaba   not in whitelist");
-    assert!(text.ends_with("3 servers: 1 allowed, 1 blocked, 1 not in whitelist\n"));
+    assert_eq!(lines[7], "rds   RDS01  alibaba   not in the allowed list");
+    assert!(text.ends_with("3 servers: 1 allowed, 1 blocked, 1 not in the allowed list\n"));
     assert_eq!(
         servers(&Servers { servers: vec![] }),
         "no servers in the catalog\n"

@@ -93,7 +93,7 @@ fn posts_send_json_and_errors_exit_1() {
         &socket,
         &["acl", "check", "/x/mcp", "--tool", "DeleteInstance"],
     );
-    assert_eq!(code, exit::OK, "a denial is an answer");
+    assert_eq!(code, exit::DENIED, "a denial exits 1, as `test` would");
     assert!(out.starts_with("denied: /x/mcp\n"), "{out}");
     let request = seen.try_recv().unwrap();
     let sent: serde_json::Value = serde_json::from_str(&request.body).unwrap();

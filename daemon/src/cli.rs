@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
-use crate::control::{admin, banner, logging, systemd};
+use crate::control::{admin, banner, logging, systemd, terminal};
 use crate::proxy::listener::UnixProxyListener;
 use crate::proxy::server;
 use crate::state::{Generation, Shared};
@@ -113,6 +113,7 @@ pub fn main() -> i32 {
     if args.check_config {
         return check_config(config);
     }
+    let foreground = terminal::Foreground::at_start();
     // Before any thread exists: the LISTEN_* variables are read and removed.
     let activated = match systemd::take_activated() {
         Ok(a) => a,
@@ -139,7 +140,7 @@ pub fn main() -> i32 {
         config::Source::File(p) => Some(p.clone()),
         config::Source::Defaults => args.config.clone(),
     };
-    runtime.block_on(serve(config, config_path, overrides, activated))
+    runtime.block_on(serve(config, config_path, overrides, activated, foreground))
 }
 
 fn check_config(config: config::Config) -> i32 {
@@ -259,12 +260,38 @@ async fn unix_sockets(
     Ok(out)
 }
 
+/// A root run outside systemd uses, unless told otherwise, the paths the packaged service
+/// uses (/run/mcpproxyd, /var/lib/mcpproxyd): say where, before writing there.
+fn tell_where_root_writes(config: &config::Config) {
+    let under_systemd = ["INVOCATION_ID", "NOTIFY_SOCKET"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if under_systemd || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let socket = config
+        .admin
+        .socket
+        .clone()
+        .unwrap_or_else(admin::default_socket_path);
+    let state = crate::auth::token_store::state_dir(&config.store);
+    tracing::info!(
+        admin_socket = %socket.display(),
+        state_dir = %state.display(),
+        "running as root outside systemd: the admin socket and the state directory (tokens, \
+         saved server lists) are these, the service's own places unless set; for a private run \
+         set [admin] socket and [store] dir, or RUNTIME_DIRECTORY and STATE_DIRECTORY"
+    );
+}
+
 async fn serve(
     config: config::Config,
     config_path: Option<PathBuf>,
     overrides: Overrides,
     activated: Option<systemd::Activated>,
+    foreground: terminal::Foreground,
 ) -> i32 {
+    tell_where_root_writes(&config);
     let Sockets {
         proxy: listeners,
         proxy_unix,
@@ -274,7 +301,7 @@ async fn serve(
     } = match sockets(&config, activated).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen");
+            // Once: the log goes to stderr too, and a second copy only confuses.
             eprintln!("mcpproxyd: {e}");
             return EXIT_FAILURE;
         }
@@ -330,7 +357,7 @@ async fn serve(
         }
     };
     let handle = signals.handle();
-    tokio::spawn(handle_signals(signals, shared.clone(), stop_tx));
+    tokio::spawn(handle_signals(signals, shared.clone(), stop_tx, foreground));
     daemon
         .serve(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -366,9 +393,18 @@ fn announce(shared: &Arc<Shared>) {
     let _ = stdout.flush();
 }
 
-async fn handle_signals(mut signals: Signals, shared: Arc<Shared>, stop: watch::Sender<bool>) {
+async fn handle_signals(
+    mut signals: Signals,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    foreground: terminal::Foreground,
+) {
     while let Some(signal) = signals.next().await {
         match signal {
+            SIGHUP if foreground.terminal_lost() => {
+                tracing::info!("the terminal closed (SIGHUP): stopping");
+                let _ = stop.send(true);
+            }
             SIGHUP => {
                 let _ = shared.reload_logged("SIGHUP");
             }

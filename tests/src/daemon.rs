@@ -94,6 +94,8 @@ pub struct TestDaemon {
     pub addr: SocketAddr,
     pub banner: String,
     logs: Arc<(Mutex<String>, Notify)>,
+    /// Reads stderr into `logs` until the daemon closes it (at exit).
+    log_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestDaemon {
@@ -119,7 +121,7 @@ impl TestDaemon {
         let logs = Arc::new((Mutex::new(String::new()), Notify::new()));
         let stderr = child.stderr.take().context("stderr")?;
         let sink = logs.clone();
-        tokio::spawn(async move {
+        let log_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let (buf, notify) = &*sink;
@@ -164,6 +166,7 @@ impl TestDaemon {
             addr,
             banner,
             logs,
+            log_reader: Some(log_reader),
         })
     }
 
@@ -183,19 +186,30 @@ impl TestDaemon {
 
     /// Waits until the log holds `needle` (returns at once if it already does).
     pub async fn wait_for_log(&self, needle: &str) -> anyhow::Result<()> {
+        self.wait_for_line(|line| line.contains(needle))
+            .await
+            .map(drop)
+            .with_context(|| format!("waiting for {needle:?}"))
+    }
+
+    /// Waits until a log line satisfies `matches` (at once if one does); returns that line.
+    pub async fn wait_for_line(&self, matches: impl Fn(&str) -> bool) -> anyhow::Result<String> {
         let (buf, notify) = &*self.logs;
         let wait = async {
             loop {
+                // Registered before the check, so a line logged in between is not missed.
                 let notified = notify.notified();
-                if buf.lock().unwrap().contains(needle) {
-                    return;
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(line) = buf.lock().unwrap().lines().find(|l| matches(l)) {
+                    return line.to_string();
                 }
                 notified.await;
             }
         };
         tokio::time::timeout(WAIT, wait)
             .await
-            .with_context(|| format!("log line {needle:?} did not appear; logs:\n{}", self.logs()))
+            .with_context(|| format!("the log line did not appear; logs:\n{}", self.logs()))
     }
 
     pub fn pid(&self) -> i32 {
@@ -213,9 +227,16 @@ impl TestDaemon {
         Ok(())
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit; then [`TestDaemon::logs`] holds all it logged.
     pub async fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
-        Ok(tokio::time::timeout(WAIT, self.child.wait()).await??)
+        let status = tokio::time::timeout(WAIT, self.child.wait()).await??;
+        if let Some(reader) = self.log_reader.take() {
+            // Lines still in the pipe when the process ended are read up to its EOF.
+            tokio::time::timeout(WAIT, reader)
+                .await
+                .context("stderr still open after the daemon exited")??;
+        }
+        Ok(status)
     }
 }
 

@@ -11,6 +11,9 @@
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
+//! - [`wait`]: bounded polling for conditions that send no event.
+//! - [`prereq`]: tests that need an outside tool fail (or, when asked, skip) without it.
+//! - [`procs`]: which processes are still alive (leak checks), from `/proc`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -18,6 +21,9 @@ pub mod aliyun_fake;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;
+pub mod prereq;
+pub mod procs;
 pub mod sse;
 pub mod tls;
 pub mod upstream;
+pub mod wait;

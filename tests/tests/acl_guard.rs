@@ -149,12 +149,11 @@ async fn assert_refused(
     assert_eq!(r.error()["code"], code, "{ctx}");
     assert!(r.forwarded.is_empty(), "{ctx}\nforwarded {:?}", r.forwarded);
     let client = format!("client={} ", r.client);
-    env.d.wait_for_log(&client).await.unwrap();
-    let logs = env.d.logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains(&client) && l.contains("request refused"))
-        .unwrap_or_else(|| panic!("no refusal logged for {client}:\n{logs}"));
+    let line = env
+        .d
+        .wait_for_line(|l| l.contains(&client) && l.contains("request refused"))
+        .await
+        .unwrap_or_else(|e| panic!("no refusal logged for {client}: {e}"));
     let has = |name: &str, value: &str| {
         [format!(" {name}={value} "), format!(" {name}=\"{value}\" ")]
             .iter()

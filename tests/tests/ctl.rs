@@ -97,7 +97,7 @@ async fn status_servers_acl_and_metrics_in_words_and_json() {
         &sock,
         &["acl", "check", "/accounts/1/custom/ram/id/RAM01/mcp"],
     );
-    assert_eq!(o.code, 0);
+    assert_eq!(o.code, 1, "denied exits 1");
     assert!(o.stdout.contains("denied"), "{}", o.stdout);
     assert!(o.stdout.contains("ram"), "{}", o.stdout);
     let o = ctl(
@@ -111,6 +111,7 @@ async fn status_servers_acl_and_metrics_in_words_and_json() {
     );
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["allowed"], true);
+    assert_eq!(o.code, 0, "allowed exits 0");
 
     let o = ctl(&sock, &["metrics"]);
     assert_eq!(o.code, 0);
@@ -180,6 +181,24 @@ async fn no_daemon_exits_69_and_usage_errors_exit_64() {
     assert_eq!(ctl(&missing, &["status"]).code, 69);
     assert_eq!(ctl(&missing, &["frobnicate"]).code, 64);
     assert_eq!(ctl(&missing, &["acl", "check"]).code, 64);
+    // --help names every exit code the README lists.
+    let o = ctl(&missing, &["--help"]);
+    assert_eq!(o.code, 0);
+    for code in [
+        "0 ok",
+        "1 the daemon",
+        "64 usage",
+        "66 the file to import",
+        "69 ",
+        "74 ",
+        "77 ",
+    ] {
+        assert!(
+            o.stdout.contains(code),
+            "{code:?} missing in --help:\n{}",
+            o.stdout
+        );
+    }
     let o = ctl(&missing, &["completions", "bash"]);
     assert_eq!(o.code, 0);
     assert!(o.stdout.contains("mcpproxyctl"));
@@ -190,11 +209,10 @@ async fn no_daemon_exits_69_and_usage_errors_exit_64() {
 #[tokio::test]
 async fn another_uid_is_refused_by_the_daemon_not_just_by_file_permissions() {
     if !nix_is_root() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs as root: this test must run there"
+        mcpproxy_tests::prereq::missing(
+            "root (to run a client as another uid)",
+            "run the suite as root, as CI does",
         );
-        eprintln!("skipped: needs root to run a client as another uid");
         return;
     }
     let (_up, setup, d) = start_with_two_servers("").await.unwrap();

@@ -4,6 +4,7 @@ use mcpproxy_tests::daemon::{
     bin_path, proxy_client, run_once, EventReader, Setup, TestDaemon, TWO_SERVERS, WAIT,
 };
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
+use mcpproxy_tests::wait;
 use tokio::io::AsyncBufReadExt;
 
 async fn up() -> TestUpstream {
@@ -127,8 +128,11 @@ async fn reload_applies_acl_changes_keeps_streams_and_refuses_bad_files() {
     )
     .unwrap();
     d.signal("HUP").await.unwrap();
-    d.wait_for_log("reload failed").await.unwrap();
-    assert!(d.logs().contains("mcpproxyd.toml:"), "{}", d.logs());
+    let line = d
+        .wait_for_line(|l| l.contains("reload failed"))
+        .await
+        .unwrap();
+    assert!(line.contains("mcpproxyd.toml:"), "{line}");
     assert_eq!(proxy_client().get(&ram).send().await.unwrap().status(), 403);
 
     up.release();
@@ -155,8 +159,14 @@ async fn sigterm_lets_an_open_stream_finish_then_exits() {
 
     d.signal("TERM").await.unwrap();
     d.wait_for_log("shutting down").await.unwrap();
-    // No new connections once draining.
-    assert!(tokio::net::TcpStream::connect(d.addr).await.is_err());
+    // No new connections once draining: the log line comes just before the listeners close,
+    // so wait (bounded) for the port to refuse.
+    let addr = d.addr;
+    wait::until("the proxy port refuses connections", || async move {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await
+    .unwrap();
     // The stream in flight still completes.
     up.release();
     assert_eq!(events.next_event().await.unwrap().data, "two");

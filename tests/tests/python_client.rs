@@ -4,8 +4,8 @@
 //! `echo` and `add`. The upstream must see the proxy's bearer token on every request, never
 //! the client's own.
 //!
-//! The venv is `target/python-venv`, made by `.ci/run`. Without it the test skips with the
-//! command that makes it, except under CI=true, where it fails.
+//! The venv is `target/python-venv`, made by `make test-deps`. Without it the test fails with
+//! the command that makes it (see [`mcpproxy_tests::prereq`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,10 +22,6 @@ const CLIENT_TOKEN: &str = "python-client-own-token";
 const CLIENT_TIMEOUT_SECS: u64 = 20;
 const MOUNT: &str = "/accounts/1/custom/tools/id/T1";
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -36,18 +32,16 @@ fn repo() -> PathBuf {
 const VENV_COMMAND: &str = "python3 -m venv target/python-venv && \
      target/python-venv/bin/pip install -q -r tests/python/requirements.txt";
 
-/// The venv's python, or `None` (a skip) when there is no venv outside CI.
+/// The venv's python, or `None` when it is missing and skips are allowed (else a failure).
 fn venv_python() -> Option<PathBuf> {
     let python = repo().join("target/python-venv/bin/python");
     if python.exists() {
         return Some(python);
     }
-    let why = format!(
-        "{} is missing; create it from the workspace root with `{VENV_COMMAND}`",
-        python.display()
+    mcpproxy_tests::prereq::missing(
+        &python.display().to_string(),
+        &format!("create it from the workspace root with `{VENV_COMMAND}`"),
     );
-    assert!(!in_ci(), "{why} (.ci/run must do this)");
-    eprintln!("skipping: {why}");
     None
 }
 

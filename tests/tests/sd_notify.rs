@@ -6,6 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use mcpproxy_tests::admin::get_json;
 use mcpproxy_tests::daemon::{bin_path, proxy_client, raw_get, Setup, TestDaemon, WAIT};
 use mcpproxy_tests::upstream::{self, UpstreamOptions};
+use mcpproxy_tests::wait;
 use tokio::process::Command;
 
 /// Receives notification datagrams, as systemd's notify socket would.
@@ -106,17 +107,11 @@ async fn takes_the_proxy_and_admin_sockets_from_systemd() {
     // systemd-socket-activate starts the daemon on the first connection.
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let first = async {
-        let mut tries = 0;
-        loop {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => break,
-                Err(e) => {
-                    tries += 1;
-                    assert!(tries < 2000, "systemd-socket-activate never listened: {e}");
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
+        wait::poll("systemd-socket-activate listens", || async {
+            tokio::net::TcpStream::connect(addr).await.ok()
+        })
+        .await
+        .unwrap();
     };
     let (d, ()) = tokio::join!(TestDaemon::spawn(cmd), first);
     let d = d.unwrap();
@@ -126,7 +121,7 @@ async fn takes_the_proxy_and_admin_sockets_from_systemd() {
     let (status, s) = get_json(&admin, "/v1/status").await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(s["listen"][0], addr.to_string());
-    assert!(d.logs().contains("passed by systemd"), "{}", d.logs());
+    d.wait_for_log("passed by systemd").await.unwrap();
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! Debian package (`cargo deb --no-build`) listed with `dpkg-deb -c` and installed, upgraded
 //! and purged in a scratch root with `dpkg --root`.
 //!
-//! Tools come from `.ci/run` (apt: systemd, dpkg-dev, make; `cargo install cargo-deb`). A
-//! missing tool skips a test with the reason on stderr, except under CI=true, where it fails.
+//! Tools come from `make test-deps` (apt: systemd, dpkg-dev, make, init-system-helpers;
+//! `cargo install cargo-deb`). A missing tool fails the test, naming it and how to install it
+//! (see [`mcpproxy_tests::prereq`]).
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mcpproxy_tests::daemon::bin_path;
+use mcpproxy_tests::prereq::have;
 
 /// The target for `systemd-analyze security` (which labels 1.0 to 4.9 "OK").
 const MAX_EXPOSURE: f64 = 1.5;
@@ -22,10 +24,6 @@ const SYSTEM_UNITS: [&str; 4] = [
     "mcpproxyd-admin.socket",
     "mcpproxyd-unix.socket",
 ];
-
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,21 +40,6 @@ fn read(path: &Path) -> String {
 fn built_binaries() -> PathBuf {
     bin_path("mcpproxyctl");
     bin_path("mcpproxyd").parent().unwrap().to_path_buf()
-}
-
-/// Whether `program args` runs. If not: a failure under CI=true, else a skip (false).
-fn have(program: &str, args: &[&str], install: &str) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        let why = format!("`{program} {}` does not run ({install})", args.join(" "));
-        assert!(!in_ci(), "{why}: .ci/run must install it");
-        eprintln!("skipping: {why}");
-    }
-    ok
 }
 
 /// Runs `cmd`, asserts it succeeded, returns stdout followed by stderr.
@@ -191,7 +174,11 @@ fn account(file: &Path, name: &str) -> Option<Vec<String>> {
 
 #[test]
 fn service_exposure_is_ok_with_and_without_the_drop_ins() {
-    if !have("systemd-analyze", &["--version"], "apt package systemd") {
+    if !have(
+        "systemd-analyze",
+        &["--version"],
+        "install it with `apt-get install systemd`",
+    ) {
         return;
     }
     let unit = repo().join("systemd/mcpproxyd.service");
@@ -329,10 +316,19 @@ fn units_say_what_the_daemon_and_the_operator_rely_on() {
 
 #[test]
 fn make_install_puts_everything_in_place_and_the_tree_verifies() {
-    if !have("make", &["--version"], "apt package make")
-        || !have("systemd-analyze", &["--version"], "apt package systemd")
-        || !have("systemd-sysusers", &["--version"], "apt package systemd")
-    {
+    if !have(
+        "make",
+        &["--version"],
+        "install it with `apt-get install make`",
+    ) || !have(
+        "systemd-analyze",
+        &["--version"],
+        "install it with `apt-get install systemd`",
+    ) || !have(
+        "systemd-sysusers",
+        &["--version"],
+        "install it with `apt-get install systemd`",
+    ) {
         return;
     }
     let bins = built_binaries();
@@ -455,21 +451,33 @@ fn deb_lists_the_files_and_installs_enabled_into_a_scratch_root() {
         (
             "cargo",
             &["deb", "--version"][..],
-            "cargo install cargo-deb --locked",
+            "install it with `cargo install cargo-deb --locked --version 3.8.0`",
         ),
-        ("dpkg-deb", &["--version"][..], "apt package dpkg"),
-        ("dpkg-shlibdeps", &["--version"][..], "apt package dpkg-dev"),
+        (
+            "dpkg-deb",
+            &["--version"][..],
+            "install it with `apt-get install dpkg`",
+        ),
+        (
+            "dpkg-shlibdeps",
+            &["--version"][..],
+            "install it with `apt-get install dpkg-dev`",
+        ),
         (
             "deb-systemd-helper",
             &["--help"][..],
-            "apt package init-system-helpers",
+            "install it with `apt-get install init-system-helpers`",
         ),
         (
             "systemd-sysusers",
             &["--version"][..],
-            "apt package systemd",
+            "install it with `apt-get install systemd`",
         ),
-        ("systemd-analyze", &["--version"][..], "apt package systemd"),
+        (
+            "systemd-analyze",
+            &["--version"][..],
+            "install it with `apt-get install systemd`",
+        ),
     ];
     if !tools.iter().all(|(p, a, i)| have(p, a, i)) {
         return;

@@ -1,6 +1,9 @@
-//! Parsing of the human units the config uses: durations (`"10s"`, `"1h30m"`) and sizes (`"16MiB"`).
+//! Parsing of the human units the config uses: durations (`"10s"`, `"1h30m"`), sizes
+//! (`"16MiB"`) and URLs, with errors that say what to write instead.
 
 use std::time::Duration;
+
+use url::{ParseError, Url};
 
 /// Parses a duration written as one or more `<number><unit>` groups, units `ms`, `s`, `m`, `h`, `d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -30,10 +33,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
             "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => return Err(format!("`{text}` needs a unit (ms, s, m, h, d)")),
+            "" => {
+                return Err(format!(
+                    "`{text}` needs a unit right after the number: write \"{number}s\" \
+                     (units: ms, s, m, h, d)"
+                ))
+            }
             other => {
                 return Err(format!(
-                    "`{text}`: unknown unit `{other}` (use ms, s, m, h, d)"
+                    "`{text}`: unknown unit `{other}`; write e.g. \"{number}s\" (units: ms, s, m, h, d)"
                 ))
             }
         };
@@ -71,6 +79,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(factor)
         .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parses an absolute URL; the error says in plain words what is wrong with `text`.
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    Url::parse(text).map_err(|e| {
+        let what = match e {
+            ParseError::RelativeUrlWithoutBase => {
+                "it needs a scheme and a host, e.g. \"https://mcp.example.com/mcp\"".to_string()
+            }
+            ParseError::EmptyHost => "it has no host after the scheme".into(),
+            ParseError::InvalidPort => "its port is not a number from 0 to 65535".into(),
+            ParseError::InvalidIpv4Address | ParseError::InvalidIpv6Address => {
+                "its IP address is malformed (an IPv6 address goes in brackets: [::1])".into()
+            }
+            ParseError::IdnaError | ParseError::InvalidDomainCharacter => {
+                "its host name has characters a host name cannot have".into()
+            }
+            other => format!("it cannot be read as one ({other})"),
+        };
+        format!("`{text}` is not a URL: {what}")
+    })
 }
 
 /// Formats a duration the way the config accepts it, for `--check-config`.
@@ -116,6 +145,33 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         for bad in ["", "10", "s", "10x", "-1s", "1.5s", "10 s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn duration_errors_say_what_to_write() {
+        for (bad, hint) in [
+            ("10 seconds", "write \"10s\""),
+            ("10", "write \"10s\""),
+            ("10seconds", "write e.g. \"10s\""),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(hint), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_errors_are_plain_words() {
+        assert!(parse_url("https://mcp.example.com/mcp").is_ok());
+        for (bad, words) in [
+            ("mcp.example.com/mcp", "needs a scheme and a host"),
+            ("https://", "has no host"),
+            ("https://h:99999/", "port is not a number"),
+            ("http://[::1/", "IP address is malformed"),
+        ] {
+            let err = parse_url(bad).unwrap_err();
+            assert!(err.contains(words), "{bad:?}: {err}");
+            assert!(!err.contains("relative URL without a base"), "{err}");
         }
     }
 

@@ -520,7 +520,7 @@ fn upstream(
 
 /// An upstream URL: `https://`, or `http://` to a loopback address when explicitly allowed.
 fn upstream_url(text: &str, allow_http: bool) -> std::result::Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let url = super::units::parse_url(text)?;
     if url.host().is_none() {
         return Err(format!("`{text}` has no host"));
     }

@@ -139,9 +139,9 @@ pub(super) fn profile(name: &str, p: &RawAuth, at: &Locator<'_>) -> Result<AuthP
             };
             let redirect_uri = match p.redirect_uri.as_deref().and_then(non_empty) {
                 None => None,
-                Some(text) => Some(Url::parse(text).map_err(|e| {
-                    at.error(&key("redirect_uri"), format!("`{text}` is not a URL: {e}"))
-                })?),
+                Some(text) => Some(
+                    super::units::parse_url(text).map_err(|e| at.error(&key("redirect_uri"), e))?,
+                ),
             };
             Ok(AuthProfile::Alibaba(AlibabaProfile {
                 region,
@@ -169,7 +169,7 @@ pub(super) fn profile(name: &str, p: &RawAuth, at: &Locator<'_>) -> Result<AuthP
 
 /// Endpoints of authorization servers carry codes and tokens: https only.
 fn https_url(text: &str) -> std::result::Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let url = super::units::parse_url(text)?;
     if url.scheme() != "https" || url.host().is_none() {
         return Err(format!("`{text}` must be an https:// URL"));
     }

@@ -18,7 +18,7 @@ pub fn marker(decision: &Decision) -> &'static str {
     match decision {
         Decision::Allowed { .. } => "",
         Decision::Blocked { .. } => " (blocked)",
-        Decision::NotAllowed => " (not in whitelist)",
+        Decision::NotAllowed => " (not in the allowed list)",
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`systemd`]: readiness, status, watchdog, socket activation.
 //! - [`metrics`]: Prometheus counters.
 //! - [`banner`]: what the daemon prints at start.
+//! - [`terminal`]: whether a `SIGHUP` means "reload" or "the terminal closed".
 //! - [`logging`] and [`journald`]: where log lines go, with structured fields under journald.
 
 pub mod admin;
@@ -12,3 +13,4 @@ pub mod journald;
 pub mod logging;
 pub mod metrics;
 pub mod systemd;
+pub mod terminal;

@@ -67,7 +67,7 @@ impl Decision {
                 format!("allowed by allowed_servers entry `{r}`")
             }
             Decision::Blocked { rule } => format!("blocked by blocked_servers entry `{rule}`"),
-            Decision::NotAllowed => "not in allowed_servers (whitelist)".into(),
+            Decision::NotAllowed => "not in the allowed list (allowed_servers)".into(),
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Prints one line, `Listening: https://127.0.0.1:PORT`, once bound, then serves until
 //! SIGINT or SIGTERM. With `--state-dir` the CA certificate and token are written there
-//! for the proxy's `ca_file` and static token profile.
+//! for the proxy's `ca_file` and static token profile (each file atomically, before the
+//! `Listening:` line: a reader that waits for that line finds both complete).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -124,14 +125,21 @@ fn write_state(dir: &Path, server: &upstream::TestUpstream) -> std::io::Result<(
     write_private(&dir.join("token"), server.token().as_bytes())
 }
 
+/// Written to a temporary name, then renamed: whoever reads `path` sees the old file or the
+/// whole new one, never a half-written token.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&tmp)?;
     // A pre-existing file keeps its mode under OpenOptions: tighten it explicitly.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -201,8 +201,15 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    /// Resolves once `done` holds, re-checking after every change.
-    async fn wait_until(&self, mut done: impl FnMut(&Shared) -> bool) {
+    /// Resolves once `done` holds, re-checking after every change; panics after
+    /// [`crate::daemon::WAIT`] (a test that waits for what never comes fails, never hangs).
+    async fn wait_until(&self, done: impl FnMut(&Shared) -> bool) {
+        tokio::time::timeout(crate::daemon::WAIT, self.wait_until_unbounded(done))
+            .await
+            .expect("the awaited requests did not reach the test authorization server in time");
+    }
+
+    async fn wait_until_unbounded(&self, mut done: impl FnMut(&Shared) -> bool) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);

@@ -401,8 +401,12 @@ impl std::fmt::Debug for TestUpstream {
 
 async fn wait_at_least(counter: &watch::Sender<usize>, n: usize) {
     let mut rx = counter.subscribe();
-    // The sender lives in `Shared`, which `&self` keeps alive: this cannot fail.
-    let _ = rx.wait_for(|&closed| closed >= n).await;
+    // The sender lives in `Shared`, which `&self` keeps alive: only the deadline can fail.
+    let waited = tokio::time::timeout(crate::daemon::WAIT, rx.wait_for(|&seen| seen >= n))
+        .await
+        .is_ok();
+    let seen = *rx.borrow();
+    assert!(waited, "the test upstream counted {seen}, not {n}, in time");
 }
 
 /// 32 random hex characters (token and session ids).

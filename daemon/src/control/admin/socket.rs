@@ -16,6 +16,11 @@ pub enum AdminSocketError {
     NotASocket(PathBuf),
     #[error("cannot create the admin socket {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot create the admin socket {path}: {source}; as a non-root user, run in a login \
+         session (it sets XDG_RUNTIME_DIR) or set [admin] socket = \"PATH\" in the config"
+    )]
+    NoPermission { path: PathBuf, source: io::Error },
 }
 
 /// `$RUNTIME_DIRECTORY/admin.sock` (systemd), else `$XDG_RUNTIME_DIR/mcpproxyd/admin.sock` for a
@@ -50,9 +55,15 @@ pub async fn bind(path: &Path) -> Result<UnixListener, AdminSocketError> {
 /// Binds a Unix socket at `path` with permission bits `mode` from the start (the proxy's
 /// Unix listeners use it with `[listen] unix_mode`).
 pub async fn bind_mode(path: &Path, mode: u32) -> Result<UnixListener, AdminSocketError> {
-    let io_err = |source| AdminSocketError::Io {
-        path: path.to_path_buf(),
-        source,
+    let io_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::PermissionDenied => AdminSocketError::NoPermission {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => AdminSocketError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     };
     if let Some(parent) = path.parent() {
         if !parent.exists() {

@@ -2,8 +2,8 @@
 //!
 //! They use the test process's session keyring (in CI: whatever the runner gives, or a fresh
 //! one under `keyctl session`), with a unique profile per test, removed at the end. Where the
-//! kernel keyring is unavailable they fail under CI=true and are skipped, with the reason
-//! printed, elsewhere. The `keyctl` tool, when present, checks from outside the process that
+//! kernel keyring is unavailable they fail, unless MCPPROXY_TESTS_SKIP_MISSING=1 (outside
+//! CI=true) asks for a skip, with the reason printed. The `keyctl` tool, when present, checks from outside the process that
 //! the key really is in the kernel.
 
 use std::process::Command;
@@ -14,14 +14,19 @@ use super::*;
 use crate::auth::token_store::key::hex;
 use crate::auth::token_store::record::tests::{assert_same, sample};
 
+/// Whether a missing keyring or `keyctl` fails the test (the tests crate's `prereq` rule):
+/// always, unless MCPPROXY_TESTS_SKIP_MISSING=1 asks for a skip outside CI=true.
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var("MCPPROXY_TESTS_SKIP_MISSING").as_deref() != Ok("1")
 }
 
 fn keyutils_store(dir: &std::path::Path) -> Option<KeyringStore> {
     match KeyringStore::keyutils(dir.to_path_buf()) {
         Ok(store) => Some(store),
-        Err(e) if in_ci() => panic!("the kernel keyring must work under CI=true: {e}"),
+        Err(e) if in_ci() => {
+            panic!("the kernel keyring is unavailable: {e} (MCPPROXY_TESTS_SKIP_MISSING=1 skips)")
+        }
         Err(e) => {
             eprintln!("skipping: the kernel keyring is unavailable here: {e}");
             None
@@ -45,7 +50,7 @@ fn keyctl_finds(profile: &str) -> Option<bool> {
         .output()
     {
         Ok(out) => Some(out.status.success()),
-        Err(e) if in_ci() => panic!("keyctl is needed under CI=true (apt package keyutils): {e}"),
+        Err(e) if in_ci() => panic!("keyctl is missing: {e}; install it with `apt-get install keyutils` (or `make test-deps`)"),
         Err(e) => {
             eprintln!("not cross-checking with keyctl: {e}");
             None
