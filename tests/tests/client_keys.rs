@@ -377,7 +377,7 @@ async fn ctl_adds_lists_and_revokes_keys_and_acl_check_applies_a_key() {
     assert_eq!(code, 1, "a second active key of one name is refused: {out}");
 
     let (code, out, _) = ctl(&sock, &["acl", "check", RAM_MCP, "--key", "dify"]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1, "acl check exits 1 when denied: {out}");
     assert!(out.starts_with("denied"), "{out}");
     assert!(out.contains("key_out_of_scope"), "{out}");
     let (_, out, _) = ctl(&sock, &["acl", "check", ECS_MCP, "--key", "dify"]);
