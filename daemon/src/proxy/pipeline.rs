@@ -98,9 +98,10 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The path for logs: never the query, which can hold session ids and codes.
+/// The path for logs: never the query, which can hold session ids and codes; every byte that
+/// is not printable ASCII percent-encoded, so no control, line or bidi character reaches a log.
 fn log_path(parts: &Parts) -> String {
-    parts.uri.path().chars().take(512).collect()
+    crate::control::logging::escape(parts.uri.path(), 512)
 }
 
 async fn pipeline(
