@@ -1,6 +1,7 @@
 //! The data plane: what a request from a local app meets, in order.
 //!
 //! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown.
+//! - [`conn`]: each connection's deadlines: first request, idle between requests.
 //! - [`pipeline`]: one pass per request, guard → path and route → ACL → token → forward → respond.
 //! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins.
 //! - [`path`]: the normal-form check that keeps the ACL honest; mount mapping.
@@ -12,6 +13,7 @@
 
 pub mod acl;
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod guard;

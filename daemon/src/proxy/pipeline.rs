@@ -118,6 +118,14 @@ async fn pipeline(
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
+    // Only what the MCP transports use: a TRACE answered by the upstream (or anything between)
+    // would echo the proxy's `Authorization` back to the client.
+    if !matches!(
+        parts.method,
+        Method::GET | Method::POST | Method::DELETE | Method::HEAD | Method::OPTIONS
+    ) {
+        return Err(ProxyError::MethodNotAllowed(parts.method.clone()));
+    }
     if let Some(origin) = &origin {
         if parts.method == Method::OPTIONS
             && parts.headers.contains_key("access-control-request-method")
@@ -281,6 +289,13 @@ fn respond(
     let response: Response<reqwest::Body> = upstream_response.into();
     let (mut head, upstream_body) = response.into_parts();
     head.headers = headers::response_headers(&head.headers);
+    let map = EndpointMap {
+        upstream_origin: upstream.url.origin().ascii_serialization(),
+        upstream_base: upstream.base_path.clone(),
+        mount: upstream.mount.clone(),
+        proxy_origin: proxy_origin(parts),
+    };
+    headers::rewrite_location(&mut head.headers, &upstream.url, &map);
     let is_sse = head
         .headers
         .get(CONTENT_TYPE)
@@ -292,12 +307,6 @@ fn respond(
         });
     let (rewriter, stream) = if is_sse {
         head.headers.remove(CONTENT_LENGTH);
-        let map = EndpointMap {
-            upstream_origin: upstream.url.origin().ascii_serialization(),
-            upstream_base: upstream.base_path.clone(),
-            mount: upstream.mount.clone(),
-            proxy_origin: proxy_origin(parts),
-        };
         let guard = StreamGuard::new(shared.counters.open_streams.clone());
         (Some(Rewriter::new(map)), Some(guard))
     } else {
