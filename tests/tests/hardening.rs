@@ -255,6 +255,28 @@ async fn only_mcp_transport_methods_are_forwarded() {
 }
 
 #[tokio::test]
+async fn a_token_the_upstream_reflects_in_a_header_never_reaches_the_client() {
+    let env = start("").await;
+    let resp = proxy_client()
+        .get(env.d.url("/raw/reflect"))
+        .timeout(WAIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = env.up.requests().pop().unwrap();
+    assert!(seen
+        .header("authorization")
+        .unwrap()
+        .contains(DEFAULT_TOKEN));
+    assert!(
+        resp.headers().get("x-seen-authorization").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+}
+
+#[tokio::test]
 async fn client_forwarding_headers_never_reach_the_upstream() {
     let env = start("").await;
     let resp = proxy_client()

@@ -130,7 +130,10 @@ pub async fn send(
                 upstream: upstream.name.clone(),
             })
         }
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(mut r)) => {
+            headers::drop_echoed_token(r.headers_mut(), token.expose_secret());
+            Ok(r)
+        }
     }
 }
 

@@ -115,6 +115,26 @@ pub fn rewrite_location(
     }
 }
 
+/// Removes every upstream response header that carries `token` (an upstream, or anything
+/// between, reflecting the request's `Authorization`): the client must never read it back.
+pub fn drop_echoed_token(headers: &mut HeaderMap, token: &str) {
+    if token.is_empty() {
+        return;
+    }
+    let echoed: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| {
+            v.as_bytes()
+                .windows(token.len())
+                .any(|w| w == token.as_bytes())
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in echoed {
+        headers.remove(name);
+    }
+}
+
 /// The token has bytes that cannot go in a header.
 #[derive(Debug, thiserror::Error)]
 #[error("the access token has characters that cannot be sent in a header")]
@@ -238,6 +258,19 @@ mod tests {
             after("https://login.example/authorize").as_deref(),
             Some("https://login.example/authorize")
         );
+    }
+
+    #[test]
+    fn a_reflected_token_never_reaches_the_client() {
+        let mut h = map(&[
+            ("x-echo-authorization", "Bearer sekrit-token"),
+            ("x-debug", "saw sekrit-token here"),
+            ("content-type", "application/json"),
+        ]);
+        drop_echoed_token(&mut h, "sekrit-token");
+        assert!(!h.contains_key("x-echo-authorization"));
+        assert!(!h.contains_key("x-debug"));
+        assert!(h.contains_key("content-type"));
     }
 
     #[test]

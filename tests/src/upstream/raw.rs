@@ -13,6 +13,8 @@
 //! - `GET /raw/endpoint-data-first`: an SSE `endpoint` event naming this server's
 //!   `/raw/echo` by absolute URL, its `data:` line before its `event:` line, then the end.
 //! - `GET /raw/big-endpoint`: an SSE `endpoint` event of 70 000 bytes, then the end.
+//! - `GET /raw/reflect`: `{}` with the request's `Authorization` reflected in the response
+//!   header `X-Seen-Authorization`, as a careless server or debugging middlebox might.
 //!
 //! [`release`]: super::TestUpstream::release
 //! [`closed_streams`]: super::TestUpstream::closed_streams
@@ -40,6 +42,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
         "/raw/echo" => echo(req).await,
         "/raw/redirect" if is(&req, Method::GET) => redirect(),
         "/raw/redirect-self" if is(&req, Method::GET) => redirect_self(shared),
+        "/raw/reflect" if is(&req, Method::GET) => reflect(&req),
         "/raw/endpoint-data-first" if is(&req, Method::GET) => sse_once(format!(
             "data: {}/raw/echo\nevent: endpoint\n\n",
             shared.base_url
@@ -180,6 +183,14 @@ fn redirect_self(shared: &Shared) -> Response<RespBody> {
     let mut resp = json(StatusCode::FOUND, &json!({ "location": location }));
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn reflect(req: &Req) -> Response<RespBody> {
+    let mut resp = json(StatusCode::OK, &json!({}));
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        resp.headers_mut().insert("x-seen-authorization", v.clone());
     }
     resp
 }
