@@ -28,6 +28,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A client connection with no request in flight for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// A request body that sends nothing for this long is abandoned (408).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 << 20;
 pub const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -182,6 +186,11 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub response_header_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// A client connection with no request in flight for this long is closed (HTTP/1.1
+    /// keep-alive and HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// The longest pause allowed between bytes of a client's request body.
+    pub body_read_timeout: Duration,
     pub max_request_body: u64,
     pub retry_body_limit: u64,
     pub max_connections: usize,
@@ -198,6 +207,8 @@ impl Default for Limits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             response_header_timeout: DEFAULT_RESPONSE_HEADER_TIMEOUT,
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,

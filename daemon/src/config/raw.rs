@@ -86,6 +86,8 @@ pub struct RawLimits {
     pub header_read_timeout: Option<String>,
     pub response_header_timeout: Option<String>,
     pub stream_idle_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
     pub max_request_body: Option<String>,
     pub retry_body_limit: Option<String>,
     pub max_connections: Option<u64>,

@@ -69,6 +69,8 @@ pub(super) fn render(c: &Config) -> String {
         ("header_read_timeout", l.header_read_timeout),
         ("response_header_timeout", l.response_header_timeout),
         ("stream_idle_timeout", l.stream_idle_timeout),
+        ("idle_timeout", l.idle_timeout),
+        ("body_read_timeout", l.body_read_timeout),
         ("shutdown_grace", l.shutdown_grace),
         ("login_timeout", l.login_timeout),
         ("refresh_token_warning", l.refresh_token_warning),

@@ -280,6 +280,12 @@ fn limits(raw: &RawConfig, at: &Locator<'_>) -> Result<Limits> {
             &l.stream_idle_timeout,
             d.stream_idle_timeout,
         )?,
+        idle_timeout: dur("idle_timeout", &l.idle_timeout, d.idle_timeout)?,
+        body_read_timeout: dur(
+            "body_read_timeout",
+            &l.body_read_timeout,
+            d.body_read_timeout,
+        )?,
         max_request_body: size("max_request_body", &l.max_request_body, d.max_request_body)?,
         retry_body_limit: size("retry_body_limit", &l.retry_body_limit, d.retry_body_limit)?,
         max_connections: match l.max_connections {

@@ -13,6 +13,22 @@ pub enum LogError {
     Init(String),
 }
 
+/// A client-supplied value fit for a log line: at most `max` bytes of it, every byte that is
+/// not printable ASCII (controls, C1, NEL, U+2028/2029, bidi overrides, any non-ASCII)
+/// percent-encoded, so the line cannot be forged or reordered on a terminal or in the journal.
+/// (`%` stays as it is: a path reads as it was sent.)
+pub fn escape(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for &b in text.as_bytes().iter().take(max) {
+        if b.is_ascii_graphic() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Installs the global subscriber: journald records when asked or when stderr is the journal
 /// (`JOURNAL_STREAM`), human-readable stderr otherwise.
 pub fn init(config: &Log) -> Result<(), LogError> {
@@ -70,5 +86,18 @@ fn stderr_is_journal() -> bool {
     match nix::sys::stat::fstat(std::io::stderr()) {
         Ok(st) => st.st_dev == dev && st.st_ino == ino,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_leaves_only_printable_ascii() {
+        assert_eq!(escape("/a/b%20c", 100), "/a/b%20c");
+        assert_eq!(escape("/x/\u{9b}31m\u{202e}", 100), "/x/%C2%9B31m%E2%80%AE");
+        assert_eq!(escape("a\u{85}b\u{2028} ", 100), "a%C2%85b%E2%80%A8%20");
+        assert_eq!(escape("abcdef", 3), "abc");
     }
 }

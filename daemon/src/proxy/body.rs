@@ -1,9 +1,10 @@
 //! Bodies in flight: the response body streamed back to the client (idle timeout, SSE endpoint
-//! rewriting, open-stream accounting) and the test for a request body over its limit.
+//! rewriting, open-stream accounting) and the client's request body (its size limit, its read
+//! timeout, and what went wrong with it, for the status of the answer).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -102,7 +103,13 @@ where
                         (Ok(data), Some(rewriter)) => {
                             let out = match rewriter.feed(data) {
                                 Ok(out) => out,
-                                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+                                Err(e) => {
+                                    tracing::info!(
+                                        cap = crate::proxy::sse::MAX_HELD_EVENT,
+                                        "SSE endpoint event over the size cap; the stream was closed"
+                                    );
+                                    return Poll::Ready(Some(Err(Box::new(e))));
+                                }
                             };
                             if out.is_empty() {
                                 continue;
@@ -144,25 +151,75 @@ where
 #[error("the request body exceeds {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
-/// The client's request body on its way upstream, streamed, cut off past `limit` bytes. The
-/// flag tells the proxy afterwards that the failure was the limit, whatever the HTTP client
-/// made of the error.
+/// The client paused its request body for longer than `limits.body_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+/// What went wrong with a client's request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Over `limits.max_request_body`.
+    TooLarge,
+    /// Malformed (e.g. broken chunked encoding) or cut off by the client.
+    Broken,
+    /// Stalled past `limits.body_read_timeout`.
+    TimedOut,
+}
+
+/// The first [`Fault`] of a body, told to the proxy afterwards whatever the HTTP client made
+/// of the error: the client's fault is a 4xx, never an upstream 502.
+#[derive(Debug, Default)]
+pub struct FaultCell(AtomicU8);
+
+impl FaultCell {
+    fn set(&self, fault: Fault) {
+        let code = match fault {
+            Fault::TooLarge => 1,
+            Fault::Broken => 2,
+            Fault::TimedOut => 3,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<Fault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(Fault::TooLarge),
+            2 => Some(Fault::Broken),
+            3 => Some(Fault::TimedOut),
+            _ => None,
+        }
+    }
+}
+
+/// The client's request body on its way upstream (or into memory for a retry), cut off past
+/// `limit` bytes or after a pause of `timeout`; any failure is recorded in the [`FaultCell`].
 pub struct RequestBody<B> {
     inner: Pin<Box<B>>,
     seen: u64,
     limit: u64,
-    exceeded: Arc<AtomicBool>,
+    fault: Arc<FaultCell>,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    /// The last poll found nothing: the deadline is running. (Time the reader spent not asking,
+    /// e.g. while the upstream applied backpressure, is not the client's pause.)
+    waiting: bool,
     /// A copy of the first bytes, for the audit log's JSON-RPC scan.
     capture: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
 }
 
 impl<B> RequestBody<B> {
-    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    pub fn new(inner: B, limit: u64, timeout: Duration, fault: Arc<FaultCell>) -> Self {
         RequestBody {
             inner: Box::pin(inner),
             seen: 0,
             limit,
-            exceeded,
+            fault,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            waiting: false,
             capture: None,
         }
     }
@@ -187,6 +244,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if !std::mem::replace(&mut this.waiting, false) {
+            this.deadline.as_mut().reset(Instant::now() + this.timeout);
+        }
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -197,15 +257,25 @@ where
                     }
                     this.seen += data.len() as u64;
                     if this.seen > this.limit {
-                        this.exceeded.store(true, Ordering::Relaxed);
+                        this.fault.set(Fault::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                this.fault.set(Fault::Broken);
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    this.fault.set(Fault::TimedOut);
+                    return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))));
+                }
+                this.waiting = true;
+                Poll::Pending
+            }
         }
     }
 

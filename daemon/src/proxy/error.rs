@@ -30,6 +30,12 @@ pub enum ProxyError {
     TokenUnavailable { profile: String, message: String },
     #[error("the request body could not be read")]
     BadBody,
+    #[error(
+        "the request body stopped arriving for longer than limits.body_read_timeout ({timeout:?})"
+    )]
+    BodyTimeout { timeout: std::time::Duration },
+    #[error("the method {0} is not forwarded; MCP uses GET, POST and DELETE (and HEAD, OPTIONS)")]
+    MethodNotAllowed(http::Method),
     #[error("the request body is larger than limits.max_request_body ({limit} bytes)")]
     BodyTooLarge { limit: u64 },
     #[error("the upstream `{upstream}` could not be reached")]
@@ -69,6 +75,10 @@ impl ProxyError {
                 (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable")
             }
             ProxyError::BadBody => (StatusCode::BAD_REQUEST, "bad_body"),
+            ProxyError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ProxyError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
             ProxyError::UpstreamUnreachable { .. } => {
                 (StatusCode::BAD_GATEWAY, "upstream_unreachable")
             }
@@ -93,9 +103,28 @@ impl ProxyError {
         if let ProxyError::NotLoggedIn { profile, .. } = &self {
             body["error"]["profile"] = serde_json::Value::String(profile.clone());
         }
-        json_response(status, &body)
+        let mut response = json_response(status, &body);
+        match &self {
+            ProxyError::MethodNotAllowed(_) => {
+                response.headers_mut().insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static(ALLOWED_METHODS),
+                );
+            }
+            // The rest of the body may still be on its way: don't wait for it.
+            ProxyError::BodyTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
     }
 }
+
+/// The methods the proxy forwards, as an `Allow` value: those of the MCP transports.
+pub const ALLOWED_METHODS: &str = "GET, POST, DELETE, HEAD, OPTIONS";
 
 /// A small JSON response made by the proxy itself.
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {

@@ -1,8 +1,9 @@
 //! Step 5 of the pipeline: sending the request upstream with the profile's token. A small body
 //! (up to `limits.retry_body_limit`) is kept so the request can be sent once more after an
-//! upstream 401 and a refresh; anything larger streams through, never buffered.
+//! upstream 401 and a refresh; anything larger streams through, never buffered. Either way the
+//! client must keep its body coming (`limits.body_read_timeout`), and a body the client broke is
+//! answered as the client's fault.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Limits, Upstream};
-use crate::proxy::body::RequestBody;
+use crate::proxy::body::{Fault, FaultCell, RequestBody};
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 
@@ -51,11 +52,13 @@ impl OutBody {
             return Ok(OutBody::Streamed(Some(body), Default::default()));
         }
         let limit = limits.retry_body_limit.min(limits.max_request_body) as usize;
-        match Limited::new(body, limit).collect().await {
+        let fault = Arc::new(FaultCell::default());
+        let timed = RequestBody::new(body, u64::MAX, limits.body_read_timeout, fault.clone());
+        match Limited::new(timed, limit).collect().await {
             Ok(collected) => Ok(OutBody::Kept(collected.to_bytes())),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
-            // The client went away or sent a broken body: nothing to forward.
-            Err(_) => Err(ProxyError::BadBody),
+            // The client stalled, went away or sent a broken body: nothing to forward.
+            Err(_) => Err(client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody)),
         }
     }
 
@@ -77,12 +80,13 @@ impl OutBody {
         }
     }
 
-    fn take(&mut self, max: u64, exceeded: Arc<AtomicBool>) -> reqwest::Body {
+    fn take(&mut self, limits: &Limits, fault: Arc<FaultCell>) -> reqwest::Body {
         match self {
             OutBody::Kept(b) => reqwest::Body::from(b.clone()),
             OutBody::Streamed(body, captured) => match body.take() {
                 Some(b) => reqwest::Body::wrap(
-                    RequestBody::new(b, max, exceeded).capturing(captured.clone()),
+                    RequestBody::new(b, limits.max_request_body, limits.body_read_timeout, fault)
+                        .capturing(captured.clone()),
                 ),
                 None => reqwest::Body::from(Bytes::new()),
             },
@@ -107,18 +111,18 @@ pub async fn send(
                 message: "the stored token cannot be sent in a header; log in again".into(),
             }
         })?;
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let fault = Arc::new(FaultCell::default());
     let request = client
         .request(parts.method.clone(), url)
         .headers(out_headers)
-        .body(body.take(limits.max_request_body, exceeded.clone()));
+        .body(body.take(limits, fault.clone()));
     match tokio::time::timeout(limits.response_header_timeout, request.send()).await {
         Err(_) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.name.clone(),
         }),
-        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => Err(ProxyError::BodyTooLarge {
-            limit: limits.max_request_body,
-        }),
+        Ok(Err(_)) if fault.get().is_some() => {
+            Err(client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody))
+        }
         Ok(Err(e)) => {
             // Without the URL: it would carry the query string into the log.
             tracing::warn!(upstream = %upstream.name, error = %error_chain(&e.without_url()), "upstream request failed");
@@ -126,8 +130,24 @@ pub async fn send(
                 upstream: upstream.name.clone(),
             })
         }
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(mut r)) => {
+            headers::drop_echoed_token(r.headers_mut(), token.expose_secret());
+            Ok(r)
+        }
     }
+}
+
+/// The proxy's answer to a request body the client got wrong.
+fn client_fault(fault: Option<Fault>, limits: &Limits) -> Option<ProxyError> {
+    Some(match fault? {
+        Fault::TooLarge => ProxyError::BodyTooLarge {
+            limit: limits.max_request_body,
+        },
+        Fault::Broken => ProxyError::BadBody,
+        Fault::TimedOut => ProxyError::BodyTimeout {
+            timeout: limits.body_read_timeout,
+        },
+    })
 }
 
 /// The error and its causes on one line.

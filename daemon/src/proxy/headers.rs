@@ -1,4 +1,5 @@
-//! Which headers cross the proxy in each direction.
+//! Which headers cross the proxy in each direction, and the one response header rewritten: a
+//! `Location` on the upstream's own origin.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -52,6 +53,12 @@ pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, In
             header::EXPECT,
         ],
     );
+    // The proxy is the upstream's client: what a local app claims about earlier hops is not
+    // passed on as if the proxy vouched for it.
+    let claimed: Vec<HeaderName> = out.keys().filter(|n| is_forwarding(n)).cloned().collect();
+    for name in claimed {
+        out.remove(name);
+    }
     // Event streams are scanned for `endpoint` events, which needs them uncompressed.
     let wants_sse = client.get_all(header::ACCEPT).iter().any(|v| {
         v.as_bytes()
@@ -68,6 +75,64 @@ pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, In
     value.set_sensitive(true);
     out.insert(header::AUTHORIZATION, value);
     Ok(out)
+}
+
+/// `Forwarded`, `X-Forwarded-*` and `X-Real-IP`: what a client says about the hops before it.
+fn is_forwarding(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n == "forwarded" || n == "x-real-ip" || n.starts_with("x-forwarded-")
+}
+
+/// Points a `Location` on the upstream's own origin at the proxy (mapped as an SSE `endpoint`
+/// is), or drops it when it names a path outside the upstream's base: the client holds no
+/// credentials for the upstream, and must not learn to go round the proxy. `Location`s on other
+/// origins are left alone.
+pub fn rewrite_location(
+    headers: &mut HeaderMap,
+    upstream_url: &url::Url,
+    map: &crate::proxy::sse::EndpointMap,
+) {
+    let Some(value) = headers.get(header::LOCATION) else {
+        return;
+    };
+    let Some(target) = value.to_str().ok().and_then(|v| upstream_url.join(v).ok()) else {
+        headers.remove(header::LOCATION);
+        return;
+    };
+    if target.origin() != upstream_url.origin() {
+        return;
+    }
+    match map
+        .rewrite(target.as_str())
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        Some(local) => {
+            headers.insert(header::LOCATION, local);
+        }
+        None => {
+            headers.remove(header::LOCATION);
+        }
+    }
+}
+
+/// Removes every upstream response header that carries `token` (an upstream, or anything
+/// between, reflecting the request's `Authorization`): the client must never read it back.
+pub fn drop_echoed_token(headers: &mut HeaderMap, token: &str) {
+    if token.is_empty() {
+        return;
+    }
+    let echoed: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| {
+            v.as_bytes()
+                .windows(token.len())
+                .any(|w| w == token.as_bytes())
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in echoed {
+        headers.remove(name);
+    }
 }
 
 /// The token has bytes that cannot go in a header.
@@ -137,6 +202,75 @@ mod tests {
             assert!(h.contains_key(kept), "{kept}");
         }
         assert_eq!(h["accept-encoding"], "identity");
+    }
+
+    #[test]
+    fn client_claims_about_earlier_hops_are_dropped() {
+        let h = request_headers(
+            &map(&[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "for=203.0.113.9"),
+                ("x-real-ip", "203.0.113.9"),
+                ("x-forwardedness", "kept: not a forwarding header"),
+            ]),
+            "t",
+        )
+        .unwrap();
+        for gone in [
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "forwarded",
+            "x-real-ip",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert!(h.contains_key("x-forwardedness"));
+    }
+
+    #[test]
+    fn locations_on_the_upstream_point_at_the_proxy_or_go() {
+        let up = url::Url::parse("https://up.example:8443/base").unwrap();
+        let m = crate::proxy::sse::EndpointMap {
+            upstream_origin: "https://up.example:8443".into(),
+            upstream_base: "/base".into(),
+            mount: "/gh".into(),
+            proxy_origin: "http://127.0.0.1:8088".into(),
+        };
+        let after = |loc: &str| {
+            let mut h = map(&[("location", loc)]);
+            rewrite_location(&mut h, &up, &m);
+            h.get("location").map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            after("https://up.example:8443/base/x?y=1").as_deref(),
+            Some("http://127.0.0.1:8088/gh/x?y=1")
+        );
+        assert_eq!(
+            after("/base/x").as_deref(),
+            Some("http://127.0.0.1:8088/gh/x")
+        );
+        assert_eq!(after("https://up.example:8443/elsewhere"), None);
+        assert_eq!(after("//up.example:8443/elsewhere"), None);
+        assert_eq!(
+            after("https://login.example/authorize").as_deref(),
+            Some("https://login.example/authorize")
+        );
+    }
+
+    #[test]
+    fn a_reflected_token_never_reaches_the_client() {
+        let mut h = map(&[
+            ("x-echo-authorization", "Bearer sekrit-token"),
+            ("x-debug", "saw sekrit-token here"),
+            ("content-type", "application/json"),
+        ]);
+        drop_echoed_token(&mut h, "sekrit-token");
+        assert!(!h.contains_key("x-echo-authorization"));
+        assert!(!h.contains_key("x-debug"));
+        assert!(h.contains_key("content-type"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown;
 //!   [`listener`]: TCP and Unix-socket listeners behind one accept interface, Unix peers checked.
+//! - [`conn`]: each connection's deadlines: first request, idle between requests.
 //! - [`pipeline`]: one pass per request, guard → path and route → ACL → token → forward → respond.
 //! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins;
 //!   [`client_key`]: the client key, where the listener requires one.
@@ -15,6 +16,7 @@
 pub mod acl;
 pub mod body;
 pub mod client_key;
+pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod guard;

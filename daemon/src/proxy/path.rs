@@ -1,10 +1,15 @@
 //! Request paths in normal form: the proxy forwards a path exactly as received, so the ACL only
 //! works if the path cannot mean something else to the upstream. Anything that could (dot
 //! segments, doubled or encoded slashes, encoded unreserved characters, backslashes, NUL,
-//! double encoding, `;` path parameters) is refused, never "cleaned up" and forwarded.
+//! double encoding, `;` path parameters, escapes that are not UTF-8 or are controls, characters
+//! whose compatibility form holds a `.`, `/`, `\` or `%`) is refused, never "cleaned up" and
+//! forwarded. [`lenient_segment`] is the other side: how a lenient upstream could read a segment,
+//! for the blocked list to compare against.
 
 use std::borrow::Cow;
 use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
 
 /// Why a path is not in normal form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,22 @@ pub enum PathError {
     EncodedPercent,
     Semicolon,
     Character(char),
+    /// Percent-escapes whose bytes are not UTF-8 (invalid, truncated, overlong, surrogates).
+    NotUtf8,
+    /// An encoded C0 control or DEL.
+    Control,
+    /// A character whose compatibility normalisation (NFKC) holds `.`, `/`, `\` or `%`.
+    Compatibility(char),
+}
+
+/// A character for a message: itself when printable ASCII, else `U+XXXX` (never raw, so no
+/// control or bidi character reaches a log line or a terminal).
+pub fn describe_char(c: char) -> String {
+    if c.is_ascii_graphic() {
+        format!("`{c}`")
+    } else {
+        format!("U+{:04X}", c as u32)
+    }
 }
 
 impl fmt::Display for PathError {
@@ -39,7 +60,18 @@ impl fmt::Display for PathError {
                 f.write_str("the path has an encoded `%` (double encoding)")
             }
             PathError::Semicolon => f.write_str("the path has a `;` path parameter"),
-            PathError::Character(c) => write!(f, "the path has the character {c:?}"),
+            PathError::Character(c) => {
+                write!(f, "the path has the character {}", describe_char(*c))
+            }
+            PathError::NotUtf8 => f.write_str(
+                "the path percent-encodes bytes that are not UTF-8 (invalid, truncated or overlong)",
+            ),
+            PathError::Control => f.write_str("the path has an encoded control character"),
+            PathError::Compatibility(c) => write!(
+                f,
+                "the path has {}, a compatibility form of `.`, `/`, `\\` or `%`",
+                describe_char(*c)
+            ),
         }
     }
 }
@@ -78,8 +110,14 @@ pub fn check_normal(path: &str) -> Result<(), PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
+    // Bytes of the current run of consecutive escapes: a character beyond ASCII is spelt as
+    // one run, and must decode as UTF-8 to something that is not a dot or separator in disguise.
+    let mut run: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
+        if bytes[i] != b'%' {
+            check_run(&mut run)?;
+        }
         match bytes[i] {
             b'%' => {
                 let (Some(h), Some(l)) = (
@@ -98,19 +136,26 @@ pub fn check_normal(path: &str) -> Result<(), PathError> {
                     // (An upstream that decodes before routing must not see `%3A` become a
                     // `:` the ACL never matched.)
                     b if is_path_char(b) => return Err(PathError::NeedlessEscape),
+                    0x01..=0x1f | 0x7f => return Err(PathError::Control),
                     _ => {}
                 }
+                run.push(decoded);
                 i += 3;
                 continue;
             }
             b'\\' => return Err(PathError::Backslash),
             0 => return Err(PathError::Nul),
             b';' => return Err(PathError::Semicolon),
-            b if !is_path_char(b) => return Err(PathError::Character(b as char)),
+            // Every byte before this one was ASCII, so `i` starts a character.
+            b if !is_path_char(b) => {
+                let c = path[i..].chars().next().unwrap_or(b as char);
+                return Err(PathError::Character(c));
+            }
             _ => {}
         }
         i += 1;
     }
+    check_run(&mut run)?;
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
     for (n, seg) in segments.iter().enumerate() {
@@ -122,6 +167,49 @@ pub fn check_normal(path: &str) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// Checks (and empties) a run of decoded escape bytes: UTF-8, and no character whose
+/// compatibility form an upstream could take for a dot segment, a separator or an escape.
+fn check_run(run: &mut Vec<u8>) -> Result<(), PathError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let text = std::str::from_utf8(run).map_err(|_| PathError::NotUtf8)?;
+    if let Some(c) = text.chars().find(|&c| is_disguised(c)) {
+        return Err(PathError::Compatibility(c));
+    }
+    run.clear();
+    Ok(())
+}
+
+/// True for a non-ASCII character whose NFKC form holds `.`, `/`, `\` or `%` (fullwidth full
+/// stop, one dot leader, fullwidth solidus, small full stop, ...).
+fn is_disguised(c: char) -> bool {
+    !c.is_ascii()
+        && std::iter::once(c)
+            .nfkc()
+            .any(|n| matches!(n, '.' | '/' | '\\' | '%'))
+}
+
+/// A segment as a lenient upstream could compare it: percent-decoded (invalid UTF-8 replaced),
+/// NFKC-normalised, lower-cased, surrounding white space and trailing dots trimmed. Only for
+/// comparing against blocked names: the path itself is forwarded as received.
+pub fn lenient_segment(segment: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    let folded: String = decoded.nfkc().flat_map(char::to_lowercase).collect();
+    folded
+        .trim()
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_string()
+}
+
+/// Every segment of `path` in its [`lenient_segment`] form, joined by `/` again.
+pub fn lenient_path(path: &str) -> String {
+    path.split('/')
+        .map(lenient_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `path` with the hex digits of its percent-escapes in upper case (RFC 3986 6.2.2.1), so that
@@ -207,6 +295,9 @@ mod tests {
             "/accounts/1001/custom/ecs/id/ECS01/mcp",
             "/a/b%20c",
             "/a/%E4%BD%A0",
+            "/a/%C3%A4%C3%B6",
+            "/a/%F0%9F%98%80",
+            "/a/%E2%81%84",
             "/a:b@c/x=y,z+1!",
             "/.well-known/x",
             "/a/.b/..c/...",
@@ -251,10 +342,54 @@ mod tests {
             ("/a b", PathError::Character(' ')),
             ("/a\"b", PathError::Character('"')),
             ("/a?b", PathError::Character('?')),
+            ("/a/%C0%AE", PathError::NotUtf8),
+            ("/a/%E0%80%AE", PathError::NotUtf8),
+            ("/a/%ED%A0%80", PathError::NotUtf8),
+            ("/a/%FF", PathError::NotUtf8),
+            ("/a/%80x", PathError::NotUtf8),
+            ("/a/%C3", PathError::NotUtf8),
+            ("/a/%C3x%A4", PathError::NotUtf8),
+            ("/a/%01", PathError::Control),
+            ("/a/%1f", PathError::Control),
+            ("/a/%7F", PathError::Control),
+            ("/a/%EF%BC%8E", PathError::Compatibility('\u{ff0e}')),
+            ("/a/%E2%80%A4", PathError::Compatibility('\u{2024}')),
+            ("/a/%E2%80%A5", PathError::Compatibility('\u{2025}')),
+            ("/a/%EF%BC%8F", PathError::Compatibility('\u{ff0f}')),
+            ("/a/%EF%BC%BC", PathError::Compatibility('\u{ff3c}')),
+            ("/a/%EF%B9%92", PathError::Compatibility('\u{fe52}')),
+            ("/a/%EF%BC%85", PathError::Compatibility('\u{ff05}')),
         ];
         for (p, e) in cases {
             assert_eq!(check_normal(p), Err(e), "{p:?}");
         }
+    }
+
+    #[test]
+    fn messages_never_carry_raw_characters() {
+        for c in ['\u{9b}', '\u{85}', '\u{2028}', '\u{202e}', ' '] {
+            let text = PathError::Character(c).to_string();
+            assert!(text.is_ascii(), "{text:?}");
+        }
+        assert_eq!(describe_char('\u{202e}'), "U+202E");
+        assert_eq!(describe_char('?'), "`?`");
+    }
+
+    #[test]
+    fn lenient_segments() {
+        for (seg, want) in [
+            ("RAM01", "ram01"),
+            ("ram.", "ram"),
+            ("ram. . ", "ram"),
+            ("ram%20", "ram"),
+            ("%EF%BD%92%EF%BD%81%EF%BD%8D", "ram"),
+            ("R%C3%84M", "r\u{e4}m"),
+            ("Ra\u{17f}", "ras"),
+            ("mcp", "mcp"),
+        ] {
+            assert_eq!(lenient_segment(seg), want, "{seg}");
+        }
+        assert_eq!(lenient_path("/A./b%20/C"), "/a/b/c");
     }
 
     #[test]

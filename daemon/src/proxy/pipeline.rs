@@ -1,5 +1,8 @@
 //! The request pipeline, one pass in this order: guard → path and route → ACL → token →
-//! forward → respond. Each step is one function; the proxy's own answers are [`ProxyError`]s.
+//! forward → respond. Each step is one function (`guard_step`, `route_step`, `acl_step`,
+//! `token_step`, `forward_step`, then `log_proxied` and `respond`), called in order by
+//! `pipeline`; a step either hands the next one what it needs, answers the request itself, or
+//! fails with a [`ProxyError`], the proxy's own answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +15,8 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::tokens::TokenState;
 use crate::config::Upstream;
@@ -119,9 +124,10 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The path for logs: never the query, which can hold session ids and codes.
+/// The path for logs: never the query, which can hold session ids and codes; every byte that
+/// is not printable ASCII percent-encoded, so no control, line or bidi character reaches a log.
 fn log_path(parts: &Parts) -> String {
-    parts.uri.path().chars().take(512).collect()
+    crate::control::logging::escape(parts.uri.path(), 512)
 }
 
 async fn pipeline(
@@ -132,24 +138,78 @@ async fn pipeline(
     body: Incoming,
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // 1. Guard.
+    if let Some(answer) = guard_step(generation, peer, parts, trace)? {
+        return Ok(answer);
+    }
+    let upstream = match route_step(shared, generation, peer, parts, trace).await? {
+        Routed::To(upstream) => upstream,
+        Routed::Answered(answer) => return Ok(answer),
+    };
+    acl_step(generation, parts, trace)?;
+    let (token, streams) = token_step(shared, upstream).await?;
+    let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
+    log_proxied(generation, peer, upstream, parts, trace, &forwarded);
+    Ok(respond(
+        shared,
+        generation,
+        upstream,
+        parts,
+        forwarded.response,
+        streams,
+    ))
+}
+
+/// Step 1, the guard: `Host` and `Origin` (as the listener the request came in on accepts
+/// them), the methods MCP uses; answers CORS preflights of allowed origins itself.
+fn guard_step(
+    generation: &Generation,
+    peer: Peer,
+    parts: &Parts,
+    trace: &mut Trace,
+) -> Result<Option<Response<ProxyBody>>, ProxyError> {
     let origin = generation.guard_for(peer.local).check(parts)?;
     trace.origin = origin.clone();
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
+    // Only what the MCP transports use: a TRACE answered by the upstream (or anything between)
+    // would echo the proxy's `Authorization` back to the client.
+    if !matches!(
+        parts.method,
+        Method::GET | Method::POST | Method::DELETE | Method::HEAD | Method::OPTIONS
+    ) {
+        return Err(ProxyError::MethodNotAllowed(parts.method.clone()));
+    }
     if let Some(origin) = &origin {
         if parts.method == Method::OPTIONS
             && parts.headers.contains_key("access-control-request-method")
         {
-            return Ok(preflight(origin, parts));
+            return Ok(Some(preflight(origin, parts)));
         }
     }
-    // 2. Path and route.
+    Ok(None)
+}
+
+/// Where step 2 sends a request.
+enum Routed<'g> {
+    To(&'g Upstream),
+    /// The proxy's own path (the login callback), answered.
+    Answered(Response<ProxyBody>),
+}
+
+/// Step 2, path and route: the normal-form check, the proxy's own paths, the client key where
+/// the listener requires one, the upstream whose mount holds the path.
+async fn route_step<'g>(
+    shared: &Shared,
+    generation: &'g Generation,
+    peer: Peer,
+    parts: &Parts,
+    trace: &mut Trace,
+) -> Result<Routed<'g>, ProxyError> {
     let local = parts.uri.path();
     path::check_normal(local).map_err(ProxyError::BadPath)?;
     if local == "/callback" {
-        return Ok(callback(shared, parts).await);
+        return Ok(Routed::Answered(callback(shared, parts).await));
     }
     trace.key = client_key::step(shared, generation, peer.local, parts)?;
     reserved(local)?;
@@ -160,30 +220,58 @@ async fn pipeline(
         .server_for(local)
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    // 3. ACL.
+    Ok(Routed::To(upstream))
+}
+
+/// Step 3, the ACL, then the client key's own server scope (never wider than the ACL).
+fn acl_step(generation: &Generation, parts: &Parts, trace: &Trace) -> Result<(), ProxyError> {
+    let local = parts.uri.path();
     let decision = generation.acl.check(local);
     if !decision.is_allowed() {
         return Err(ProxyError::Denied(decision));
     }
     client_key::check_servers(trace.key.as_ref(), generation, local)?;
-    // 4. Token.
+    Ok(())
+}
+
+/// Step 4, the token: the profile's current access token, and the signal that ends streams
+/// when it is revoked.
+async fn token_step(
+    shared: &Shared,
+    upstream: &Upstream,
+) -> Result<(SecretString, Option<CancellationToken>), ProxyError> {
     let lease = shared.tokens.current(&upstream.auth).await;
-    let token = match lease.state {
-        TokenState::Token(t) => t,
-        TokenState::NeedsLogin(message) => {
-            return Err(ProxyError::NotLoggedIn {
-                profile: upstream.auth.clone(),
-                message,
-            })
-        }
-        TokenState::Unavailable(message) => {
-            return Err(ProxyError::TokenUnavailable {
-                profile: upstream.auth.clone(),
-                message,
-            })
-        }
-    };
-    // 5. Forward.
+    match lease.state {
+        TokenState::Token(t) => Ok((t, lease.streams)),
+        TokenState::NeedsLogin(message) => Err(ProxyError::NotLoggedIn {
+            profile: upstream.auth.clone(),
+            message,
+        }),
+        TokenState::Unavailable(message) => Err(ProxyError::TokenUnavailable {
+            profile: upstream.auth.clone(),
+            message,
+        }),
+    }
+}
+
+/// What step 5 brought back.
+struct Forwarded {
+    response: reqwest::Response,
+    body: OutBody,
+    started: Instant,
+}
+
+/// Step 5, forward: the request sent upstream; after an upstream 401, one forced refresh and
+/// one retry when the body was small enough to keep.
+async fn forward_step(
+    shared: &Shared,
+    generation: &Generation,
+    upstream: &Upstream,
+    parts: &Parts,
+    body: Incoming,
+    token: &SecretString,
+    trace: &Trace,
+) -> Result<Forwarded, ProxyError> {
     let started = Instant::now();
     let limits = &generation.config.limits;
     let target = target_url(upstream, parts)?;
@@ -195,34 +283,49 @@ async fn pipeline(
             })?;
     let mut out = OutBody::new(parts, body, limits).await?;
     client_key::check_tool(trace.key.as_ref(), parts, &out)?;
-    let mut upstream_response = forward::send(
+    let mut response = forward::send(
         client,
         upstream,
         parts,
         target.clone(),
-        &token,
+        token,
         &mut out,
         limits,
     )
     .await?;
-    if upstream_response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
+    if response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
         // The token may have been revoked or expired early: one forced refresh, one retry.
         if let Some(fresh) = shared
             .tokens
-            .after_unauthorized(&upstream.auth, &token)
+            .after_unauthorized(&upstream.auth, token)
             .await
         {
             tracing::info!(upstream = %upstream.name, "upstream answered 401; retrying once with a refreshed token");
-            upstream_response =
+            response =
                 forward::send(client, upstream, parts, target, &fresh, &mut out, limits).await?;
         }
     }
-    // 6. Respond.
     shared
         .metrics
         .upstream_latency(&upstream.name, started.elapsed());
+    Ok(Forwarded {
+        response,
+        body: out,
+        started,
+    })
+}
+
+/// Step 6 begins with the audit line of a forwarded request.
+fn log_proxied(
+    generation: &Generation,
+    peer: Peer,
+    upstream: &Upstream,
+    parts: &Parts,
+    trace: &Trace,
+    forwarded: &Forwarded,
+) {
     let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {
-        out.rpc_info()
+        forwarded.body.rpc_info()
     } else {
         Default::default()
     };
@@ -233,22 +336,14 @@ async fn pipeline(
         server = %trace.server,
         profile = %upstream.auth,
         method = %parts.method,
-        path = %local,
-        status = upstream_response.status().as_u16(),
+        path = %parts.uri.path(),
+        status = forwarded.response.status().as_u16(),
         decision = "allowed",
         rpc_method = rpc.method.as_deref(),
         tool = rpc.tool.as_deref(),
-        latency_ms = started.elapsed().as_millis() as u64,
+        latency_ms = forwarded.started.elapsed().as_millis() as u64,
         "proxied"
     );
-    Ok(respond(
-        shared,
-        generation,
-        upstream,
-        parts,
-        upstream_response,
-        lease.streams,
-    ))
 }
 
 /// Paths the proxy answers itself whatever is mounted: the OAuth redirect target, and OAuth
@@ -300,11 +395,18 @@ fn respond(
     upstream: &Upstream,
     parts: &Parts,
     upstream_response: reqwest::Response,
-    revoked: Option<tokio_util::sync::CancellationToken>,
+    revoked: Option<CancellationToken>,
 ) -> Response<ProxyBody> {
     let response: Response<reqwest::Body> = upstream_response.into();
     let (mut head, upstream_body) = response.into_parts();
     head.headers = headers::response_headers(&head.headers);
+    let map = EndpointMap {
+        upstream_origin: upstream.url.origin().ascii_serialization(),
+        upstream_base: upstream.base_path.clone(),
+        mount: upstream.mount.clone(),
+        proxy_origin: proxy_origin(parts),
+    };
+    headers::rewrite_location(&mut head.headers, &upstream.url, &map);
     let is_sse = head
         .headers
         .get(CONTENT_TYPE)
@@ -316,12 +418,6 @@ fn respond(
         });
     let (rewriter, stream) = if is_sse {
         head.headers.remove(CONTENT_LENGTH);
-        let map = EndpointMap {
-            upstream_origin: upstream.url.origin().ascii_serialization(),
-            upstream_base: upstream.base_path.clone(),
-            mount: upstream.mount.clone(),
-            proxy_origin: proxy_origin(parts),
-        };
         let guard = StreamGuard::new(shared.counters.open_streams.clone());
         (Some(Rewriter::new(map)), Some(guard))
     } else {

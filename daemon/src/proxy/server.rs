@@ -1,5 +1,8 @@
 //! The proxy port: accept loops over already-bound listeners, a bound on open connections,
-//! HTTP/1.1 and HTTP/2 (h2c) per connection, and graceful shutdown.
+//! HTTP/1.1 and HTTP/2 (h2c) per connection with their deadlines (see [`conn`]), and graceful
+//! shutdown.
+//!
+//! [`conn`]: crate::proxy::conn
 
 use std::future::Future;
 use std::io;
@@ -8,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,12 +23,19 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::token_store::{self, TokenStore};
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, Overrides};
-use crate::proxy::listener::{Accept, UnixProxyListener};
-use crate::proxy::pipeline;
+use crate::proxy::conn::{Activity, Expired, Tracked};
+use crate::proxy::listener::{Accept, ClientAddr, UnixProxyListener};
+use crate::proxy::pipeline::{self, Peer};
 use crate::state::{BuildError, Generation, Shared};
 
 /// How long to wait before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The most time between HTTP/2 keep-alive pings on a connection (fewer with a shorter
+/// `limits.idle_timeout`): a client that vanished with a stream open is noticed.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A daemon ready to serve: configuration built, listeners bound.
 pub struct Daemon {
@@ -233,20 +244,10 @@ async fn accept_loop<L: Accept>(
                 continue;
             }
         };
-        let generation = shared.current();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(generation.config.limits.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
+        let limits = shared.current().config.limits.clone();
+        let activity = Activity::default();
         let addr = peer.addr;
-        let service_shared = shared.clone();
-        let service = service_fn(move |req| pipeline::handle(service_shared.clone(), peer, req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = serve_connection(stream, peer, &shared, &limits, activity.clone(), &graceful);
         let force = force.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -254,8 +255,68 @@ async fn accept_loop<L: Accept>(
                 r = conn => if let Err(e) = r {
                     tracing::debug!(client = %addr, error = %e, "connection ended with an error");
                 },
+                why = activity.expired(limits.header_read_timeout, limits.idle_timeout) => {
+                    log_expired(why, addr, &limits);
+                }
                 _ = force.cancelled() => {}
             }
         });
+    }
+}
+
+/// One connection, watched for graceful shutdown: HTTP/1.1 or h2c as the client's first bytes say, every request counted in
+/// `activity` until its response body is done.
+fn serve_connection<Io>(
+    stream: Io,
+    peer: Peer,
+    shared: &Arc<Shared>,
+    limits: &crate::config::Limits,
+    activity: Activity,
+    graceful: &GracefulShutdown,
+) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.idle_timeout.min(H2_PING_INTERVAL)))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let shared = shared.clone();
+    let service = service_fn(move |req| {
+        let request = activity.begin();
+        let response = pipeline::handle(shared.clone(), peer, req);
+        async move {
+            let response = response.await?;
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| Tracked::new(body, request).boxed()),
+            )
+        }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    graceful.watch(conn)
+}
+
+/// A connection closed by its clock: a slow or silent client is worth a line at info, an idle
+/// keep-alive connection is routine.
+fn log_expired(why: Expired, client: ClientAddr, limits: &crate::config::Limits) {
+    match why {
+        Expired::NoRequest => tracing::info!(
+            client = %client,
+            timeout = ?limits.header_read_timeout,
+            "client sent no request within limits.header_read_timeout; connection closed"
+        ),
+        Expired::Idle => tracing::debug!(
+            client = %client,
+            timeout = ?limits.idle_timeout,
+            "connection idle for limits.idle_timeout; closed"
+        ),
     }
 }

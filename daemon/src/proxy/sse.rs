@@ -5,8 +5,10 @@
 //! path), it is rewritten to the proxy's own address, so the client's next POST goes through the
 //! proxy. Such an event is held until complete (at most [`MAX_HELD_EVENT`] bytes; a larger one
 //! ends the stream with an error rather than pass unrewritten). Every other byte passes on as
-//! soon as the scanner knows it does not start an `endpoint` event: at most the first line of an
-//! event is held while that is decided.
+//! soon as the scanner knows it does not belong to an `endpoint` event. An event's `event:` line
+//! may come after its `data:` lines, so an event is held until its `event:` line or its end
+//! (which is when a client dispatches it anyway); past [`MAX_HELD_EVENT`] it passes on while the
+//! scanner watches its lines, and an `event: endpoint` line then ends the stream with an error.
 
 use bytes::{Bytes, BytesMut};
 
@@ -74,7 +76,13 @@ enum Mode {
     Passing,
     /// Inside an `endpoint` event: held until its blank line.
     Holding,
+    /// Inside an undecided event that outgrew the cap: bytes pass on, lines are watched for
+    /// `event: endpoint`, which fails the stream.
+    Watching,
 }
+
+/// Enough of a line to recognise `event: endpoint` (longer lines are something else).
+const LINE_HEAD: usize = 32;
 
 /// Why a stream had to be cut.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +99,8 @@ pub struct Rewriter {
     after_cr: bool,
     /// The scanner is at the start of a line.
     line_start: bool,
+    /// In [`Mode::Watching`]: the first bytes of the current line.
+    line_head: Vec<u8>,
 }
 
 impl Rewriter {
@@ -101,6 +111,7 @@ impl Rewriter {
             held: BytesMut::new(),
             after_cr: false,
             line_start: true,
+            line_head: Vec::new(),
         }
     }
 
@@ -121,11 +132,11 @@ impl Rewriter {
                         pass_from = i + 1;
                     }
                     Mode::Deciding => self.held.extend_from_slice(&[b]),
-                    Mode::Passing => {}
+                    Mode::Passing | Mode::Watching => {}
                 }
                 continue;
             }
-            if self.mode != Mode::Passing {
+            if !matches!(self.mode, Mode::Passing | Mode::Watching) {
                 self.held.extend_from_slice(&[b]);
                 if self.held.len() > MAX_HELD_EVENT && self.mode == Mode::Holding {
                     return Err(EventTooLarge);
@@ -133,23 +144,33 @@ impl Rewriter {
             }
             if !is_eol {
                 self.line_start = false;
+                if self.mode == Mode::Watching && self.line_head.len() <= LINE_HEAD {
+                    self.line_head.push(b);
+                }
                 continue;
             }
             let blank_line = self.line_start;
             self.line_start = true;
             match self.mode {
-                Mode::Passing if blank_line => {
+                Mode::Watching if !blank_line => {
+                    let line = std::mem::take(&mut self.line_head);
+                    if line.len() <= LINE_HEAD && field_value(&line, b"event") == Some(b"endpoint")
+                    {
+                        return Err(EventTooLarge);
+                    }
+                }
+                Mode::Passing | Mode::Watching if blank_line => {
                     // End of event: what follows starts a new one.
                     out.extend_from_slice(&chunk[pass_from..=i]);
                     pass_from = i + 1;
                     self.mode = Mode::Deciding;
                 }
-                Mode::Passing => {}
+                Mode::Passing | Mode::Watching => {}
                 Mode::Deciding => {
                     let decided = self.decide(blank_line);
-                    if decided != Mode::Holding {
-                        // Hold the CR of a CRLF so the LF is not split from it: it is ok to
-                        // emit held bytes now, the LF will be skipped above as passing.
+                    // Known not to be an endpoint (another type, or ended without a type): send
+                    // what was held. A CRLF's LF follows its CR out, as passing bytes do.
+                    if decided == Mode::Passing || blank_line {
                         out.extend_from_slice(&self.held.split());
                     }
                     self.mode = decided;
@@ -164,12 +185,17 @@ impl Rewriter {
                 Mode::Holding => {}
             }
         }
-        if self.mode == Mode::Passing {
+        if matches!(self.mode, Mode::Passing | Mode::Watching) {
             out.extend_from_slice(&chunk[pass_from..]);
         } else if self.mode == Mode::Deciding && self.held.len() > MAX_HELD_EVENT {
-            // A line this long is no `event: endpoint` line: stop holding it.
+            // Too much to hold undecided: let it pass, but watch for a late `event: endpoint`.
+            let tail = match self.held.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => &self.held[i + 1..],
+                None => &self.held[..],
+            };
+            self.line_head = tail[..tail.len().min(LINE_HEAD + 1)].to_vec();
             out.extend_from_slice(&self.held.split());
-            self.mode = Mode::Passing;
+            self.mode = Mode::Watching;
         }
         Ok(out.freeze())
     }
@@ -181,13 +207,12 @@ impl Rewriter {
             return Mode::Deciding;
         }
         let line = last_line(&self.held);
-        if line.starts_with(b":") || line.starts_with(b"id:") || line.starts_with(b"retry:") {
-            // Comments and fields that do not decide the type: keep holding, they are short.
-            return Mode::Deciding;
-        }
+        // Only an `event:` line decides the type; comments, `data:`, `id:`, `retry:` and
+        // unknown fields may come before it: keep holding.
         match field_value(line, b"event") {
             Some(v) if v == b"endpoint" => Mode::Holding,
-            _ => Mode::Passing,
+            Some(_) => Mode::Passing,
+            None => Mode::Deciding,
         }
     }
 
@@ -323,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn other_events_pass_immediately() {
+    fn other_events_pass_once_their_type_or_end_is_known() {
         let (outs, all) = run(&[
             "event: message\ndata: {\"a\"",
             ":1}\n\n",
@@ -332,8 +357,49 @@ mod tests {
         ]);
         assert_eq!(outs[0], "event: message\ndata: {\"a\"");
         assert_eq!(outs[1], ":1}\n\n");
-        assert_eq!(outs[2], "data: two\n");
+        assert_eq!(
+            outs[2], "",
+            "no event line yet: it may still turn out an endpoint"
+        );
+        assert_eq!(outs[3], "data: two\n\n");
         assert_eq!(all, "event: message\ndata: {\"a\":1}\n\ndata: two\n\n");
+    }
+
+    #[test]
+    fn an_endpoint_event_with_data_first_is_rewritten_even_when_split_everywhere() {
+        let event = "id: 1\r\ndata: /base/message?sessionId=abc\r\nevent: endpoint\r\n\r\n";
+        let expected = "id: 1\r\ndata: /gh/message?sessionId=abc\r\nevent: endpoint\r\n\r\n";
+        for split in 0..event.len() {
+            let (_, all) = run(&[&event[..split], &event[split..]]);
+            assert_eq!(all, expected, "split at {split}");
+        }
+        let (_, all) = run(&["data: /base/m\nevent:endpoint\n\ndata: x\n\n"]);
+        assert_eq!(all, "data: /gh/m\nevent:endpoint\n\ndata: x\n\n");
+    }
+
+    #[test]
+    fn an_oversized_event_that_turns_out_an_endpoint_fails_closed() {
+        let mut r = Rewriter::new(map());
+        let big = format!("data: /base/{}\n", "a".repeat(MAX_HELD_EVENT));
+        let passed = r.feed(Bytes::from(big.clone())).unwrap();
+        assert_eq!(passed.len(), big.len(), "too big to hold: passed on");
+        assert!(r.feed(Bytes::from_static(b"event: endpoint\n\n")).is_err());
+        // The same size with another type passes whole, and the next event is scanned anew.
+        let mut r = Rewriter::new(map());
+        r.feed(Bytes::from(big.clone())).unwrap();
+        let rest = r
+            .feed(Bytes::from_static(
+                b"event: message\n\nevent: endpoint\ndata: /base/m\n\n",
+            ))
+            .unwrap();
+        assert_eq!(
+            rest,
+            Bytes::from_static(b"event: message\n\nevent: endpoint\ndata: /gh/m\n\n")
+        );
+        // Split inside the late event line.
+        let mut r = Rewriter::new(map());
+        r.feed(Bytes::from(format!("{big}event: end"))).unwrap();
+        assert!(r.feed(Bytes::from_static(b"point\n\n")).is_err());
     }
 
     #[test]

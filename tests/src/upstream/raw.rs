@@ -9,6 +9,12 @@
 //! - `GET /raw/status/{code}`: that status, with `WWW-Authenticate: Bearer error="invalid_token"`.
 //! - `GET /raw/redirect`: 302 to `https://127.0.0.1:1/elsewhere`.
 //! - `POST /raw/count`: `{"bytes":N}` after streaming the body.
+//! - `GET /raw/redirect-self`: 302 to this server's own `/raw/echo` (absolute URL).
+//! - `GET /raw/endpoint-data-first`: an SSE `endpoint` event naming this server's
+//!   `/raw/echo` by absolute URL, its `data:` line before its `event:` line, then the end.
+//! - `GET /raw/big-endpoint`: an SSE `endpoint` event of 70 000 bytes, then the end.
+//! - `GET /raw/reflect`: `{}` with the request's `Authorization` reflected in the response
+//!   header `X-Seen-Authorization`, as a careless server or debugging middlebox might.
 //!
 //! [`release`]: super::TestUpstream::release
 //! [`closed_streams`]: super::TestUpstream::closed_streams
@@ -35,6 +41,16 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
         "/raw/hang" if is(&req, Method::GET) => hang(shared.clone()).await,
         "/raw/echo" => echo(req).await,
         "/raw/redirect" if is(&req, Method::GET) => redirect(),
+        "/raw/redirect-self" if is(&req, Method::GET) => redirect_self(shared),
+        "/raw/reflect" if is(&req, Method::GET) => reflect(&req),
+        "/raw/endpoint-data-first" if is(&req, Method::GET) => sse_once(format!(
+            "data: {}/raw/echo\nevent: endpoint\n\n",
+            shared.base_url
+        )),
+        "/raw/big-endpoint" if is(&req, Method::GET) => sse_once(format!(
+            "event: endpoint\ndata: /{}\n\n",
+            "a".repeat(70_000)
+        )),
         "/raw/count" if is(&req, Method::POST) => count(req).await,
         p if p.starts_with("/raw/status/") && is(&req, Method::GET) => status(p),
         "/raw/slow-sse" | "/raw/hang" | "/raw/redirect" => method_not_allowed("GET"),
@@ -160,6 +176,34 @@ fn redirect() -> Response<RespBody> {
         HeaderValue::from_static(REDIRECT_LOCATION),
     );
     resp
+}
+
+fn redirect_self(shared: &Shared) -> Response<RespBody> {
+    let location = format!("{}/raw/echo", shared.base_url);
+    let mut resp = json(StatusCode::FOUND, &json!({ "location": location }));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn reflect(req: &Req) -> Response<RespBody> {
+    let mut resp = json(StatusCode::OK, &json!({}));
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        resp.headers_mut().insert("x-seen-authorization", v.clone());
+    }
+    resp
+}
+
+/// An event stream of `text`, then its end.
+fn sse_once(text: String) -> Response<RespBody> {
+    let body = stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(
+        text,
+    )))]);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(StreamBody::new(body).boxed())
+        .expect("static response parts are valid")
 }
 
 async fn count(req: Req) -> Response<RespBody> {

@@ -53,7 +53,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // For the log line: the admin socket's callers are local processes too.
+    let path = crate::control::logging::escape(req.uri().path(), 512);
     let response = route(&shared, req).await.unwrap_or_else(error);
     let status = response.status().as_u16();
     if method == Method::GET {

@@ -147,7 +147,7 @@ pub fn status(shared: &Shared) -> api::Status {
 fn access(d: &Decision) -> (api::Access, Option<String>) {
     match d {
         Decision::Allowed { rule } => (api::Access::Allowed, rule.clone()),
-        Decision::Blocked { rule } => (api::Access::Blocked, Some(rule.clone())),
+        Decision::Blocked { rule, .. } => (api::Access::Blocked, Some(rule.clone())),
         Decision::NotAllowed => (api::Access::NotAllowed, None),
     }
 }
