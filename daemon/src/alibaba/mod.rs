@@ -58,6 +58,16 @@ impl Region {
         }
     }
 
+    /// Every region, for lookups by endpoint.
+    pub const ALL: [Region; 2] = [Region::Cn, Region::Intl];
+
+    /// The region whose preset MCP endpoint `url` is, if any (a trailing `/` does not matter).
+    pub fn of_mcp_endpoint(url: &url::Url) -> Option<Region> {
+        Region::ALL
+            .into_iter()
+            .find(|r| url::Url::parse(r.preset().mcp_endpoint).is_ok_and(|preset| preset == *url))
+    }
+
     pub fn preset(self) -> RegionPreset {
         match self {
             Region::Cn => RegionPreset {
@@ -177,5 +187,20 @@ mod tests {
         assert_eq!(Region::parse("cn"), Some(Region::Cn));
         assert_eq!(Region::parse("Intl"), Some(Region::Intl));
         assert_eq!(Region::parse("EU"), None);
+    }
+
+    #[test]
+    fn preset_endpoints_are_recognised_with_or_without_a_slash() {
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        for r in Region::ALL {
+            assert_eq!(
+                Region::of_mcp_endpoint(&url(r.preset().mcp_endpoint)),
+                Some(r)
+            );
+        }
+        let cn = url("https://openapi-mcp.cn-hangzhou.aliyuncs.com/");
+        assert_eq!(Region::of_mcp_endpoint(&cn), Some(Region::Cn));
+        let own = url("https://openapi-mcp.cn-hangzhou.aliyuncs.com/mcp");
+        assert_eq!(Region::of_mcp_endpoint(&own), None);
     }
 }

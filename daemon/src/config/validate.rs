@@ -406,12 +406,16 @@ fn upstream(
     } else {
         key("url").to_vec()
     };
-    let url_text = match (&u.url, profile) {
-        (Some(url), _) => url.clone(),
+    let url_text = match (u.url.as_deref().and_then(non_empty), profile) {
+        (Some(url), _) => url.to_string(),
         (None, AuthProfile::Alibaba(p)) => p.region.preset().mcp_endpoint.to_string(),
         (None, _) => return Err(at.error(&key("name"), "`url` is required")),
     };
-    let url = upstream_url(&url_text, u.allow_http).map_err(|m| at.error(&url_key, m))?;
+    let mut url = upstream_url(&url_text, u.allow_http).map_err(|m| at.error(&url_key, m))?;
+    let from_flag = i == 0 && flags.upstream.is_some();
+    if let AuthProfile::Alibaba(p) = profile {
+        url = follow_region(url, p.region, from_flag);
+    }
     let base_path = url.path().trim_end_matches('/').to_string();
 
     let mount_text = u.mount.clone().unwrap_or_else(|| "/".into());
@@ -514,6 +518,18 @@ fn upstream(
         proxy,
         servers,
     })
+}
+
+/// A region's preset MCP endpoint written out in the file is not a URL of the operator's own: it
+/// follows the profile's region, so `--region INTL` never sends INTL tokens to the CN endpoint.
+/// Any other URL, and whatever `--upstream` says, is kept as it is.
+fn follow_region(url: Url, region: Region, from_flag: bool) -> Url {
+    match Region::of_mcp_endpoint(&url) {
+        Some(preset) if preset != region && !from_flag => {
+            Url::parse(region.preset().mcp_endpoint).expect("preset URLs are valid")
+        }
+        _ => url,
+    }
 }
 
 /// An upstream URL: `https://`, or `http://` to a loopback address when explicitly allowed.
