@@ -2,7 +2,9 @@
 //! kept fresh and stored.
 //!
 //! - [`tokens`]: the per-profile token state, loaded at start, wiped on revoke.
-//! - [`refresh`]: when to refresh, and the per-profile refresher task.
+//! - [`slot`]: one profile's token state and the single-flight lock of its refreshes.
+//! - [`schedule`]: when to refresh (expiry, margin, jitter, backoff), pure maths;
+//!   [`refresher`]: the per-profile task that refreshes on that schedule.
 //! - [`login`]: pending logins (authorization code + PKCE) started from the admin API;
 //!   [`terminal_login`]: the foreground `--no-browser` login on a terminal.
 //! - [`oauth`]: the OAuth 2.1 client (discovery, registration, token and revocation calls).
@@ -12,7 +14,9 @@
 pub mod import;
 pub mod login;
 pub mod oauth;
-pub mod refresh;
+pub mod refresher;
+pub mod schedule;
+pub mod slot;
 pub mod terminal_login;
 pub mod token_store;
 pub mod tokens;

@@ -14,9 +14,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::oauth::{self, now, Endpoints, Grant, OAuthError};
-use crate::auth::refresh;
+use crate::auth::refresher;
+use crate::auth::schedule;
+use crate::auth::slot::{lock, Inner, Slot};
 use crate::auth::token_store::{StoreInfo, TokenRecord, TokenStore};
-use crate::config::{AuthProfile, Config, RefreshMargin};
+use crate::config::{AuthProfile, Config};
 use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientOptions};
 
@@ -37,80 +39,6 @@ pub enum TokenState {
 pub struct Lease {
     pub state: TokenState,
     pub streams: Option<CancellationToken>,
-}
-
-/// One profile's mutable state.
-struct Inner {
-    record: Option<TokenRecord>,
-    phase: Phase,
-    last_error: Option<String>,
-    /// Unix seconds of the next planned refresh.
-    next_refresh: Option<u64>,
-    /// Failed refresh attempts in a row, for backoff.
-    failures: u32,
-    /// Bumped whenever the token changes, so waiters know a refresh happened.
-    generation: u64,
-}
-
-pub(crate) struct Slot {
-    name: String,
-    profile: Mutex<AuthProfile>,
-    http: Mutex<reqwest::Client>,
-    inner: Mutex<Inner>,
-    refresh_lock: tokio::sync::Mutex<()>,
-    wake: Notify,
-    streams: Mutex<CancellationToken>,
-    /// Unix seconds the refresher last went round its loop (for the watchdog).
-    pub(crate) beat: std::sync::atomic::AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Slot {
-    fn snapshot(&self) -> (Option<TokenRecord>, Phase, u64) {
-        let i = lock(&self.inner);
-        (i.record.clone(), i.phase, i.generation)
-    }
-
-    fn margin(&self) -> RefreshMargin {
-        match &*lock(&self.profile) {
-            AuthProfile::OAuth(o) => o.refresh_margin,
-            AuthProfile::Alibaba(a) => a.refresh_margin,
-            AuthProfile::Static(_) => RefreshMargin::Auto,
-        }
-    }
-
-    fn set_valid(&self, record: TokenRecord) {
-        let margin = self.margin();
-        let mut i = lock(&self.inner);
-        i.next_refresh = Some(refresh::refresh_at(&record, margin));
-        i.record = Some(record);
-        i.phase = Phase::Valid;
-        i.failures = 0;
-        i.last_error = None;
-        i.generation += 1;
-        drop(i);
-        self.wake.notify_one();
-    }
-
-    /// When the next refresh is due, the phase, and the token generation.
-    pub(crate) fn due(&self) -> (Option<u64>, Phase, u64) {
-        let i = lock(&self.inner);
-        (i.next_refresh, i.phase, i.generation)
-    }
-
-    /// Resolves when the refresher is woken (new token, new schedule).
-    pub(crate) async fn woken(&self) {
-        self.wake.notified().await
-    }
-
-    /// Closes every open stream of this profile and starts a fresh set.
-    fn close_streams(&self) {
-        let old = std::mem::take(&mut *lock(&self.streams));
-        old.cancel();
-    }
 }
 
 /// What `status` shows of a profile.
@@ -190,7 +118,11 @@ impl Tokens {
                 _ => {
                     self.load_stored(&slot);
                     if tokio::runtime::Handle::try_current().is_ok() {
-                        tokio::spawn(refresh::run(self.clone(), slot.clone(), self.stop.clone()));
+                        tokio::spawn(refresher::run(
+                            self.clone(),
+                            slot.clone(),
+                            self.stop.clone(),
+                        ));
                     }
                 }
             }
@@ -250,7 +182,7 @@ impl Tokens {
         for _ in 0..2 {
             let (record, phase, generation) = slot.snapshot();
             let state = match (phase, record) {
-                (Phase::Valid | Phase::Refreshing, Some(r)) if refresh::usable(&r, now()) => {
+                (Phase::Valid | Phase::Refreshing, Some(r)) if schedule::usable(&r, now()) => {
                     TokenState::Token(r.access_token)
                 }
                 (Phase::Valid | Phase::Refreshing, Some(_)) => {
@@ -342,7 +274,7 @@ impl Tokens {
             }
         };
         if let Some(s) = stored {
-            if s.obtained_at > record.obtained_at && refresh::fresh(&s, slot.margin(), now()) {
+            if s.obtained_at > record.obtained_at && schedule::fresh(&s, slot.margin(), now()) {
                 tracing::info!(profile = %slot.name, "adopting a token refreshed by another process");
                 slot.set_valid(s);
                 return Ok(());
@@ -393,7 +325,7 @@ impl Tokens {
         } else {
             i.phase = Phase::Valid;
             i.failures += 1;
-            i.next_refresh = Some(now() + refresh::backoff(i.failures).as_secs());
+            i.next_refresh = Some(now() + schedule::backoff(i.failures).as_secs());
             self.metrics.refresh(&slot.name, "transient");
             tracing::warn!(profile = %slot.name, error = %e, attempt = i.failures, "refresh failed; retrying with backoff");
         }
@@ -469,7 +401,7 @@ impl Tokens {
                     valid_until: if is_static {
                         None
                     } else {
-                        i.record.as_ref().map(refresh::expires_at)
+                        i.record.as_ref().map(schedule::expires_at)
                     },
                     refresh_at: if is_static { None } else { i.next_refresh },
                     refresh_expires_at: i.record.as_ref().and_then(|r| r.refresh_expires_at),
