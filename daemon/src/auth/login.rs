@@ -9,8 +9,9 @@ use mcpproxyd_api::{LoginPhase, LoginStarted, LoginStatus};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
-use crate::auth::oauth::{self, discovery, now, Endpoints, Grant, OAuthError};
+use crate::auth::oauth::{self, discovery, Endpoints, Grant, OAuthError};
 use crate::auth::tokens::Tokens;
+use crate::clock::now;
 use crate::config::{AuthProfile, Config, Resource};
 
 /// A login waiting for its code.
@@ -364,6 +365,7 @@ impl Logins {
                         .logged_in(&p.profile, record)
                         .await
                         .map(|()| valid_until)
+                        .map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             }

@@ -1,17 +1,21 @@
 //! The credential plane: the token each auth profile sends upstream, and how it is obtained,
 //! kept fresh and stored.
 //!
-//! - [`tokens`]: the per-profile token state, loaded at start, wiped on revoke.
-//! - [`slot`]: one profile's token state and the single-flight lock of its refreshes.
-//! - [`schedule`]: when to refresh (expiry, margin, jitter, backoff), pure maths;
-//!   [`refresher`]: the per-profile task that refreshes on that schedule.
+//! - [`tokens`]: the token manager, one slot per profile, loaded at start, wiped on revoke;
+//!   [`slot`]: one profile's token, its single-flight refresh, login and wipe;
+//!   [`lifecycle`]: the state machine of a profile's token, one method per transition;
+//!   [`schedule`]: when to refresh (expiry, margin, jitter, backoff), pure maths;
+//!   [`refresher`]: the per-profile task that refreshes on that schedule;
+//!   [`errors`]: what the token manager reports when it cannot do what was asked.
 //! - [`login`]: pending logins (authorization code + PKCE) started from the admin API;
 //!   [`terminal_login`]: the foreground `--no-browser` login on a terminal.
 //! - [`oauth`]: the OAuth 2.1 client (discovery, registration, token and revocation calls).
 //! - [`token_store`]: where tokens live: the OS keyring or an encrypted file.
 //! - [`import`]: taking over a login from the seed tool's file.
 
+pub mod errors;
 pub mod import;
+pub mod lifecycle;
 pub mod login;
 pub mod oauth;
 pub mod refresher;

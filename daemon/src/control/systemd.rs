@@ -132,7 +132,7 @@ pub fn status_line(shared: &Shared) -> String {
     let mut parts = Vec::new();
     let listen: Vec<String> = shared.bound.iter().map(|a| a.to_string()).collect();
     parts.push(format!("serving {}", listen.join(", ")));
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     for v in shared.tokens.views() {
         if v.kind == "static" {
             continue;

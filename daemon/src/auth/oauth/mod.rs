@@ -4,8 +4,6 @@
 
 pub mod discovery;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
@@ -107,13 +105,6 @@ impl OAuthError {
             _ => false,
         }
     }
-}
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn client(
@@ -317,7 +308,7 @@ fn record_from(
     grant: &Grant<'_>,
     old_refresh: Option<&SecretString>,
 ) -> Result<TokenRecord, OAuthError> {
-    let now = now();
+    let now = crate::clock::now();
     let refresh = resp
         .refresh_token()
         .map(|r| SecretString::from(r.secret().clone()))

@@ -69,11 +69,13 @@ fn profile_of(shared: &Shared, named: Option<String>) -> Result<String, Failure>
 
 pub async fn logout(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
     let profile = profile_of(shared, req.profile)?;
-    let old = shared
-        .tokens
-        .wipe(&profile, false)
-        .await
-        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    let old = shared.tokens.wipe(&profile, false).await.map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            e.to_string(),
+        )
+    })?;
     tracing::info!(profile, had_token = old.is_some(), "logged out");
     Ok(json(
         StatusCode::OK,
@@ -88,11 +90,13 @@ pub async fn logout(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
 /// the server does), close the profile's streams, then revoke at the server.
 pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
     let profile = profile_of(shared, req.profile)?;
-    let old = shared
-        .tokens
-        .wipe(&profile, true)
-        .await
-        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    let old = shared.tokens.wipe(&profile, true).await.map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            e.to_string(),
+        )
+    })?;
     tracing::warn!(profile, "token revoked locally; its streams are closed");
     let (server, server_error) = match old {
         None => ("nothing_to_revoke".to_string(), None),
@@ -156,7 +160,13 @@ pub async fn import_aliyun(shared: &Shared, req: api::ImportAliyun) -> Result<Re
         .tokens
         .logged_in(&profile, record)
         .await
-        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+        .map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL,
+                e.to_string(),
+            )
+        })?;
     tracing::info!(profile, app_id = %app_id, "imported the login of aliyun mcp-proxy");
     Ok(json(
         StatusCode::OK,

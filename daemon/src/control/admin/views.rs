@@ -80,7 +80,7 @@ pub fn status(shared: &Shared) -> api::Status {
                 refresh_at: v.refresh_at,
                 last_error: v.last_error,
                 warning: v.refresh_expires_at.and_then(|t| {
-                    let now = crate::auth::oauth::now();
+                    let now = crate::clock::now();
                     (t <= now + c.limits.refresh_token_warning.as_secs()).then(|| {
                         if t <= now {
                             format!("the login expired; run `mcpproxyctl login --profile {}`", v.name)
