@@ -1,4 +1,4 @@
-//! One auth profile's slot: its profile and HTTP client, its [`Lifecycle`], the single-flight
+//! One auth profile's slot: its profile and HTTP client, its `Lifecycle`, the single-flight
 //! lock of its refreshes, the wake-up of its refresher and the streams using its token.
 //!
 //! A refresh is single-flight: callers pass the token generation they saw, and whoever gets

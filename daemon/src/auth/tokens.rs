@@ -2,11 +2,10 @@
 //! of expiry by one task per profile (single-flight: requests that need a token wait for the
 //! refresh in progress), persisted before use, wiped on revoke.
 //!
-//! The manager holds one [`Slot`] per profile; the state machine is [`Lifecycle`]'s, the
-//! schedule [`schedule`]'s, the loop [`refresher`]'s. Static profiles are always `Valid`. The
-//! manager outlives reloads; `apply` updates the profiles.
-//!
-//! [`Lifecycle`]: crate::auth::lifecycle::Lifecycle
+//! The manager holds one slot ([`slot`](crate::auth::slot)) per profile; the state machine is
+//! [`lifecycle`](crate::auth::lifecycle)'s, the schedule [`schedule`]'s, the loop
+//! [`refresher`]'s. Static profiles are always `Valid`. The manager outlives reloads; `apply`
+//! updates the profiles.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@
 //! daemon uses. Every error names the file, the line and the key.
 
 mod locate;
+pub mod preset;
 mod raw;
 mod render;
 pub mod units;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-pub use crate::alibaba::Region;
+pub use preset::{KeySource, Region};
 
 /// Default listen address, as with the seed's tool.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";

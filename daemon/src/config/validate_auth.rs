@@ -7,11 +7,11 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::locate::{Locator, Seg};
+use super::preset::{DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
 use super::raw::RawAuth;
 use super::units::parse_duration;
 use super::validate::non_empty;
 use super::*;
-use crate::alibaba::{DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -157,7 +157,7 @@ pub(super) fn profile(name: &str, p: &RawAuth, at: &Locator<'_>) -> Result<AuthP
                 ims_endpoint: or_preset("ims_endpoint", &p.ims_endpoint, preset.ims_endpoint)?,
                 access_key: {
                     let text = p.access_key.clone().unwrap_or_else(|| "env".into());
-                    crate::alibaba::credentials::KeySource::parse(&text)
+                    KeySource::parse(&text)
                         .map_err(|e| at.error(&key("access_key"), e.to_string()))?;
                     text
                 },
