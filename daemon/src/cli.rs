@@ -332,7 +332,7 @@ async fn handle_signals(mut signals: Signals, shared: Arc<Shared>, stop: watch::
     while let Some(signal) = signals.next().await {
         match signal {
             SIGHUP => {
-                let _ = shared.reload_logged("SIGHUP");
+                let _ = systemd::reload(&shared, "SIGHUP");
             }
             _ if *stop.borrow() => {
                 tracing::warn!("second stop signal: exiting at once");

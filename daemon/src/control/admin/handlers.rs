@@ -181,7 +181,7 @@ fn wait_param(query: Option<&str>) -> std::time::Duration {
 struct EmptyBody {}
 
 fn reload(shared: &Shared) -> Result<Resp, Failure> {
-    match shared.reload_logged("admin") {
+    match crate::control::systemd::reload(shared, "admin") {
         Ok(r) => {
             let source = shared.current().config.source.to_string();
             Ok(json(
