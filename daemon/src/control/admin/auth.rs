@@ -3,12 +3,10 @@
 use http::StatusCode;
 use mcpproxyd_api::{self as api, codes};
 
-use super::handlers::{json, Failure};
+use super::reply::{json, Failure, Resp};
 use crate::auth::login::{self, LoginError};
 use crate::auth::oauth::{self, Endpoints};
 use crate::state::Shared;
-
-type Resp = http::Response<http_body_util::Full<bytes::Bytes>>;
 
 fn failure(e: LoginError) -> Failure {
     match e {

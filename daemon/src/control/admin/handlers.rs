@@ -4,48 +4,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use mcpproxyd_api::{self as api, codes};
-use serde::de::DeserializeOwned;
 
-use super::{views, PeerCred};
+use super::peer::PeerCred;
+use super::reply::{error, json, read_json, Failure, Resp};
+use super::{auth, views};
 use crate::state::Shared;
-
-type Resp = Response<Full<Bytes>>;
-
-/// An admin error: status, stable code, message.
-pub(super) struct Failure(pub StatusCode, pub &'static str, pub String);
-
-pub(super) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn error(f: Failure) -> Resp {
-    json(f.0, &api::ErrorBody::new(f.1, f.2))
-}
-
-/// The raw HTTP answer for a caller the peer-credential check refused (nothing was read).
-pub fn refusal(why: &str) -> Vec<u8> {
-    let body = serde_json::to_string(&api::ErrorBody::new(
-        codes::PEER_REFUSED,
-        format!("refused: {why}"),
-    ))
-    .unwrap_or_default();
-    format!(
-        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
 
 pub async fn handle(
     shared: Arc<Shared>,
@@ -132,21 +100,17 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             })?;
             Ok(json(StatusCode::OK, &views::acl_check(shared, &check)))
         }
-        "/v1/login" => super::auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
+        "/v1/login" => auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
         "/v1/login/{id}" => {
             let wait = wait_param(req.uri().query());
-            super::auth::login_status(shared, login_id.as_deref().unwrap_or(""), wait).await
+            auth::login_status(shared, login_id.as_deref().unwrap_or(""), wait).await
         }
         "/v1/login/{id}/code" => {
             let body: api::LoginCode = read_json(req).await?.unwrap_or_default();
-            super::auth::login_code(shared, login_id.as_deref().unwrap_or(""), body).await
+            auth::login_code(shared, login_id.as_deref().unwrap_or(""), body).await
         }
-        "/v1/logout" => {
-            super::auth::logout(shared, read_json(req).await?.unwrap_or_default()).await
-        }
-        "/v1/revoke" => {
-            super::auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await
-        }
+        "/v1/logout" => auth::logout(shared, read_json(req).await?.unwrap_or_default()).await,
+        "/v1/revoke" => auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await,
         "/v1/import/aliyun" => {
             let body: api::ImportAliyun = read_json(req).await?.ok_or_else(|| {
                 Failure(
@@ -155,11 +119,9 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
                     "send {\"file\": <the JSON of ~/.aliyun/.mcpproxy_config>}".into(),
                 )
             })?;
-            super::auth::import_aliyun(shared, body).await
+            auth::import_aliyun(shared, body).await
         }
-        "/v1/app/fix" => {
-            super::auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await
-        }
+        "/v1/app/fix" => auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await,
         _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
     }
 }
@@ -198,63 +160,6 @@ fn reload(shared: &Shared) -> Result<Resp, Failure> {
             format!("{e}; the running configuration is unchanged"),
         )),
     }
-}
-
-/// Reads a size-limited JSON body; `None` when there is none.
-pub(super) async fn read_json<T: DeserializeOwned>(
-    req: Request<Incoming>,
-) -> Result<Option<T>, Failure> {
-    let too_large = || {
-        Failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::BODY_TOO_LARGE,
-            format!(
-                "request bodies are limited to {} bytes",
-                api::MAX_REQUEST_BODY
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > api::MAX_REQUEST_BODY as u64) {
-        return Err(too_large());
-    }
-    let is_json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
-    let bytes = Limited::new(req.into_body(), api::MAX_REQUEST_BODY)
-        .collect()
-        .await
-        .map_err(|_| too_large())?
-        .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    if is_json == Some(false) {
-        return Err(Failure(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            codes::UNSUPPORTED_MEDIA_TYPE,
-            "send the body as Content-Type: application/json".into(),
-        ));
-    }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        )
-    })
 }
 
 fn metrics_text(shared: &Shared) -> Resp {
