@@ -32,40 +32,64 @@ pub async fn handle(
     Ok(response)
 }
 
-/// Known paths and the one method each takes.
-const ROUTES: &[(&str, Method)] = &[
-    ("/v1/status", Method::GET),
-    ("/v1/servers", Method::GET),
-    ("/v1/reload", Method::POST),
-    ("/v1/acl/check", Method::POST),
-    ("/v1/metrics", Method::GET),
-    ("/v1/login", Method::POST),
-    ("/v1/login/{id}", Method::GET),
-    ("/v1/login/{id}/code", Method::POST),
-    ("/v1/logout", Method::POST),
-    ("/v1/revoke", Method::POST),
-    ("/v1/import/aliyun", Method::POST),
-    ("/v1/app/fix", Method::POST),
+/// What an admin request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Status,
+    Servers,
+    Reload,
+    AclCheck,
+    Metrics,
+    Login,
+    LoginStatus,
+    LoginCode,
+    Logout,
+    Revoke,
+    ImportAliyun,
+    AppFix,
+}
+
+/// Every admin path, spelled once, with the one method it takes. `{id}` is a login id.
+const ROUTES: &[(&str, Method, Route)] = &[
+    ("/v1/status", Method::GET, Route::Status),
+    ("/v1/servers", Method::GET, Route::Servers),
+    ("/v1/reload", Method::POST, Route::Reload),
+    ("/v1/acl/check", Method::POST, Route::AclCheck),
+    ("/v1/metrics", Method::GET, Route::Metrics),
+    ("/v1/login", Method::POST, Route::Login),
+    ("/v1/login/{id}", Method::GET, Route::LoginStatus),
+    ("/v1/login/{id}/code", Method::POST, Route::LoginCode),
+    ("/v1/logout", Method::POST, Route::Logout),
+    ("/v1/revoke", Method::POST, Route::Revoke),
+    ("/v1/import/aliyun", Method::POST, Route::ImportAliyun),
+    ("/v1/app/fix", Method::POST, Route::AppFix),
 ];
 
-/// The route pattern of a path, and the login id it carries.
-fn pattern(path: &str) -> (String, Option<String>) {
-    if let Some(rest) = path.strip_prefix("/v1/login/") {
-        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
-        if valid && tail.is_empty() {
-            return ("/v1/login/{id}".into(), Some(id.to_string()));
-        }
-        if valid && tail == "code" {
-            return ("/v1/login/{id}/code".into(), Some(id.to_string()));
+/// Whether `path` fits `pattern` segment by segment; `Some(id)` carries the `{id}` segment (a
+/// login id: ASCII letters and digits).
+fn fits(pattern: &str, path: &str) -> Option<Option<String>> {
+    let (mut want, mut got) = (pattern.split('/'), path.split('/'));
+    let mut id = None;
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(seg))
+                if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                id = Some(seg.to_string())
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
         }
     }
-    (path.to_string(), None)
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure> {
-    let (path, login_id) = pattern(req.uri().path());
-    let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+    let path = req.uri().path().to_string();
+    let Some((pattern, allowed, route, login_id)) = ROUTES
+        .iter()
+        .find_map(|(p, m, r)| fits(p, &path).map(|id| (*p, m, *r, id)))
+    else {
         return Err(Failure(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
@@ -76,21 +100,22 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
         let mut r = error(Failure(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::METHOD_NOT_ALLOWED,
-            format!("{path} takes {allowed}"),
+            format!("{pattern} takes {allowed}"),
         ));
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(allowed.as_str()));
         return Ok(r);
     }
-    match path.as_str() {
-        "/v1/status" => Ok(json(StatusCode::OK, &views::status(shared))),
-        "/v1/servers" => Ok(json(StatusCode::OK, &views::servers(shared))),
-        "/v1/metrics" => Ok(metrics_text(shared)),
-        "/v1/reload" => {
+    let login_id = login_id.unwrap_or_default();
+    match route {
+        Route::Status => Ok(json(StatusCode::OK, &views::status(shared))),
+        Route::Servers => Ok(json(StatusCode::OK, &views::servers(shared))),
+        Route::Metrics => Ok(metrics_text(shared)),
+        Route::Reload => {
             let _: Option<EmptyBody> = read_json(req).await?;
             reload(shared)
         }
-        "/v1/acl/check" => {
+        Route::AclCheck => {
             let check: api::AclCheck = read_json(req).await?.ok_or_else(|| {
                 Failure(
                     StatusCode::BAD_REQUEST,
@@ -100,18 +125,18 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             })?;
             Ok(json(StatusCode::OK, &views::acl_check(shared, &check)))
         }
-        "/v1/login" => auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
-        "/v1/login/{id}" => {
+        Route::Login => auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::LoginStatus => {
             let wait = wait_param(req.uri().query());
-            auth::login_status(shared, login_id.as_deref().unwrap_or(""), wait).await
+            auth::login_status(shared, &login_id, wait).await
         }
-        "/v1/login/{id}/code" => {
+        Route::LoginCode => {
             let body: api::LoginCode = read_json(req).await?.unwrap_or_default();
-            auth::login_code(shared, login_id.as_deref().unwrap_or(""), body).await
+            auth::login_code(shared, &login_id, body).await
         }
-        "/v1/logout" => auth::logout(shared, read_json(req).await?.unwrap_or_default()).await,
-        "/v1/revoke" => auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await,
-        "/v1/import/aliyun" => {
+        Route::Logout => auth::logout(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::Revoke => auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::ImportAliyun => {
             let body: api::ImportAliyun = read_json(req).await?.ok_or_else(|| {
                 Failure(
                     StatusCode::BAD_REQUEST,
@@ -121,8 +146,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             })?;
             auth::import_aliyun(shared, body).await
         }
-        "/v1/app/fix" => auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await,
-        _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
+        Route::AppFix => auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await,
     }
 }
 
@@ -181,4 +205,36 @@ pub async fn metrics_only(shared: Arc<Shared>, req: Request<Incoming>) -> Result
             "only GET /metrics is served here".into(),
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_fit_their_pattern_on_whole_segments() {
+        assert_eq!(fits("/v1/status", "/v1/status"), Some(None));
+        assert_eq!(fits("/v1/status", "/v1/status/"), None);
+        assert_eq!(fits("/v1/login", "/v1/login/"), None);
+        assert_eq!(
+            fits("/v1/login/{id}", "/v1/login/ab12"),
+            Some(Some("ab12".into()))
+        );
+        assert_eq!(
+            fits("/v1/login/{id}/code", "/v1/login/ab12/code"),
+            Some(Some("ab12".into()))
+        );
+        assert_eq!(fits("/v1/login/{id}", "/v1/login/"), None);
+        assert_eq!(fits("/v1/login/{id}", "/v1/login/a-b"), None);
+        assert_eq!(fits("/v1/login/{id}/code", "/v1/login/ab/codes"), None);
+    }
+
+    #[test]
+    fn every_path_is_listed_once() {
+        for (i, (p, _, r)) in ROUTES.iter().enumerate() {
+            for (q, _, s) in &ROUTES[..i] {
+                assert!(p != q && r != s, "{p} is listed twice");
+            }
+        }
+    }
 }
