@@ -6,11 +6,11 @@ use std::io::{BufRead, Write};
 use mcpproxyd_api::{
     AclCheck, AclVerdict, LoggedOut, ProfileRequest, Reloaded, Revoked, Servers, Status,
 };
-use serde_json::Value;
 
 use crate::cli::{AclCommand, AppCommand, Command};
 use crate::client::{self, Client, NETWORK_TIMEOUT};
 use crate::error::CtlError;
+use crate::output::{emit, print_json};
 use crate::{exit, login, render, Env};
 
 /// Runs `command` against the daemon; its answer goes to `out`; `status --check`'s findings,
@@ -239,19 +239,4 @@ async fn revoke(
         )?;
     }
     Ok(exit::REVOKE_INCOMPLETE)
-}
-
-/// Prints a JSON answer pretty; an answer that isn't JSON is the daemon's error.
-pub(crate) fn print_json(what: &str, body: &[u8], out: &mut dyn Write) -> Result<(), CtlError> {
-    let value: Value = client::parse(what, body)?;
-    let text = serde_json::to_string_pretty(&value)
-        .map_err(|e| CtlError::io("cannot format JSON", e.into()))?;
-    emit(out, &format!("{text}\n"))
-}
-
-/// Writes `text` and flushes it.
-pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(CtlError::output)
 }
