@@ -11,6 +11,7 @@ mod render;
 pub mod units;
 mod validate;
 mod validate_auth;
+mod validate_upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -9,8 +9,7 @@ use url::Url;
 use super::locate::{Locator, Seg};
 use super::preset::{DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
 use super::raw::RawAuth;
-use super::units::parse_duration;
-use super::validate::non_empty;
+use super::units::{non_empty, parse_duration};
 use super::*;
 
 type Result<T> = std::result::Result<T, ConfigError>;

@@ -1,0 +1,259 @@
+//! Validation of `[[upstream]]` tables: the URL the token goes to, the mount, the catalog and
+//! its static servers, and the outbound proxy.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use url::Url;
+
+use super::locate::{Locator, Seg};
+use super::raw::RawUpstream;
+use super::units::{non_empty, parse_duration};
+use super::*;
+use crate::proxy::path;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn upstream(
+    i: usize,
+    u: &RawUpstream,
+    auth: &BTreeMap<String, AuthProfile>,
+    flags: &Overrides,
+    at: &Locator<'_>,
+) -> Result<Upstream> {
+    let key = |k: &'static str| [Seg::Key("upstream"), Seg::Index(i), Seg::Key(k)];
+    let name = u
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("upstream-{}", i + 1));
+    let auth_name = match &u.auth {
+        Some(a) => a.clone(),
+        None if auth.len() == 1 => auth.keys().next().cloned().unwrap_or_default(),
+        None => {
+            return Err(at.error(
+                &key("name"),
+                "set `auth` to the name of an [auth.NAME] profile",
+            ))
+        }
+    };
+    let Some(profile) = auth.get(&auth_name) else {
+        let known: Vec<_> = auth.keys().map(String::as_str).collect();
+        return Err(at.error(
+            &key("auth"),
+            format!(
+                "no [auth.{auth_name}] profile (profiles: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    let url_key = if i == 0 && flags.upstream.is_some() {
+        vec![Seg::Key("--upstream")]
+    } else {
+        key("url").to_vec()
+    };
+    let url_text = match (u.url.as_deref().and_then(non_empty), profile) {
+        (Some(url), _) => url.to_string(),
+        (None, AuthProfile::Alibaba(p)) => p.region.preset().mcp_endpoint.to_string(),
+        (None, _) => return Err(at.error(&key("name"), "`url` is required")),
+    };
+    let mut url = upstream_url(&url_text, u.allow_http).map_err(|m| at.error(&url_key, m))?;
+    let from_flag = i == 0 && flags.upstream.is_some();
+    if let AuthProfile::Alibaba(p) = profile {
+        url = follow_region(url, p.region, from_flag);
+    }
+    let base_path = url.path().trim_end_matches('/').to_string();
+
+    let mount_text = u.mount.clone().unwrap_or_else(|| "/".into());
+    let mount = normal_mount(&mount_text).map_err(|m| at.error(&key("mount"), m))?;
+    let catalog = match u.catalog.as_deref() {
+        Some("alibaba") => CatalogSource::Alibaba,
+        Some("static") => CatalogSource::Static,
+        None if matches!(profile, AuthProfile::Alibaba(_)) && u.servers.is_empty() => {
+            CatalogSource::Alibaba
+        }
+        None => CatalogSource::Static,
+        Some(other) => {
+            return Err(at.error(
+                &key("catalog"),
+                format!("unknown catalog `{other}`; use alibaba or static"),
+            ))
+        }
+    };
+    let mut servers = Vec::new();
+    for (j, s) in u.servers.iter().enumerate() {
+        let skey = |k: &'static str| {
+            [
+                Seg::Key("upstream"),
+                Seg::Index(i),
+                Seg::Key("servers"),
+                Seg::Index(j),
+                Seg::Key(k),
+            ]
+        };
+        if s.name.trim().is_empty() {
+            return Err(at.error(&skey("name"), "every server needs a name"));
+        }
+        let mut paths = [None, None];
+        for (slot, (field, text)) in [("mcp", &s.mcp), ("sse", &s.sse)].into_iter().enumerate() {
+            if text.is_empty() {
+                continue;
+            }
+            path::check_normal(text)
+                .map_err(|e| at.error(&skey(field), format!("`{text}`: {e}")))?;
+            if !path::under(text, &base_path) {
+                return Err(at.error(
+                    &skey(field),
+                    format!("`{text}` is not under the upstream URL's path `{base_path}`"),
+                ));
+            }
+            paths[slot] = Some(text.clone());
+        }
+        if paths.iter().all(Option::is_none) {
+            return Err(at.error(&skey("mcp"), "set `mcp` and/or `sse`"));
+        }
+        let [mcp, sse] = paths;
+        servers.push(Server {
+            name: s.name.trim().to_string(),
+            id: s.id.trim().to_string(),
+            mcp,
+            sse,
+        });
+    }
+    let catalog_refresh = match &u.catalog_refresh {
+        None => DEFAULT_CATALOG_REFRESH,
+        Some(text) => {
+            let d = parse_duration(text).map_err(|m| at.error(&key("catalog_refresh"), m))?;
+            if d < std::time::Duration::from_secs(10) {
+                return Err(at.error(&key("catalog_refresh"), "must be at least 10s"));
+            }
+            d
+        }
+    };
+    let ca_file = non_empty(&u.ca_file).map(PathBuf::from);
+    if let Some(f) = &ca_file {
+        if !f.is_file() {
+            return Err(at.error(&key("ca_file"), format!("{} does not exist", f.display())));
+        }
+    }
+    let proxy = match non_empty(&u.proxy) {
+        None => None,
+        Some(text) => {
+            let p = Url::parse(text)
+                .ok()
+                .filter(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
+                .ok_or_else(|| {
+                    at.error(
+                        &key("proxy"),
+                        format!("`{text}` is not an http(s):// proxy URL"),
+                    )
+                })?;
+            Some(p)
+        }
+    };
+    Ok(Upstream {
+        name,
+        mount,
+        url,
+        base_path,
+        auth: auth_name,
+        ca_file,
+        catalog,
+        catalog_refresh,
+        allow_http: u.allow_http,
+        proxy,
+        servers,
+    })
+}
+
+/// A region's preset MCP endpoint written out in the file is not a URL of the operator's own: it
+/// follows the profile's region, so `--region INTL` never sends INTL tokens to the CN endpoint.
+/// Any other URL, and whatever `--upstream` says, is kept as it is.
+fn follow_region(url: Url, region: Region, from_flag: bool) -> Url {
+    match Region::of_mcp_endpoint(&url) {
+        Some(preset) if preset != region && !from_flag => {
+            Url::parse(region.preset().mcp_endpoint).expect("preset URLs are valid")
+        }
+        _ => url,
+    }
+}
+
+/// An upstream URL: `https://`, or `http://` to a loopback address when explicitly allowed.
+fn upstream_url(text: &str, allow_http: bool) -> std::result::Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if url.host().is_none() {
+        return Err(format!("`{text}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed; use an [auth] profile".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{text}`: an upstream URL has no query or fragment"
+        ));
+    }
+    path::check_normal(url.path()).map_err(|e| format!("`{text}`: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if !allow_http => Err(format!(
+            "`{text}` is plain http: the token would cross the network unencrypted; use https, \
+             or for a loopback test server set allow_http = true"
+        )),
+        "http" if !is_loopback_host(&url) => Err(format!(
+            "`{text}`: plain http is only allowed to a loopback address"
+        )),
+        "http" => Ok(url),
+        other => Err(format!("`{text}`: unsupported scheme `{other}`; use https")),
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn normal_mount(text: &str) -> std::result::Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must start with `/`"));
+    }
+    path::check_normal(text).map_err(|e| format!("`{text}`: {e}"))?;
+    if text.contains(['?', '#']) {
+        return Err(format!("`{text}`: a mount is a path only"));
+    }
+    let trimmed = text.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    })
+}
+
+pub(super) fn check_unique_upstreams(upstreams: &[Upstream], at: &Locator<'_>) -> Result<()> {
+    for (i, u) in upstreams.iter().enumerate() {
+        for other in &upstreams[..i] {
+            if other.name == u.name {
+                return Err(at.error(
+                    &[Seg::Key("upstream"), Seg::Index(i), Seg::Key("name")],
+                    format!("upstream name `{}` is used twice", u.name),
+                ));
+            }
+            if other.mount == u.mount {
+                return Err(at.error(
+                    &[Seg::Key("upstream"), Seg::Index(i), Seg::Key("mount")],
+                    format!(
+                        "mount `{}` is used by upstream `{}` already",
+                        u.mount, other.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
