@@ -21,25 +21,62 @@ pub(super) fn upstream(
     flags: &Overrides,
     at: &Locator<'_>,
 ) -> Result<Upstream> {
-    let key = |k: &'static str| [Seg::Key("upstream"), Seg::Index(i), Seg::Key(k)];
+    let at = Here { i, at };
     let name = u
         .name
         .clone()
         .unwrap_or_else(|| format!("upstream-{}", i + 1));
+    let (auth_name, profile) = profile_of(u, auth, at)?;
+    let url = url_of(u, profile, i == 0 && flags.upstream.is_some(), at)?;
+    let base_path = url.path().trim_end_matches('/').to_string();
+    let mount_text = u.mount.clone().unwrap_or_else(|| "/".into());
+    let mount = normal_mount(&mount_text).map_err(|m| at.error("mount", m))?;
+    // Fields are checked in the order they are written, so the first error reported is the
+    // same as ever.
+    Ok(Upstream {
+        name,
+        mount,
+        catalog: catalog_of(u, profile, at)?,
+        servers: servers(u, &base_path, at)?,
+        url,
+        base_path,
+        auth: auth_name,
+        catalog_refresh: catalog_refresh(u, at)?,
+        ca_file: ca_file(u, at)?,
+        allow_http: u.allow_http,
+        proxy: proxy(u, at)?,
+    })
+}
+
+/// Where in the file an upstream's errors point: `upstream[i].KEY`.
+#[derive(Clone, Copy)]
+struct Here<'a, 'b> {
+    i: usize,
+    at: &'a Locator<'b>,
+}
+
+impl Here<'_, '_> {
+    fn error(&self, k: &'static str, message: impl Into<String>) -> ConfigError {
+        let key = [Seg::Key("upstream"), Seg::Index(self.i), Seg::Key(k)];
+        self.at.error(&key, message)
+    }
+}
+
+/// The `[auth.NAME]` profile the upstream names (or the only one there is).
+fn profile_of<'p>(
+    u: &RawUpstream,
+    auth: &'p BTreeMap<String, AuthProfile>,
+    at: Here<'_, '_>,
+) -> Result<(String, &'p AuthProfile)> {
     let auth_name = match &u.auth {
         Some(a) => a.clone(),
         None if auth.len() == 1 => auth.keys().next().cloned().unwrap_or_default(),
-        None => {
-            return Err(at.error(
-                &key("name"),
-                "set `auth` to the name of an [auth.NAME] profile",
-            ))
-        }
+        None => return Err(at.error("name", "set `auth` to the name of an [auth.NAME] profile")),
     };
     let Some(profile) = auth.get(&auth_name) else {
         let known: Vec<_> = auth.keys().map(String::as_str).collect();
         return Err(at.error(
-            &key("auth"),
+            "auth",
             format!(
                 "no [auth.{auth_name}] profile (profiles: {})",
                 if known.is_empty() {
@@ -50,26 +87,37 @@ pub(super) fn upstream(
             ),
         ));
     };
-    let url_key = if i == 0 && flags.upstream.is_some() {
-        vec![Seg::Key("--upstream")]
-    } else {
-        key("url").to_vec()
-    };
+    Ok((auth_name, profile))
+}
+
+/// The URL the token goes to: as written (or by `--upstream`), else the region's endpoint of
+/// an `alibaba` profile.
+fn url_of(
+    u: &RawUpstream,
+    profile: &AuthProfile,
+    from_flag: bool,
+    at: Here<'_, '_>,
+) -> Result<Url> {
     let url_text = match (u.url.as_deref().and_then(non_empty), profile) {
         (Some(url), _) => url.to_string(),
         (None, AuthProfile::Alibaba(p)) => p.region.preset().mcp_endpoint.to_string(),
-        (None, _) => return Err(at.error(&key("name"), "`url` is required")),
+        (None, _) => return Err(at.error("name", "`url` is required")),
     };
-    let mut url = upstream_url(&url_text, u.allow_http).map_err(|m| at.error(&url_key, m))?;
-    let from_flag = i == 0 && flags.upstream.is_some();
+    let mut url = upstream_url(&url_text, u.allow_http).map_err(|m| {
+        if from_flag {
+            at.at.error(&[Seg::Key("--upstream")], m)
+        } else {
+            at.error("url", m)
+        }
+    })?;
     if let AuthProfile::Alibaba(p) = profile {
         url = follow_region(url, p.region, from_flag);
     }
-    let base_path = url.path().trim_end_matches('/').to_string();
+    Ok(url)
+}
 
-    let mount_text = u.mount.clone().unwrap_or_else(|| "/".into());
-    let mount = normal_mount(&mount_text).map_err(|m| at.error(&key("mount"), m))?;
-    let catalog = match u.catalog.as_deref() {
+fn catalog_of(u: &RawUpstream, profile: &AuthProfile, at: Here<'_, '_>) -> Result<CatalogSource> {
+    Ok(match u.catalog.as_deref() {
         Some("alibaba") => CatalogSource::Alibaba,
         Some("static") => CatalogSource::Static,
         None if matches!(profile, AuthProfile::Alibaba(_)) && u.servers.is_empty() => {
@@ -78,24 +126,28 @@ pub(super) fn upstream(
         None => CatalogSource::Static,
         Some(other) => {
             return Err(at.error(
-                &key("catalog"),
+                "catalog",
                 format!("unknown catalog `{other}`; use alibaba or static"),
             ))
         }
-    };
+    })
+}
+
+/// The static catalog entries: each needs a name and normal paths under the URL's own path.
+fn servers(u: &RawUpstream, base_path: &str, at: Here<'_, '_>) -> Result<Vec<Server>> {
     let mut servers = Vec::new();
     for (j, s) in u.servers.iter().enumerate() {
         let skey = |k: &'static str| {
             [
                 Seg::Key("upstream"),
-                Seg::Index(i),
+                Seg::Index(at.i),
                 Seg::Key("servers"),
                 Seg::Index(j),
                 Seg::Key(k),
             ]
         };
         if s.name.trim().is_empty() {
-            return Err(at.error(&skey("name"), "every server needs a name"));
+            return Err(at.at.error(&skey("name"), "every server needs a name"));
         }
         let mut paths = [None, None];
         for (slot, (field, text)) in [("mcp", &s.mcp), ("sse", &s.sse)].into_iter().enumerate() {
@@ -103,9 +155,9 @@ pub(super) fn upstream(
                 continue;
             }
             path::check_normal(text)
-                .map_err(|e| at.error(&skey(field), format!("`{text}`: {e}")))?;
-            if !path::under(text, &base_path) {
-                return Err(at.error(
+                .map_err(|e| at.at.error(&skey(field), format!("`{text}`: {e}")))?;
+            if !path::under(text, base_path) {
+                return Err(at.at.error(
                     &skey(field),
                     format!("`{text}` is not under the upstream URL's path `{base_path}`"),
                 ));
@@ -113,7 +165,7 @@ pub(super) fn upstream(
             paths[slot] = Some(text.clone());
         }
         if paths.iter().all(Option::is_none) {
-            return Err(at.error(&skey("mcp"), "set `mcp` and/or `sse`"));
+            return Err(at.at.error(&skey("mcp"), "set `mcp` and/or `sse`"));
         }
         let [mcp, sse] = paths;
         servers.push(Server {
@@ -123,50 +175,41 @@ pub(super) fn upstream(
             sse,
         });
     }
-    let catalog_refresh = match &u.catalog_refresh {
-        None => DEFAULT_CATALOG_REFRESH,
+    Ok(servers)
+}
+
+fn catalog_refresh(u: &RawUpstream, at: Here<'_, '_>) -> Result<std::time::Duration> {
+    match &u.catalog_refresh {
+        None => Ok(DEFAULT_CATALOG_REFRESH),
         Some(text) => {
-            let d = parse_duration(text).map_err(|m| at.error(&key("catalog_refresh"), m))?;
+            let d = parse_duration(text).map_err(|m| at.error("catalog_refresh", m))?;
             if d < std::time::Duration::from_secs(10) {
-                return Err(at.error(&key("catalog_refresh"), "must be at least 10s"));
+                return Err(at.error("catalog_refresh", "must be at least 10s"));
             }
-            d
+            Ok(d)
         }
-    };
+    }
+}
+
+fn ca_file(u: &RawUpstream, at: Here<'_, '_>) -> Result<Option<PathBuf>> {
     let ca_file = non_empty(&u.ca_file).map(PathBuf::from);
     if let Some(f) = &ca_file {
         if !f.is_file() {
-            return Err(at.error(&key("ca_file"), format!("{} does not exist", f.display())));
+            return Err(at.error("ca_file", format!("{} does not exist", f.display())));
         }
     }
-    let proxy = match non_empty(&u.proxy) {
-        None => None,
-        Some(text) => {
-            let p = Url::parse(text)
-                .ok()
-                .filter(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
-                .ok_or_else(|| {
-                    at.error(
-                        &key("proxy"),
-                        format!("`{text}` is not an http(s):// proxy URL"),
-                    )
-                })?;
-            Some(p)
-        }
+    Ok(ca_file)
+}
+
+fn proxy(u: &RawUpstream, at: Here<'_, '_>) -> Result<Option<Url>> {
+    let Some(text) = non_empty(&u.proxy) else {
+        return Ok(None);
     };
-    Ok(Upstream {
-        name,
-        mount,
-        url,
-        base_path,
-        auth: auth_name,
-        ca_file,
-        catalog,
-        catalog_refresh,
-        allow_http: u.allow_http,
-        proxy,
-        servers,
-    })
+    Url::parse(text)
+        .ok()
+        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
+        .map(Some)
+        .ok_or_else(|| at.error("proxy", format!("`{text}` is not an http(s):// proxy URL")))
 }
 
 /// A region's preset MCP endpoint written out in the file is not a URL of the operator's own: it
