@@ -1,5 +1,6 @@
-//! Why the token manager could not do what was asked: a profile or store it does not have, a
-//! store that failed, or (for a refresh) the authorization server's answer.
+//! Why the credential plane could not do what was asked: the token manager (a profile or store
+//! it does not have, a store that failed, or for a refresh the authorization server's answer),
+//! and logins.
 
 use crate::auth::oauth::OAuthError;
 use crate::auth::token_store::StoreError;
@@ -40,4 +41,17 @@ impl RefreshError {
     pub fn needs_login(&self) -> bool {
         matches!(self, RefreshError::OAuth(e) if e.needs_login())
     }
+}
+
+/// Why a login could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("{0}")]
+    Profile(String),
+    #[error("{0}")]
+    OAuth(#[from] OAuthError),
+    #[error("no login {0} is pending (it finished, failed or expired)")]
+    Unknown(String),
+    #[error("{0}")]
+    BadCode(String),
 }

@@ -6,8 +6,9 @@
 //!   [`lifecycle`]: the state machine of a profile's token, one method per transition;
 //!   [`schedule`]: when to refresh (expiry, margin, jitter, backoff), pure maths;
 //!   [`refresher`]: the per-profile task that refreshes on that schedule;
-//!   [`errors`]: what the token manager reports when it cannot do what was asked.
-//! - [`login`]: pending logins (authorization code + PKCE) started from the admin API;
+//!   [`errors`]: what the token manager and logins report when they cannot do what was asked.
+//! - [`login`]: pending logins (authorization code + PKCE) started from the admin API, each
+//!   after its [`login_plan`] (endpoints, client id, resource);
 //!   [`terminal_login`]: the foreground `--no-browser` login on a terminal.
 //! - [`oauth`]: the OAuth 2.1 client (discovery, registration, token and revocation calls).
 //! - [`token_store`]: where tokens live: the OS keyring or an encrypted file.
@@ -17,6 +18,7 @@ pub mod errors;
 pub mod import;
 pub mod lifecycle;
 pub mod login;
+pub mod login_plan;
 pub mod oauth;
 pub mod refresher;
 pub mod schedule;
