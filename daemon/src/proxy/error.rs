@@ -35,8 +35,6 @@ pub enum ProxyError {
     UpstreamUnreachable { upstream: String },
     #[error("the upstream `{upstream}` did not answer within limits.response_header_timeout")]
     UpstreamTimeout { upstream: String },
-    #[error("the proxy is shutting down")]
-    ShuttingDown,
 }
 
 impl ProxyError {
@@ -68,7 +66,6 @@ impl ProxyError {
                 (StatusCode::BAD_GATEWAY, "upstream_unreachable")
             }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            ProxyError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         }
     }
 
