@@ -1,5 +1,5 @@
 //! Parsing of the human units the config uses: durations (`"10s"`, `"1h30m"`) and sizes
-//! (`"16MiB"`); and [`non_empty`], how every optional text value is read (blank = unset).
+//! (`"16MiB"`); and `non_empty`, how every optional text value is read (blank = unset).
 
 use std::time::Duration;
 
