@@ -4,8 +4,9 @@
 use std::io::{BufRead, Write};
 
 use mcpproxyd_api::{
-    AclCheck, AclVerdict, LoggedOut, ProfileRequest, Reloaded, Revoked, Servers, Status,
+    AclCheck, AclVerdict, AppFixed, LoggedOut, ProfileRequest, Reloaded, Revoked, Servers, Status,
 };
+use serde::de::DeserializeOwned;
 
 use crate::cli::{AclCommand, AppCommand, Command};
 use crate::client::{self, Client, NETWORK_TIMEOUT};
@@ -27,77 +28,15 @@ pub async fn execute(
 ) -> Result<u8, CtlError> {
     match command {
         Command::Status { json, check } => status(client, *json, *check, out, err, now).await,
-        Command::Servers { json } => {
-            let body = client.get("/v1/servers").await?;
-            if *json {
-                print_json("GET /v1/servers", &body, out)?;
-            } else {
-                let servers: Servers = client::parse("GET /v1/servers", &body)?;
-                emit(out, &render::servers(&servers))?;
-            }
-            Ok(exit::OK)
-        }
-        Command::Reload => {
-            let body = client
-                .post_json("/v1/reload", &serde_json::json!({}))
-                .await?;
-            let reloaded: Reloaded = client::parse("POST /v1/reload", &body)?;
-            emit(out, &render::reloaded(&reloaded))?;
-            Ok(exit::OK)
-        }
+        Command::Servers { json } => servers(client, *json, out).await,
+        Command::Reload => reload(client, out).await,
         Command::Acl(AclCommand::Check { path, tool, json }) => {
-            let check = AclCheck {
-                path: path.clone(),
-                tool: tool.clone(),
-                key: None,
-            };
-            let body = client.post_json("/v1/acl/check", &check).await?;
-            if *json {
-                print_json("POST /v1/acl/check", &body, out)?;
-            } else {
-                let verdict: AclVerdict = client::parse("POST /v1/acl/check", &body)?;
-                emit(out, &render::verdict(&verdict))?;
-            }
-            // A query: a denial is an answer, not a failure.
-            Ok(exit::OK)
+            acl_check(client, path, tool.as_deref(), *json, out).await
         }
         Command::App(AppCommand::Fix { profile, json }) => {
-            const WHAT: &str = "POST /v1/app/fix";
-            let request = ProfileRequest {
-                profile: profile.clone(),
-            };
-            let body = client
-                .clone()
-                .with_timeout(NETWORK_TIMEOUT)
-                .post_json("/v1/app/fix", &request)
-                .await?;
-            if *json {
-                print_json(WHAT, &body, out)?;
-            } else {
-                let fixed: mcpproxyd_api::AppFixed = client::parse(WHAT, &body)?;
-                let what = if fixed.changed {
-                    "redirect URI added to"
-                } else {
-                    "redirect URI already present in"
-                };
-                emit(
-                    out,
-                    &format!(
-                        "profile `{}`: {what} application {} (redirect URIs: {})\n",
-                        fixed.profile,
-                        fixed.app_id,
-                        fixed.redirect_uris.join(", ")
-                    ),
-                )?;
-            }
-            Ok(exit::OK)
+            app_fix(client, profile.clone(), *json, out).await
         }
-        Command::Metrics => {
-            let body = client.get("/v1/metrics").await?;
-            out.write_all(&body).map_err(CtlError::output)?;
-            out.flush().map_err(CtlError::output)?;
-            Ok(exit::OK)
-        }
+        Command::Metrics => metrics(client, out).await,
         Command::Login {
             profile,
             no_browser,
@@ -110,20 +49,7 @@ pub async fn execute(
             };
             login::login(client, args, env, input, out, err).await
         }
-        Command::Logout { profile, json } => {
-            const WHAT: &str = "POST /v1/logout";
-            let request = ProfileRequest {
-                profile: profile.clone(),
-            };
-            let body = client.post_json("/v1/logout", &request).await?;
-            if *json {
-                print_json(WHAT, &body, out)?;
-            } else {
-                let logged_out: LoggedOut = client::parse(WHAT, &body)?;
-                emit(out, &render::logged_out(&logged_out))?;
-            }
-            Ok(exit::OK)
-        }
+        Command::Logout { profile, json } => logout(client, profile.clone(), *json, out).await,
         Command::Revoke { profile, json } => revoke(client, profile.clone(), *json, out, err).await,
         Command::ImportAliyun {
             profile,
@@ -145,6 +71,106 @@ pub async fn execute(
             Ok(exit::OK)
         }
     }
+}
+
+/// Prints the daemon's answer: as it came with `--json`, else rendered for people by `show`.
+fn answer<T: DeserializeOwned>(
+    what: &str,
+    body: &[u8],
+    json: bool,
+    out: &mut dyn Write,
+    show: impl FnOnce(&T) -> String,
+) -> Result<u8, CtlError> {
+    if json {
+        print_json(what, body, out)?;
+    } else {
+        let value: T = client::parse(what, body)?;
+        emit(out, &show(&value))?;
+    }
+    Ok(exit::OK)
+}
+
+async fn servers(client: &Client, json: bool, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let body = client.get("/v1/servers").await?;
+    answer("GET /v1/servers", &body, json, out, |s: &Servers| {
+        render::servers(s)
+    })
+}
+
+async fn reload(client: &Client, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let body = client
+        .post_json("/v1/reload", &serde_json::json!({}))
+        .await?;
+    answer("POST /v1/reload", &body, false, out, |r: &Reloaded| {
+        render::reloaded(r)
+    })
+}
+
+/// `acl check`: a query, so a denial is an answer, not a failure (exit 0).
+async fn acl_check(
+    client: &Client,
+    path: &str,
+    tool: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let check = AclCheck {
+        path: path.to_string(),
+        tool: tool.map(str::to_string),
+        key: None,
+    };
+    let body = client.post_json("/v1/acl/check", &check).await?;
+    answer("POST /v1/acl/check", &body, json, out, |v: &AclVerdict| {
+        render::verdict(v)
+    })
+}
+
+async fn app_fix(
+    client: &Client,
+    profile: Option<String>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let body = client
+        .clone()
+        .with_timeout(NETWORK_TIMEOUT)
+        .post_json("/v1/app/fix", &ProfileRequest { profile })
+        .await?;
+    answer("POST /v1/app/fix", &body, json, out, |fixed: &AppFixed| {
+        let what = if fixed.changed {
+            "redirect URI added to"
+        } else {
+            "redirect URI already present in"
+        };
+        format!(
+            "profile `{}`: {what} application {} (redirect URIs: {})\n",
+            fixed.profile,
+            fixed.app_id,
+            fixed.redirect_uris.join(", ")
+        )
+    })
+}
+
+/// `metrics`: the Prometheus text as it came.
+async fn metrics(client: &Client, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let body = client.get("/v1/metrics").await?;
+    out.write_all(&body).map_err(CtlError::output)?;
+    out.flush().map_err(CtlError::output)?;
+    Ok(exit::OK)
+}
+
+async fn logout(
+    client: &Client,
+    profile: Option<String>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let body = client
+        .post_json("/v1/logout", &ProfileRequest { profile })
+        .await?;
+    answer("POST /v1/logout", &body, json, out, |l: &LoggedOut| {
+        render::logged_out(l)
+    })
 }
 
 async fn status(
