@@ -10,9 +10,11 @@
 //! - [`aliyun_fake`]: the AccessKey-signed Alibaba Cloud services (IMS applications, the
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
+//! - `accept`: the accept/TLS/shutdown loop the three peers share.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod admin;
 pub mod aliyun_fake;
 pub mod daemon;
