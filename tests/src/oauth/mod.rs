@@ -19,6 +19,7 @@ mod authorize;
 mod endpoints;
 mod http;
 pub mod pkce;
+mod reply;
 mod state;
 
 #[cfg(test)]
