@@ -11,7 +11,9 @@ use hyper::body::Incoming;
 use mcpproxyd_api::{self as api, codes};
 
 use super::peer::PeerCred;
-use super::reply::{error, json, read_json, Failure, Resp};
+// `json` and `Failure` stay reachable here for handler modules that import them from this one.
+use super::reply::{error, read_json, Resp};
+pub(super) use super::reply::{json, Failure};
 use super::{auth, views};
 use crate::state::Shared;
 
@@ -49,34 +51,38 @@ enum Route {
     AppFix,
 }
 
-/// Every admin path, spelled once, with the one method it takes. `{id}` is a login id.
-const ROUTES: &[(&str, Method, Route)] = &[
-    ("/v1/status", Method::GET, Route::Status),
-    ("/v1/servers", Method::GET, Route::Servers),
-    ("/v1/reload", Method::POST, Route::Reload),
-    ("/v1/acl/check", Method::POST, Route::AclCheck),
-    ("/v1/metrics", Method::GET, Route::Metrics),
-    ("/v1/login", Method::POST, Route::Login),
-    ("/v1/login/{id}", Method::GET, Route::LoginStatus),
-    ("/v1/login/{id}/code", Method::POST, Route::LoginCode),
-    ("/v1/logout", Method::POST, Route::Logout),
-    ("/v1/revoke", Method::POST, Route::Revoke),
-    ("/v1/import/aliyun", Method::POST, Route::ImportAliyun),
-    ("/v1/app/fix", Method::POST, Route::AppFix),
+/// Every admin path, spelled once, with the methods it takes and what each asks for. A `{id}`
+/// segment is a login id (ASCII letters and digits); any other `{...}` segment is one
+/// non-empty path segment.
+const ROUTES: &[(&str, &[(Method, Route)])] = &[
+    ("/v1/status", &[(Method::GET, Route::Status)]),
+    ("/v1/servers", &[(Method::GET, Route::Servers)]),
+    ("/v1/reload", &[(Method::POST, Route::Reload)]),
+    ("/v1/acl/check", &[(Method::POST, Route::AclCheck)]),
+    ("/v1/metrics", &[(Method::GET, Route::Metrics)]),
+    ("/v1/login", &[(Method::POST, Route::Login)]),
+    ("/v1/login/{id}", &[(Method::GET, Route::LoginStatus)]),
+    ("/v1/login/{id}/code", &[(Method::POST, Route::LoginCode)]),
+    ("/v1/logout", &[(Method::POST, Route::Logout)]),
+    ("/v1/revoke", &[(Method::POST, Route::Revoke)]),
+    ("/v1/import/aliyun", &[(Method::POST, Route::ImportAliyun)]),
+    ("/v1/app/fix", &[(Method::POST, Route::AppFix)]),
 ];
 
-/// Whether `path` fits `pattern` segment by segment; `Some(id)` carries the `{id}` segment (a
-/// login id: ASCII letters and digits).
+/// Whether `path` fits `pattern` segment by segment; `Some(param)` carries the `{...}` segment.
 fn fits(pattern: &str, path: &str) -> Option<Option<String>> {
     let (mut want, mut got) = (pattern.split('/'), path.split('/'));
-    let mut id = None;
+    let mut param = None;
     loop {
         match (want.next(), got.next()) {
-            (None, None) => return Some(id),
-            (Some("{id}"), Some(seg))
-                if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-            {
-                id = Some(seg.to_string())
+            (None, None) => return Some(param),
+            (Some(w), Some(seg)) if w.starts_with('{') && w.ends_with('}') => {
+                let ok = !seg.is_empty()
+                    && (w != "{id}" || seg.bytes().all(|b| b.is_ascii_alphanumeric()));
+                if !ok {
+                    return None;
+                }
+                param = Some(seg.to_string())
             }
             (Some(w), Some(g)) if w == g => {}
             _ => return None,
@@ -86,9 +92,9 @@ fn fits(pattern: &str, path: &str) -> Option<Option<String>> {
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure> {
     let path = req.uri().path().to_string();
-    let Some((pattern, allowed, route, login_id)) = ROUTES
+    let Some((pattern, methods, param)) = ROUTES
         .iter()
-        .find_map(|(p, m, r)| fits(p, &path).map(|id| (*p, m, *r, id)))
+        .find_map(|(p, m)| fits(p, &path).map(|param| (*p, *m, param)))
     else {
         return Err(Failure(
             StatusCode::NOT_FOUND,
@@ -96,17 +102,24 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             format!("no admin endpoint {path}"),
         ));
     };
-    if req.method() != allowed {
+    let Some(route) = methods
+        .iter()
+        .find(|(m, _)| m == req.method())
+        .map(|(_, r)| *r)
+    else {
+        let allowed: Vec<&str> = methods.iter().map(|(m, _)| m.as_str()).collect();
+        let allowed = allowed.join(", ");
         let mut r = error(Failure(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::METHOD_NOT_ALLOWED,
             format!("{pattern} takes {allowed}"),
         ));
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allowed.as_str()));
+        if let Ok(v) = HeaderValue::from_str(&allowed) {
+            r.headers_mut().insert(ALLOW, v);
+        }
         return Ok(r);
-    }
-    let login_id = login_id.unwrap_or_default();
+    };
+    let login_id = param.unwrap_or_default();
     match route {
         Route::Status => Ok(json(StatusCode::OK, &views::status(shared))),
         Route::Servers => Ok(json(StatusCode::OK, &views::servers(shared))),
@@ -230,11 +243,29 @@ mod tests {
     }
 
     #[test]
-    fn every_path_is_listed_once() {
-        for (i, (p, _, r)) in ROUTES.iter().enumerate() {
-            for (q, _, s) in &ROUTES[..i] {
-                assert!(p != q && r != s, "{p} is listed twice");
-            }
+    fn every_path_and_route_is_listed_once() {
+        let routes: Vec<Route> = ROUTES
+            .iter()
+            .flat_map(|(_, m)| m.iter().map(|(_, r)| *r))
+            .collect();
+        for (i, (p, methods)) in ROUTES.iter().enumerate() {
+            assert!(!methods.is_empty(), "{p} takes no method");
+            assert!(
+                ROUTES[..i].iter().all(|(q, _)| q != p),
+                "{p} is listed twice"
+            );
         }
+        for (i, r) in routes.iter().enumerate() {
+            assert!(!routes[..i].contains(r), "{r:?} is listed twice");
+        }
+    }
+
+    #[test]
+    fn other_parameters_are_one_segment() {
+        assert_eq!(
+            fits("/v1/x/{name}/y", "/v1/x/a-b.c/y"),
+            Some(Some("a-b.c".into()))
+        );
+        assert_eq!(fits("/v1/x/{name}/y", "/v1/x//y"), None);
     }
 }
