@@ -4,13 +4,15 @@
 use std::io::{BufRead, Write};
 
 use mcpproxyd_api::{
-    AclCheck, AclVerdict, LoggedOut, ProfileRequest, Reloaded, Revoked, Servers, Status,
+    AclCheck, AclVerdict, AppFixed, LoggedOut, ProfileRequest, Reloaded, Revoked, Servers, Status,
 };
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use crate::cli::{AclCommand, AppCommand, Command};
 use crate::client::{self, Client, NETWORK_TIMEOUT};
 use crate::error::CtlError;
+// Also reachable here for command modules that import them from this one.
+pub(crate) use crate::output::{emit, print_json};
 use crate::{exit, login, render, Env};
 
 /// Runs `command` against the daemon; its answer goes to `out`; `status --check`'s findings,
@@ -27,86 +29,18 @@ pub async fn execute(
 ) -> Result<u8, CtlError> {
     match command {
         Command::Status { json, check } => status(client, *json, *check, out, err, now).await,
-        Command::Servers { json } => {
-            let body = client.get("/v1/servers").await?;
-            if *json {
-                print_json("GET /v1/servers", &body, out)?;
-            } else {
-                let servers: Servers = client::parse("GET /v1/servers", &body)?;
-                emit(out, &render::servers(&servers))?;
-            }
-            Ok(exit::OK)
-        }
-        Command::Reload => {
-            let body = client
-                .post_json("/v1/reload", &serde_json::json!({}))
-                .await?;
-            let reloaded: Reloaded = client::parse("POST /v1/reload", &body)?;
-            emit(out, &render::reloaded(&reloaded))?;
-            Ok(exit::OK)
-        }
+        Command::Servers { json } => servers(client, *json, out).await,
+        Command::Reload => reload(client, out).await,
         Command::Acl(AclCommand::Check {
             path,
             tool,
             key,
             json,
-        }) => {
-            let check = AclCheck {
-                path: path.clone(),
-                tool: tool.clone(),
-                key: key.clone(),
-            };
-            let body = client.post_json("/v1/acl/check", &check).await?;
-            let verdict: AclVerdict = client::parse("POST /v1/acl/check", &body)?;
-            if *json {
-                print_json("POST /v1/acl/check", &body, out)?;
-            } else {
-                emit(out, &render::verdict(&verdict))?;
-            }
-            // Like `test` and `grep`: 0 allowed, 1 denied, so `if mcpproxyctl acl check P` works.
-            Ok(if verdict.allowed {
-                exit::OK
-            } else {
-                exit::DENIED
-            })
-        }
+        }) => acl_check(client, path, tool.as_deref(), key.as_deref(), *json, out).await,
         Command::App(AppCommand::Fix { profile, json }) => {
-            const WHAT: &str = "POST /v1/app/fix";
-            let request = ProfileRequest {
-                profile: profile.clone(),
-            };
-            let body = client
-                .clone()
-                .with_timeout(NETWORK_TIMEOUT)
-                .post_json("/v1/app/fix", &request)
-                .await?;
-            if *json {
-                print_json(WHAT, &body, out)?;
-            } else {
-                let fixed: mcpproxyd_api::AppFixed = client::parse(WHAT, &body)?;
-                let what = if fixed.changed {
-                    "redirect URI added to"
-                } else {
-                    "redirect URI already present in"
-                };
-                emit(
-                    out,
-                    &format!(
-                        "profile `{}`: {what} application {} (redirect URIs: {})\n",
-                        fixed.profile,
-                        fixed.app_id,
-                        fixed.redirect_uris.join(", ")
-                    ),
-                )?;
-            }
-            Ok(exit::OK)
+            app_fix(client, profile.clone(), *json, out).await
         }
-        Command::Metrics => {
-            let body = client.get("/v1/metrics").await?;
-            out.write_all(&body).map_err(CtlError::output)?;
-            out.flush().map_err(CtlError::output)?;
-            Ok(exit::OK)
-        }
+        Command::Metrics => metrics(client, out).await,
         Command::Login {
             profile,
             no_browser,
@@ -119,20 +53,7 @@ pub async fn execute(
             };
             login::login(client, args, env, input, out, err).await
         }
-        Command::Logout { profile, json } => {
-            const WHAT: &str = "POST /v1/logout";
-            let request = ProfileRequest {
-                profile: profile.clone(),
-            };
-            let body = client.post_json("/v1/logout", &request).await?;
-            if *json {
-                print_json(WHAT, &body, out)?;
-            } else {
-                let logged_out: LoggedOut = client::parse(WHAT, &body)?;
-                emit(out, &render::logged_out(&logged_out))?;
-            }
-            Ok(exit::OK)
-        }
+        Command::Logout { profile, json } => logout(client, profile.clone(), *json, out).await,
         Command::Revoke { profile, json } => revoke(client, profile.clone(), *json, out, err).await,
         Command::ImportAliyun {
             profile,
@@ -155,6 +76,113 @@ pub async fn execute(
             Ok(exit::OK)
         }
     }
+}
+
+/// Prints the daemon's answer: as it came with `--json`, else rendered for people by `show`.
+fn answer<T: DeserializeOwned>(
+    what: &str,
+    body: &[u8],
+    json: bool,
+    out: &mut dyn Write,
+    show: impl FnOnce(&T) -> String,
+) -> Result<u8, CtlError> {
+    if json {
+        print_json(what, body, out)?;
+    } else {
+        let value: T = client::parse(what, body)?;
+        emit(out, &show(&value))?;
+    }
+    Ok(exit::OK)
+}
+
+async fn servers(client: &Client, json: bool, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let body = client.get("/v1/servers").await?;
+    answer("GET /v1/servers", &body, json, out, |s: &Servers| {
+        render::servers(s)
+    })
+}
+
+async fn reload(client: &Client, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let body = client
+        .post_json("/v1/reload", &serde_json::json!({}))
+        .await?;
+    answer("POST /v1/reload", &body, false, out, |r: &Reloaded| {
+        render::reloaded(r)
+    })
+}
+
+/// `acl check`: a query, so a denial is an answer, not a failure (exit 0).
+async fn acl_check(
+    client: &Client,
+    path: &str,
+    tool: Option<&str>,
+    key: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    const WHAT: &str = "POST /v1/acl/check";
+    let check = AclCheck {
+        path: path.to_string(),
+        tool: tool.map(str::to_string),
+        key: key.map(str::to_string),
+    };
+    let body = client.post_json("/v1/acl/check", &check).await?;
+    let verdict: AclVerdict = client::parse(WHAT, &body)?;
+    answer(WHAT, &body, json, out, render::verdict)?;
+    // Like `test` and `grep`: 0 allowed, 1 denied, so `if mcpproxyctl acl check P` works.
+    Ok(if verdict.allowed {
+        exit::OK
+    } else {
+        exit::DENIED
+    })
+}
+
+async fn app_fix(
+    client: &Client,
+    profile: Option<String>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let body = client
+        .clone()
+        .with_timeout(NETWORK_TIMEOUT)
+        .post_json("/v1/app/fix", &ProfileRequest { profile })
+        .await?;
+    answer("POST /v1/app/fix", &body, json, out, |fixed: &AppFixed| {
+        let what = if fixed.changed {
+            "redirect URI added to"
+        } else {
+            "redirect URI already present in"
+        };
+        format!(
+            "profile `{}`: {what} application {} (redirect URIs: {})\n",
+            fixed.profile,
+            fixed.app_id,
+            fixed.redirect_uris.join(", ")
+        )
+    })
+}
+
+/// `metrics`: the Prometheus text as it came.
+async fn metrics(client: &Client, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let body = client.get("/v1/metrics").await?;
+    out.write_all(&body).map_err(CtlError::output)?;
+    out.flush().map_err(CtlError::output)?;
+    Ok(exit::OK)
+}
+
+async fn logout(
+    client: &Client,
+    profile: Option<String>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let body = client
+        .post_json("/v1/logout", &ProfileRequest { profile })
+        .await?;
+    answer("POST /v1/logout", &body, json, out, |l: &LoggedOut| {
+        render::logged_out(l)
+    })
 }
 
 async fn status(
@@ -249,19 +277,4 @@ async fn revoke(
         )?;
     }
     Ok(exit::REVOKE_INCOMPLETE)
-}
-
-/// Prints a JSON answer pretty; an answer that isn't JSON is the daemon's error.
-pub(crate) fn print_json(what: &str, body: &[u8], out: &mut dyn Write) -> Result<(), CtlError> {
-    let value: Value = client::parse(what, body)?;
-    let text = serde_json::to_string_pretty(&value)
-        .map_err(|e| CtlError::io("cannot format JSON", e.into()))?;
-    emit(out, &format!("{text}\n"))
-}
-
-/// Writes `text` and flushes it.
-pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(CtlError::output)
 }

@@ -55,7 +55,7 @@ pub async fn import(
     let body = client.post_json("/v1/import/aliyun", &request).await?;
     let imported: Imported = client::parse("POST /v1/import/aliyun", &body)?;
     if args.json {
-        crate::commands::print_json("POST /v1/import/aliyun", &body, out)?;
+        crate::output::print_json("POST /v1/import/aliyun", &body, out)?;
     } else {
         writeln!(
             out,

@@ -7,8 +7,9 @@
 //! - [`client`]: one HTTP/1.1 exchange on the socket, and the daemon's errors.
 //! - [`commands`]: each subcommand: ask, then print.
 //! - [`login`]: `login`, a conversation: the URL, the browser ([`browser`]) or the pasted code,
-//!   the countdown.
+//!   the [`countdown`]; [`import`]: `import-aliyun`.
 //! - [`keys`]: `keys add|list|revoke`, client keys.
+//! - [`output`]: what every command writes (pretty JSON, flushed text).
 //! - [`render`] and [`time`]: human output, pure functions of the answers.
 //! - [`error`] and [`exit`]: what went wrong, and the exit code that says so.
 #![forbid(unsafe_code)]
@@ -17,11 +18,13 @@ pub mod browser;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod countdown;
 pub mod error;
 pub mod exit;
 pub mod import;
 pub mod keys;
 pub mod login;
+pub mod output;
 pub mod render;
 pub mod socket;
 pub mod time;

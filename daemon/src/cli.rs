@@ -406,7 +406,7 @@ async fn handle_signals(
                 let _ = stop.send(true);
             }
             SIGHUP => {
-                let _ = shared.reload_logged("SIGHUP");
+                let _ = systemd::reload(&shared, "SIGHUP");
             }
             _ if *stop.borrow() => {
                 tracing::warn!("second stop signal: exiting at once");

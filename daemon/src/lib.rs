@@ -9,15 +9,17 @@
 //!   token stores.
 //! - [`control`]: the operator's side, the admin socket, systemd, metrics, banner and logging.
 //! - [`catalog`]: which MCP servers exist behind each upstream, kept current by its task.
-//! - [`alibaba`]: the Alibaba Cloud preset (regions, signer, IMS, server listing).
+//! - [`alibaba`]: the Alibaba Cloud services (signer, IMS, server listing); the preset's
+//!   regions and endpoints are configuration, in [`config::preset`].
 //! - [`config`]: the one place that reads the config; [`state`]: the generation swapped at
-//!   reload; [`http_client`]: the one outbound client setup (rustls, no redirects, no env
-//!   proxies); [`cli`]: the binary.
+//!   reload; [`clock`]: the wall clock, one seam that tests can pause; [`http_client`]: the
+//!   one outbound client setup (rustls, no redirects, no env proxies); [`cli`]: the binary.
 
 pub mod alibaba;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod http_client;

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::client_keys::ClientKeys;
 use crate::auth::login::Logins;
@@ -134,7 +134,7 @@ pub struct Shared {
     /// Paths of the Unix-socket proxy listeners, once bound.
     pub unix_bound: std::sync::OnceLock<Vec<PathBuf>>,
     pub logins: Logins,
-    pub heartbeat: crate::control::systemd::Heartbeat,
+    pub heartbeat: Heartbeat,
     /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
     listed: Mutex<HashMap<String, Vec<crate::config::Server>>>,
     /// Wakes the catalog refresher (after a reload).
@@ -145,6 +145,41 @@ pub struct Shared {
     pub started_at: SystemTime,
     /// Why the last reload failed, until one succeeds.
     pub last_reload_error: Mutex<Option<String>>,
+}
+
+/// When things last showed they were alive (milliseconds since `start`).
+#[derive(Debug)]
+pub struct Heartbeat {
+    start: Instant,
+    accept: AtomicU64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            start: Instant::now(),
+            accept: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Called by the accept loops.
+    pub fn accept_alive(&self) {
+        self.accept.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago the accept loops last showed they were alive (for the watchdog).
+    pub fn accept_age(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.accept.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 /// The outcome of a reload.
@@ -204,11 +239,10 @@ impl Shared {
         result
     }
 
-    /// [`Shared::reload`], with the outcome in the log (SIGHUP and the admin API both use it).
+    /// [`Shared::reload`], with the outcome in the log; the catalog refresher is woken after a
+    /// good one. What systemd hears of it is `control::systemd::reload`'s business.
     pub fn reload_logged(&self, via: &str) -> Result<Reloaded, BuildError> {
-        crate::control::systemd::reloading();
         let result = self.reload();
-        crate::control::systemd::ready(&crate::control::systemd::status_line(self));
         match &result {
             Ok(r) if r.needs_restart.is_empty() => {
                 self.catalog_wake.notify_one();

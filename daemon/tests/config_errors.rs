@@ -146,6 +146,52 @@ fn flags_override_the_file() {
 }
 
 #[test]
+fn region_moves_a_preset_upstream_url_but_keeps_the_operators_own() {
+    let intl = Overrides {
+        region: Some("INTL".into()),
+        ..Default::default()
+    };
+    let with_url = |url: &str| {
+        format!("[[upstream]]\nname = \"alibaba\"\nauth = \"alibaba\"\nurl = \"{url}\"\n[auth.alibaba]\nkind = \"alibaba\"\n")
+    };
+    // The CN preset written out (as older example configs did) follows the region.
+    let c = load_with(
+        &with_url("https://openapi-mcp.cn-hangzhou.aliyuncs.com"),
+        &intl,
+    )
+    .unwrap();
+    assert_eq!(
+        c.upstreams[0].url.as_str(),
+        "https://openapi-mcp.ap-southeast-1.aliyuncs.com/"
+    );
+    // So does a preset URL that disagrees with the file's own region.
+    let text = with_url("https://openapi-mcp.cn-hangzhou.aliyuncs.com/") + "region = \"INTL\"\n";
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.upstreams[0].url.as_str(),
+        "https://openapi-mcp.ap-southeast-1.aliyuncs.com/"
+    );
+    // Empty means unset: the region's endpoint.
+    let c = load_with(&with_url(""), &intl).unwrap();
+    assert_eq!(
+        c.upstreams[0].url.as_str(),
+        "https://openapi-mcp.ap-southeast-1.aliyuncs.com/"
+    );
+    // A URL of the operator's own is kept, from the file or from --upstream.
+    let c = load_with(&with_url("https://mcp.example.com/mcp"), &intl).unwrap();
+    assert_eq!(c.upstreams[0].url.as_str(), "https://mcp.example.com/mcp");
+    let flags = Overrides {
+        upstream: Some("https://openapi-mcp.cn-hangzhou.aliyuncs.com".into()),
+        ..intl.clone()
+    };
+    let c = load_with(&with_url(""), &flags).unwrap();
+    assert_eq!(
+        c.upstreams[0].url.as_str(),
+        "https://openapi-mcp.cn-hangzhou.aliyuncs.com/"
+    );
+}
+
+#[test]
 fn region_picks_the_upstream_when_no_url_is_set() {
     let flags = Overrides {
         region: Some("INTL".into()),

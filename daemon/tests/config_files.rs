@@ -109,3 +109,25 @@ fn demo_config_parses_once_its_files_exist() {
     assert_eq!(c.upstreams[0].servers.len(), 2);
     assert_eq!(c.upstreams[0].catalog, CatalogSource::Static);
 }
+
+#[test]
+fn region_flag_moves_the_example_upstream_with_the_oauth_endpoints() {
+    let path = repo_file("config/mcpproxyd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let flags = Overrides {
+        region: Some("INTL".into()),
+        ..Default::default()
+    };
+    let c = config::load_str(Source::File(path), &text, &flags).unwrap_or_else(|e| panic!("{e}"));
+    // INTL tokens must go to the INTL endpoint, never to the CN one.
+    assert_eq!(
+        c.upstreams[0].url.as_str(),
+        "https://openapi-mcp.ap-southeast-1.aliyuncs.com/"
+    );
+    match &c.auth["alibaba"] {
+        config::AuthProfile::Alibaba(a) => {
+            assert_eq!(a.oauth_url.as_str(), "https://oauth.alibabacloud.com/")
+        }
+        other => panic!("{other:?}"),
+    }
+}

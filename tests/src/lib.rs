@@ -10,12 +10,14 @@
 //! - [`aliyun_fake`]: the AccessKey-signed Alibaba Cloud services (IMS applications, the
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
+//! - `accept`: the accept/TLS/shutdown loop the three peers share.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
 //! - [`wait`]: bounded polling for conditions that send no event.
 //! - [`prereq`]: tests that need an outside tool fail (or, when asked, skip) without it.
 //! - [`procs`]: which processes are still alive (leak checks), from `/proc`.
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod admin;
 pub mod aliyun_fake;
 pub mod daemon;

@@ -94,6 +94,26 @@ async fn check_config_prints_the_effective_config_without_secrets() {
 }
 
 #[tokio::test]
+async fn region_flag_on_the_shipped_example_moves_upstream_and_oauth_together() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/mcpproxyd.toml");
+    let (code, stdout, stderr) =
+        run_once(&["--config", example, "--region", "INTL", "--check-config"])
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("region = \"INTL\""), "{stdout}");
+    assert!(
+        stdout.contains("oauth_url = \"https://oauth.alibabacloud.com/\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("url = \"https://openapi-mcp.ap-southeast-1.aliyuncs.com/\""),
+        "INTL tokens would go to another region's upstream:\n{stdout}"
+    );
+    assert!(!stdout.contains("cn-hangzhou"), "{stdout}");
+}
+
+#[tokio::test]
 async fn reload_applies_acl_changes_keeps_streams_and_refuses_bad_files() {
     let up = up().await;
     let setup = Setup::new().unwrap();

@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +28,7 @@ impl CachedCatalog {
         CachedCatalog {
             format: FORMAT,
             endpoint: endpoint.to_string(),
-            fetched_at: now(),
+            fetched_at: crate::clock::now(),
             servers,
         }
     }
@@ -158,13 +157,6 @@ pub async fn fetch(lister: &Lister, dir: &Path, upstream: &str) -> Result<Fetche
             }),
         },
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::config::preset::{BadKeySource, KeySource};
+
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
 pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
@@ -53,44 +55,6 @@ impl fmt::Debug for AccessKey {
             )
             .field("source", &self.source)
             .finish()
-    }
-}
-
-/// Where the AccessKey comes from (the `access_key` setting).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    Env,
-    /// A profile of `~/.aliyun/config.json`; `None`: its `current` profile.
-    Profile(Option<String>),
-    /// A systemd credential name.
-    Credential(String),
-}
-
-impl KeySource {
-    /// Parses `env`, `profile:NAME` or `credential:NAME`.
-    pub fn parse(text: &str) -> Result<KeySource, CredentialsError> {
-        let bad = || CredentialsError::BadSource(text.to_string());
-        match text.split_once(':') {
-            None if text == "env" => Ok(KeySource::Env),
-            None if text == "profile" => Ok(KeySource::Profile(None)),
-            Some(("profile", "")) => Ok(KeySource::Profile(None)),
-            Some(("profile", name)) => Ok(KeySource::Profile(Some(name.to_string()))),
-            Some(("credential", name)) if valid_credential_name(name) => {
-                Ok(KeySource::Credential(name.to_string()))
-            }
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl fmt::Display for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::Env => f.write_str("env"),
-            KeySource::Profile(None) => f.write_str("profile:"),
-            KeySource::Profile(Some(n)) => write!(f, "profile:{n}"),
-            KeySource::Credential(n) => write!(f, "credential:{n}"),
-        }
     }
 }
 
@@ -156,8 +120,8 @@ impl Sources {
 /// Why no AccessKey could be read. No message carries a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("access_key `{0}` is not env, profile:NAME or credential:NAME")]
-    BadSource(String),
+    #[error(transparent)]
+    BadSource(#[from] BadKeySource),
     #[error(
         "{missing} is not set: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or use \
          access_key = \"profile:NAME\" or \"credential:NAME\""
@@ -388,10 +352,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(
             e.column()
         ),
     })
-}
-
-fn valid_credential_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains('/')
 }
 
 fn list_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -1,5 +1,5 @@
-//! Alibaba Cloud preset: the endpoints of each region (shared/ALIBABA.md), and the AK-signed
-//! services behind the preset.
+//! Alibaba Cloud preset: the AK-signed services behind it. The endpoints of each region
+//! (shared/ALIBABA.md) are configuration, in [`crate::config::preset`], re-exported here.
 //!
 //! - [`sign`]: API signature V3 (`ACS3-HMAC-SHA256`), pure.
 //! - [`credentials`]: the AccessKey, from the environment, an Alibaba Cloud CLI profile or a
@@ -16,74 +16,16 @@ pub mod listing;
 pub mod provision;
 pub mod sign;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::config::preset::{Region, RegionPreset, DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
 use crate::config::{AlibabaProfile, Upstream};
 use crate::http_client::{self, ClientError, ClientOptions};
 use credentials::{AccessKey, CredentialsError, KeySource, Sources};
 use ims::ImsClient;
 use listing::Lister;
 use provision::{AppSpec, FixOutcome, ProvisionError, Provisioned};
-
-/// An Alibaba Cloud site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
-    /// China site (aliyun.com).
-    Cn,
-    /// International site (alibabacloud.com).
-    Intl,
-}
-
-/// The endpoints a region fills in for an `alibaba` profile and its upstream.
-#[derive(Debug, Clone, Copy)]
-pub struct RegionPreset {
-    pub signin_url: &'static str,
-    pub oauth_url: &'static str,
-    pub ims_endpoint: &'static str,
-    pub mcp_endpoint: &'static str,
-}
-
-pub const DEFAULT_OAUTH_APP_NAME: &str = "aliyun-cli-mcp-proxy";
-pub const DEFAULT_SCOPE: &str = "/acs/mcp-server";
-
-impl Region {
-    /// Parses `CN` or `INTL`, in any case.
-    pub fn parse(text: &str) -> Option<Region> {
-        match text.trim().to_ascii_uppercase().as_str() {
-            "CN" => Some(Region::Cn),
-            "INTL" => Some(Region::Intl),
-            _ => None,
-        }
-    }
-
-    pub fn preset(self) -> RegionPreset {
-        match self {
-            Region::Cn => RegionPreset {
-                signin_url: "https://signin.aliyun.com/oauth2/v1/auth",
-                oauth_url: "https://oauth.aliyun.com",
-                ims_endpoint: "https://ims.aliyuncs.com",
-                mcp_endpoint: "https://openapi-mcp.cn-hangzhou.aliyuncs.com",
-            },
-            Region::Intl => RegionPreset {
-                signin_url: "https://signin.alibabacloud.com/oauth2/v1/auth",
-                oauth_url: "https://oauth.alibabacloud.com",
-                ims_endpoint: "https://ims.aliyuncs.com",
-                mcp_endpoint: "https://openapi-mcp.ap-southeast-1.aliyuncs.com",
-            },
-        }
-    }
-}
-
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Region::Cn => "CN",
-            Region::Intl => "INTL",
-        })
-    }
-}
 
 /// The AccessKey a profile names (`access_key`).
 pub fn access_key(
@@ -166,16 +108,4 @@ pub fn lister(
         allow_http: upstream.allow_http,
     })?;
     Ok(Lister::new(http, upstream.url.clone(), key))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn region_is_case_insensitive() {
-        assert_eq!(Region::parse("cn"), Some(Region::Cn));
-        assert_eq!(Region::parse("Intl"), Some(Region::Intl));
-        assert_eq!(Region::parse("EU"), None);
-    }
 }

@@ -7,7 +7,7 @@
 use super::api::ApiError;
 use super::credentials::CredentialsError;
 use super::ims::{Application, ImsClient, NewApplication};
-use super::DEFAULT_OAUTH_APP_NAME;
+use crate::config::preset::DEFAULT_OAUTH_APP_NAME;
 
 /// Display name of the application the proxy creates (the seed's tool's).
 pub const DEFAULT_DISPLAY_NAME: &str = "AliyunCLI-MCP-Proxy";

@@ -4,8 +4,8 @@
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::auth::oauth::now;
 use crate::auth::token_store::TokenRecord;
+use crate::clock::now;
 use crate::config::{AuthProfile, Config};
 
 /// The seed tool's profile name.

@@ -9,9 +9,12 @@ use mcpproxyd_api::{LoginPhase, LoginStarted, LoginStatus};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
-use crate::auth::oauth::{self, discovery, now, Endpoints, Grant, OAuthError};
+pub use crate::auth::errors::LoginError;
+use crate::auth::login_plan::{self as plan, Plan};
+use crate::auth::oauth::{self, Endpoints, Grant};
 use crate::auth::tokens::Tokens;
-use crate::config::{AuthProfile, Config, Resource};
+use crate::clock::now;
+use crate::config::{AuthProfile, Config};
 
 /// A login waiting for its code.
 struct Pending {
@@ -24,19 +27,6 @@ struct Pending {
     resource: Option<String>,
     expires_at: u64,
     outcome: watch::Sender<LoginStatus>,
-}
-
-/// Why a login could not start or finish.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    #[error("{0}")]
-    Profile(String),
-    #[error("{0}")]
-    OAuth(#[from] OAuthError),
-    #[error("no login {0} is pending (it finished, failed or expired)")]
-    Unknown(String),
-    #[error("{0}")]
-    BadCode(String),
 }
 
 /// All pending logins.
@@ -97,93 +87,38 @@ impl Logins {
         default_redirect: &str,
     ) -> Result<LoginStarted, LoginError> {
         self.expire_old();
-        let p = config
-            .auth
-            .get(profile)
-            .ok_or_else(|| LoginError::Profile(format!("no auth profile `{profile}`")))?;
-        let (endpoints, client_id, scopes, resource, redirect_uri) = match p {
-            AuthProfile::OAuth(o) => {
-                let (endpoints, discovered_resource) = match (
-                    &o.authorization_endpoint,
-                    &o.token_endpoint,
-                    &o.issuer,
-                ) {
-                    (Some(a), Some(t), issuer) => (
-                        Endpoints {
-                            issuer: issuer.as_ref().map(|u| u.to_string()),
-                            authorization: Some(a.to_string()),
-                            token: t.to_string(),
-                            revocation: o.revocation_endpoint.as_ref().map(|u| u.to_string()),
-                            registration: None,
-                        },
-                        None,
-                    ),
-                    (_, _, Some(issuer)) => {
-                        let mut e = discovery::server_metadata(http, issuer.as_str()).await?;
-                        if let Some(r) = &o.revocation_endpoint {
-                            e.revocation = Some(r.to_string());
-                        }
-                        (e, None)
-                    }
-                    _ => {
-                        let upstream = config
-                            .upstreams
-                            .iter()
-                            .find(|u| u.auth == profile)
-                            .ok_or_else(|| LoginError::Profile(format!(
-                                "profile `{profile}` has no issuer or endpoints and no upstream uses it to discover them"
-                            )))?;
-                        discovery::from_upstream(http, &upstream.url).await?
-                    }
-                };
-                let redirect_uri = default_redirect.to_string();
-                let client_id = match &o.client_id {
-                    Some(c) => c.clone(),
-                    None => {
-                        let reg = endpoints.registration.clone().ok_or_else(|| LoginError::Profile(format!(
-                            "profile `{profile}` has no client_id and the server offers no dynamic registration; set client_id"
-                        )))?;
-                        discovery::register(http, &reg, &redirect_uri).await?
-                    }
-                };
-                let resource = match &o.resource {
-                    Resource::Off => None,
-                    Resource::Uri(u) => Some(u.to_string()),
-                    Resource::Auto => discovered_resource,
-                };
-                (
-                    endpoints,
-                    client_id,
-                    o.scopes.clone(),
-                    resource,
-                    redirect_uri,
-                )
+        let plan = match config.auth.get(profile) {
+            None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
+            Some(AuthProfile::OAuth(o)) => {
+                plan::oauth(config, profile, o, http, default_redirect).await?
             }
-            AuthProfile::Alibaba(a) => {
-                // The application (found, created or checked through IMS) gives the client id.
-                // `http` is the profile's own client (its CA), which reaches IMS too.
-                let sources = crate::alibaba::credentials::Sources::from_process();
-                let app = crate::alibaba::provision(a, http, default_redirect, &sources)
-                    .await
-                    .map_err(|e| LoginError::Profile(format!("profile `{profile}`: {e}")))?;
-                if app.created {
-                    tracing::info!(profile, app_id = %app.client_id(), "created the OAuth application");
-                }
-                let redirect_uri = crate::alibaba::app_spec(a, default_redirect).redirect_uri;
-                (
-                    crate::alibaba::oauth_endpoints(a),
-                    app.client_id().to_string(),
-                    vec![a.scope.clone()],
-                    None,
-                    redirect_uri,
-                )
+            Some(AuthProfile::Alibaba(a)) => {
+                plan::alibaba(profile, a, http, default_redirect).await?
             }
-            AuthProfile::Static(_) => {
+            Some(AuthProfile::Static(_)) => {
                 return Err(LoginError::Profile(format!(
                     "profile `{profile}` uses a static token"
                 )))
             }
         };
+        self.begin(profile, plan, config.limits.login_timeout)
+    }
+
+    /// Records a pending login for `plan` (PKCE verifier, `state`, deadline) and returns where
+    /// to send the user.
+    fn begin(
+        &self,
+        profile: &str,
+        plan: Plan,
+        timeout: std::time::Duration,
+    ) -> Result<LoginStarted, LoginError> {
+        let Plan {
+            endpoints,
+            client_id,
+            scopes,
+            resource,
+            redirect_uri,
+        } = plan;
         let auth = oauth::authorize_url(
             &endpoints,
             &client_id,
@@ -192,7 +127,7 @@ impl Logins {
             resource.as_deref(),
         )?;
         let id = random_id();
-        let expires_at = now() + config.limits.login_timeout.as_secs();
+        let expires_at = now() + timeout.as_secs();
         let status = LoginStatus {
             id: id.clone(),
             profile: profile.to_string(),
@@ -364,6 +299,7 @@ impl Logins {
                         .logged_in(&p.profile, record)
                         .await
                         .map(|()| valid_until)
+                        .map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             }

@@ -1,9 +1,14 @@
 //! The credential plane: the token each auth profile sends upstream, and how it is obtained,
 //! kept fresh and stored.
 //!
-//! - [`tokens`]: the per-profile token state, loaded at start, wiped on revoke.
-//! - [`refresh`]: when to refresh, and the per-profile refresher task.
-//! - [`login`]: pending logins (authorization code + PKCE) started from the admin API;
+//! - [`tokens`]: the token manager, one slot per profile, loaded at start, wiped on revoke;
+//!   [`slot`]: one profile's token, its single-flight refresh, login and wipe;
+//!   [`lifecycle`]: the state machine of a profile's token, one method per transition;
+//!   [`schedule`]: when to refresh (expiry, margin, jitter, backoff), pure maths;
+//!   [`refresher`]: the per-profile task that refreshes on that schedule;
+//!   [`errors`]: what the token manager and logins report when they cannot do what was asked.
+//! - [`login`]: pending logins (authorization code + PKCE) started from the admin API, each
+//!   after its [`login_plan`] (endpoints, client id, resource);
 //!   [`terminal_login`]: the foreground `--no-browser` login on a terminal.
 //! - [`oauth`]: the OAuth 2.1 client (discovery, registration, token and revocation calls).
 //! - [`token_store`]: where tokens live: the OS keyring or an encrypted file.
@@ -11,10 +16,15 @@
 //! - [`client_keys`]: local client keys, who may use a listener that requires them.
 
 pub mod client_keys;
+pub mod errors;
 pub mod import;
+pub mod lifecycle;
 pub mod login;
+pub mod login_plan;
 pub mod oauth;
-pub mod refresh;
+pub mod refresher;
+pub mod schedule;
+pub mod slot;
 pub mod terminal_login;
 pub mod token_store;
 pub mod tokens;

@@ -2,25 +2,28 @@
 //! of expiry by one task per profile (single-flight: requests that need a token wait for the
 //! refresh in progress), persisted before use, wiped on revoke.
 //!
-//! State per profile: `LoggedOut → Valid → Refreshing → Valid | NeedsLogin | Revoked`. Static
-//! profiles are always `Valid`. The manager outlives reloads; `apply` updates the profiles.
+//! The manager holds one slot ([`slot`](crate::auth::slot)) per profile; the state machine is
+//! [`lifecycle`](crate::auth::lifecycle)'s, the schedule [`schedule`]'s, the loop
+//! [`refresher`]'s. Static profiles are always `Valid`. The manager outlives reloads; `apply`
+//! updates the profiles.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::oauth::{self, now, Endpoints, Grant, OAuthError};
-use crate::auth::refresh;
+use crate::auth::errors::{RefreshError, TokenError};
+use crate::auth::refresher::{self, CLOCK_CHECK};
+use crate::auth::schedule;
+use crate::auth::slot::{lock, Deps, Slot};
 use crate::auth::token_store::{StoreInfo, TokenRecord, TokenStore};
-use crate::config::{AuthProfile, Config, RefreshMargin};
+use crate::clock::Clock;
+use crate::config::{AuthProfile, Config};
 use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientOptions};
 
-pub use mcpproxyd_api::ProfileState as Phase;
+pub use crate::auth::lifecycle::Phase;
 
 /// What the proxy can send for a profile right now.
 #[derive(Debug, Clone)]
@@ -39,80 +42,6 @@ pub struct Lease {
     pub streams: Option<CancellationToken>,
 }
 
-/// One profile's mutable state.
-struct Inner {
-    record: Option<TokenRecord>,
-    phase: Phase,
-    last_error: Option<String>,
-    /// Unix seconds of the next planned refresh.
-    next_refresh: Option<u64>,
-    /// Failed refresh attempts in a row, for backoff.
-    failures: u32,
-    /// Bumped whenever the token changes, so waiters know a refresh happened.
-    generation: u64,
-}
-
-pub(crate) struct Slot {
-    name: String,
-    profile: Mutex<AuthProfile>,
-    http: Mutex<reqwest::Client>,
-    inner: Mutex<Inner>,
-    refresh_lock: tokio::sync::Mutex<()>,
-    wake: Notify,
-    streams: Mutex<CancellationToken>,
-    /// Unix seconds the refresher last went round its loop (for the watchdog).
-    pub(crate) beat: std::sync::atomic::AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Slot {
-    fn snapshot(&self) -> (Option<TokenRecord>, Phase, u64) {
-        let i = lock(&self.inner);
-        (i.record.clone(), i.phase, i.generation)
-    }
-
-    fn margin(&self) -> RefreshMargin {
-        match &*lock(&self.profile) {
-            AuthProfile::OAuth(o) => o.refresh_margin,
-            AuthProfile::Alibaba(a) => a.refresh_margin,
-            AuthProfile::Static(_) => RefreshMargin::Auto,
-        }
-    }
-
-    fn set_valid(&self, record: TokenRecord) {
-        let margin = self.margin();
-        let mut i = lock(&self.inner);
-        i.next_refresh = Some(refresh::refresh_at(&record, margin));
-        i.record = Some(record);
-        i.phase = Phase::Valid;
-        i.failures = 0;
-        i.last_error = None;
-        i.generation += 1;
-        drop(i);
-        self.wake.notify_one();
-    }
-
-    /// When the next refresh is due, the phase, and the token generation.
-    pub(crate) fn due(&self) -> (Option<u64>, Phase, u64) {
-        let i = lock(&self.inner);
-        (i.next_refresh, i.phase, i.generation)
-    }
-
-    /// Resolves when the refresher is woken (new token, new schedule).
-    pub(crate) async fn woken(&self) {
-        self.wake.notified().await
-    }
-
-    /// Closes every open stream of this profile and starts a fresh set.
-    fn close_streams(&self) {
-        let old = std::mem::take(&mut *lock(&self.streams));
-        old.cancel();
-    }
-}
-
 /// What `status` shows of a profile.
 pub struct ProfileView {
     pub name: String,
@@ -127,8 +56,7 @@ pub struct ProfileView {
 /// The token manager.
 pub struct Tokens {
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
-    store: Option<Arc<dyn TokenStore>>,
-    metrics: Arc<Metrics>,
+    deps: Deps,
     stop: CancellationToken,
 }
 
@@ -139,10 +67,23 @@ impl Tokens {
         store: Option<Arc<dyn TokenStore>>,
         metrics: Arc<Metrics>,
     ) -> Arc<Tokens> {
+        Tokens::with_clock(config, store, metrics, Clock::system())
+    }
+
+    /// As [`Tokens::new`], reading the wall clock from `clock`.
+    pub fn with_clock(
+        config: &Config,
+        store: Option<Arc<dyn TokenStore>>,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Arc<Tokens> {
         let t = Arc::new(Tokens {
             slots: Mutex::new(BTreeMap::new()),
-            store,
-            metrics,
+            deps: Deps {
+                store,
+                metrics,
+                clock,
+            },
             stop: CancellationToken::new(),
         });
         t.apply(config);
@@ -150,7 +91,7 @@ impl Tokens {
     }
 
     pub fn store_info(&self) -> Option<StoreInfo> {
-        self.store.as_ref().map(|s| s.info())
+        self.deps.store.as_ref().map(|s| s.info())
     }
 
     /// Takes the profiles of a (re)loaded config: new ones are added and loaded from the store,
@@ -164,33 +105,19 @@ impl Tokens {
                 *lock(&slot.profile) = profile.clone();
                 *lock(&slot.http) = http;
                 if let AuthProfile::Static(s) = profile {
-                    slot.set_valid(static_record(&s.token));
+                    slot.set_valid(static_record(&s.token, self.deps.clock.now()));
                 }
                 continue;
             }
-            let slot = Arc::new(Slot {
-                name: name.clone(),
-                profile: Mutex::new(profile.clone()),
-                http: Mutex::new(http),
-                inner: Mutex::new(Inner {
-                    record: None,
-                    phase: Phase::LoggedOut,
-                    last_error: None,
-                    next_refresh: None,
-                    failures: 0,
-                    generation: 0,
-                }),
-                refresh_lock: tokio::sync::Mutex::new(()),
-                wake: Notify::new(),
-                streams: Mutex::new(CancellationToken::new()),
-                beat: std::sync::atomic::AtomicU64::new(now()),
-            });
+            let slot = Arc::new(Slot::new(name, profile.clone(), http, self.deps.clone()));
             match profile {
-                AuthProfile::Static(s) => slot.set_valid(static_record(&s.token)),
+                AuthProfile::Static(s) => {
+                    slot.set_valid(static_record(&s.token, self.deps.clock.now()))
+                }
                 _ => {
                     self.load_stored(&slot);
                     if tokio::runtime::Handle::try_current().is_ok() {
-                        tokio::spawn(refresh::run(self.clone(), slot.clone(), self.stop.clone()));
+                        tokio::spawn(refresher::run(slot.clone(), self.stop.clone()));
                     }
                 }
             }
@@ -199,7 +126,9 @@ impl Tokens {
     }
 
     fn load_stored(&self, slot: &Arc<Slot>) {
-        let Some(store) = &self.store else { return };
+        let Some(store) = &self.deps.store else {
+            return;
+        };
         match store.load(&slot.name) {
             Ok(Some(record)) => {
                 tracing::info!(profile = %slot.name, store = %store.info().name, "token loaded from the store");
@@ -208,7 +137,7 @@ impl Tokens {
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(profile = %slot.name, error = %e, "cannot load the stored token");
-                lock(&slot.inner).last_error = Some(e.to_string());
+                slot.load_failed(e.to_string());
             }
         }
     }
@@ -226,8 +155,13 @@ impl Tokens {
         }
     }
 
-    pub(crate) fn slot(&self, profile: &str) -> Option<Arc<Slot>> {
+    fn slot(&self, profile: &str) -> Option<Arc<Slot>> {
         lock(&self.slots).get(profile).cloned()
+    }
+
+    fn known(&self, profile: &str) -> Result<Arc<Slot>, TokenError> {
+        self.slot(profile)
+            .ok_or_else(|| TokenError::UnknownProfile(profile.to_string()))
     }
 
     /// The token to send now. An expired token is refreshed first (single-flight).
@@ -240,7 +174,7 @@ impl Tokens {
                 streams: None,
             };
         };
-        let streams = Some(lock(&slot.streams).clone());
+        let streams = Some(slot.streams());
         if let AuthProfile::Static(s) = &*lock(&slot.profile) {
             return Lease {
                 state: TokenState::Token(s.token.clone()),
@@ -249,12 +183,13 @@ impl Tokens {
         }
         for _ in 0..2 {
             let (record, phase, generation) = slot.snapshot();
+            let now = slot.clock().now();
             let state = match (phase, record) {
-                (Phase::Valid | Phase::Refreshing, Some(r)) if refresh::usable(&r, now()) => {
+                (Phase::Valid | Phase::Refreshing, Some(r)) if schedule::usable(&r, now) => {
                     TokenState::Token(r.access_token)
                 }
                 (Phase::Valid | Phase::Refreshing, Some(_)) => {
-                    match self.refresh_slot(&slot, generation).await {
+                    match slot.refresh(generation).await {
                         Ok(()) => continue,
                         Err(e) if e.needs_login() => TokenState::NeedsLogin(needs_login_message(profile, &e)),
                         Err(e) => TokenState::Unavailable(format!(
@@ -267,7 +202,7 @@ impl Tokens {
                 )),
                 (Phase::NeedsLogin, _) => TokenState::NeedsLogin(format!(
                     "profile `{profile}` needs a new login: {}; run `mcpproxyctl login --profile {profile}`",
-                    lock(&slot.inner).last_error.clone().unwrap_or_default()
+                    slot.read(|l| l.last_error().unwrap_or_default().to_string())
                 )),
                 _ => TokenState::NeedsLogin(format!(
                     "auth profile `{profile}` is not logged in; run `mcpproxyctl login --profile {profile}`"
@@ -289,13 +224,13 @@ impl Tokens {
         sent: &SecretString,
     ) -> Option<SecretString> {
         let slot = self.slot(profile)?;
-        if matches!(&*lock(&slot.profile), AuthProfile::Static(_)) {
+        if slot.is_static() {
             return None;
         }
         let (record, _, generation) = slot.snapshot();
         let record = record?;
         if record.access_token.expose_secret() == sent.expose_secret() {
-            if let Err(e) = self.refresh_slot(&slot, generation).await {
+            if let Err(e) = slot.refresh(generation).await {
                 tracing::warn!(profile, error = %e, "refresh after an upstream 401 failed");
                 return None;
             }
@@ -305,189 +240,66 @@ impl Tokens {
         (phase == Phase::Valid && fresh.expose_secret() != sent.expose_secret()).then_some(fresh)
     }
 
-    /// Refreshes `slot` unless someone else did since `seen_generation`.
-    pub(crate) async fn refresh_slot(
-        &self,
-        slot: &Arc<Slot>,
-        seen_generation: u64,
-    ) -> Result<(), OAuthError> {
-        let _flight = slot.refresh_lock.lock().await;
-        if lock(&slot.inner).generation != seen_generation {
-            return Ok(());
-        }
-        let Some(record) = lock(&slot.inner).record.clone() else {
-            return Err(OAuthError::Config("not logged in".into()));
-        };
-        let Some(store) = self.store.clone() else {
-            return Err(OAuthError::Config("no token store".into()));
-        };
-        lock(&slot.inner).phase = Phase::Refreshing;
-        // Another daemon on the same store may have rotated the refresh token: take the lock,
-        // and adopt a newer stored record instead of spending the old refresh token.
-        let name = slot.name.clone();
-        let store2 = store.clone();
-        let locked = tokio::task::spawn_blocking(move || {
-            let guard = store2.lock(&name)?;
-            let stored = store2.load(&name)?;
-            Ok::<_, crate::auth::token_store::StoreError>((guard, stored))
-        })
-        .await
-        .map_err(|e| OAuthError::Config(e.to_string()))?;
-        let (guard, stored) = match locked {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(
-                    self.refresh_failed(slot, OAuthError::Config(format!("token store: {e}")))
-                )
-            }
-        };
-        if let Some(s) = stored {
-            if s.obtained_at > record.obtained_at && refresh::fresh(&s, slot.margin(), now()) {
-                tracing::info!(profile = %slot.name, "adopting a token refreshed by another process");
-                slot.set_valid(s);
-                return Ok(());
-            }
-        }
-        let Some(refresh_token) = record.refresh_token.clone() else {
-            return Err(self.refresh_failed(slot, OAuthError::NoRefreshToken));
-        };
-        let endpoints = Endpoints::of_record(&record);
-        let grant = Grant {
-            endpoints: &endpoints,
-            client_id: &record.client_id,
-            resource: record.resource.as_deref(),
-        };
-        let http = lock(&slot.http).clone();
-        match oauth::refresh(&http, &grant, &refresh_token).await {
-            Ok(new) => {
-                // Persist the rotated refresh token before the new access token is used.
-                let name = slot.name.clone();
-                let to_save = new.clone();
-                let saved = tokio::task::spawn_blocking(move || {
-                    let r = store.save(&name, &to_save);
-                    drop(guard);
-                    r
-                })
-                .await
-                .map_err(|e| OAuthError::Config(e.to_string()))?;
-                if let Err(e) = saved {
-                    tracing::error!(profile = %slot.name, error = %e, "cannot persist the refreshed token; using it for now");
-                }
-                self.metrics.refresh(&slot.name, "ok");
-                tracing::info!(profile = %slot.name, valid_for_s = new.access_expires_at.map(|t| t.saturating_sub(now())), "token refreshed");
-                slot.set_valid(new);
-                Ok(())
-            }
-            Err(e) => Err(self.refresh_failed(slot, e)),
-        }
-    }
-
-    fn refresh_failed(&self, slot: &Slot, e: OAuthError) -> OAuthError {
-        let mut i = lock(&slot.inner);
-        i.last_error = Some(e.to_string());
-        if e.needs_login() {
-            i.phase = Phase::NeedsLogin;
-            i.next_refresh = None;
-            self.metrics.refresh(&slot.name, "needs_login");
-            tracing::error!(profile = %slot.name, error = %e, "refresh refused: the profile needs a new login (`mcpproxyctl login`)");
-        } else {
-            i.phase = Phase::Valid;
-            i.failures += 1;
-            i.next_refresh = Some(now() + refresh::backoff(i.failures).as_secs());
-            self.metrics.refresh(&slot.name, "transient");
-            tracing::warn!(profile = %slot.name, error = %e, attempt = i.failures, "refresh failed; retrying with backoff");
-        }
-        e
-    }
-
     /// A finished login: persisted, then used.
-    pub async fn logged_in(&self, profile: &str, record: TokenRecord) -> Result<(), String> {
-        let slot = self
-            .slot(profile)
-            .ok_or_else(|| format!("no profile `{profile}`"))?;
-        let store = self.store.clone().ok_or("no token store is open")?;
-        let name = profile.to_string();
-        let to_save = record.clone();
-        tokio::task::spawn_blocking(move || store.save(&name, &to_save))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot store the token: {e}"))?;
-        slot.set_valid(record);
-        Ok(())
+    pub async fn logged_in(&self, profile: &str, record: TokenRecord) -> Result<(), TokenError> {
+        self.known(profile)?.logged_in(record).await
     }
 
     /// Wipes the profile's token locally and closes its streams; returns the record it had.
-    pub async fn wipe(&self, profile: &str, revoked: bool) -> Result<Option<TokenRecord>, String> {
-        let slot = self
-            .slot(profile)
-            .ok_or_else(|| format!("no profile `{profile}`"))?;
-        let _flight = slot.refresh_lock.lock().await;
-        let old = {
-            let mut i = lock(&slot.inner);
-            i.phase = if revoked {
-                Phase::Revoked
-            } else {
-                Phase::LoggedOut
-            };
-            i.next_refresh = None;
-            i.generation += 1;
-            i.record.take()
-        };
-        slot.close_streams();
-        if let Some(store) = self.store.clone() {
-            let name = profile.to_string();
-            tokio::task::spawn_blocking(move || store.delete(&name))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot delete the stored token: {e}"))?;
-        }
-        Ok(old)
+    pub async fn wipe(
+        &self,
+        profile: &str,
+        revoked: bool,
+    ) -> Result<Option<TokenRecord>, TokenError> {
+        self.known(profile)?.wipe(revoked).await
     }
 
     /// A profile whose refresher has not gone round its loop for far longer than it should.
     pub fn stuck_refresher(&self) -> Option<String> {
-        let limit = now().saturating_sub(3 * CLOCK_CHECK.as_secs() + 30);
+        let limit = self
+            .deps
+            .clock
+            .now()
+            .saturating_sub(3 * CLOCK_CHECK.as_secs() + 30);
         lock(&self.slots)
             .values()
-            .filter(|s| !matches!(&*lock(&s.profile), AuthProfile::Static(_)))
-            .find(|s| s.beat.load(std::sync::atomic::Ordering::Relaxed) < limit)
+            .filter(|s| !s.is_static())
+            .find(|s| s.last_beat() < limit)
             .map(|s| s.name.clone())
     }
 
     /// What `status` shows, by profile name.
     pub fn views(&self) -> Vec<ProfileView> {
-        lock(&self.slots)
-            .values()
-            .map(|slot| {
-                let kind = lock(&slot.profile).kind();
-                let i = lock(&slot.inner);
-                let is_static = kind == "static";
-                ProfileView {
-                    name: slot.name.clone(),
-                    kind,
-                    phase: i.phase,
-                    valid_until: if is_static {
-                        None
-                    } else {
-                        i.record.as_ref().map(refresh::expires_at)
-                    },
-                    refresh_at: if is_static { None } else { i.next_refresh },
-                    refresh_expires_at: i.record.as_ref().and_then(|r| r.refresh_expires_at),
-                    last_error: i.last_error.clone(),
-                }
-            })
-            .collect()
+        lock(&self.slots).values().map(|slot| view(slot)).collect()
     }
 }
 
-fn needs_login_message(profile: &str, e: &OAuthError) -> String {
+fn view(slot: &Slot) -> ProfileView {
+    let kind = lock(&slot.profile).kind();
+    let is_static = kind == "static";
+    slot.read(|l| ProfileView {
+        name: slot.name.clone(),
+        kind,
+        phase: l.phase(),
+        valid_until: if is_static {
+            None
+        } else {
+            l.record().map(schedule::expires_at)
+        },
+        refresh_at: if is_static { None } else { l.next_refresh() },
+        refresh_expires_at: l.record().and_then(|r| r.refresh_expires_at),
+        last_error: l.last_error().map(str::to_string),
+    })
+}
+
+fn needs_login_message(profile: &str, e: &RefreshError) -> String {
     format!(
         "profile `{profile}` needs a new login ({e}); run `mcpproxyctl login --profile {profile}`"
     )
 }
 
 /// A static token as a record that never expires.
-fn static_record(token: &SecretString) -> TokenRecord {
+fn static_record(token: &SecretString, now: u64) -> TokenRecord {
     TokenRecord {
         access_token: token.clone(),
         access_expires_at: None,
@@ -499,7 +311,7 @@ fn static_record(token: &SecretString) -> TokenRecord {
         client_id: String::new(),
         scope: None,
         resource: None,
-        obtained_at: now(),
+        obtained_at: now,
     }
 }
 
@@ -525,7 +337,3 @@ fn profile_http(profile: &AuthProfile, config: &Config) -> reqwest::Client {
         .expect("a client without extra CA builds")
     })
 }
-
-/// How long the proxy waits between checks of the wall clock while a refresh is far off
-/// (timers stop while a machine sleeps; the clock does not).
-pub const CLOCK_CHECK: Duration = Duration::from_secs(60);

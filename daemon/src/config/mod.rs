@@ -5,12 +5,14 @@
 //! daemon uses. Every error names the file, the line and the key.
 
 mod locate;
+pub mod preset;
 mod raw;
 mod render;
 pub mod units;
 mod validate;
 mod validate_auth;
 mod validate_listen;
+mod validate_upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-pub use crate::alibaba::Region;
+pub use preset::{KeySource, Region};
 
 /// Default listen address, as with the seed's tool.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";

@@ -1,5 +1,6 @@
 //! Parsing of the human units the config uses: durations (`"10s"`, `"1h30m"`), sizes
-//! (`"16MiB"`) and URLs, with errors that say what to write instead.
+//! (`"16MiB"`) and URLs, with errors that say what to write instead; and `non_empty`, how every
+//! optional text value is read (blank = unset).
 
 use std::time::Duration;
 
@@ -130,6 +131,12 @@ pub fn format_size(n: u64) -> String {
         }
     }
     format!("{n}B")
+}
+
+/// A text value with its blanks trimmed; `None` when nothing is left (the key counts as unset).
+pub(super) fn non_empty(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
 }
 
 #[cfg(test)]

@@ -7,11 +7,10 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::locate::{Locator, Seg};
+use super::preset::{DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
 use super::raw::RawAuth;
-use super::units::parse_duration;
-use super::validate::non_empty;
+use super::units::{non_empty, parse_duration};
 use super::*;
-use crate::alibaba::{DEFAULT_OAUTH_APP_NAME, DEFAULT_SCOPE};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -41,130 +40,167 @@ const OAUTH_KEYS: &[&str] = &[
 const STATIC_KEYS: &[&str] = &["token_file", "credential"];
 
 pub(super) fn profile(name: &str, p: &RawAuth, at: &Locator<'_>) -> Result<AuthProfile> {
-    let key = |k: &'static str| [Seg::Key("auth"), Seg::Key(name), Seg::Key(k)];
+    let at = Here { name, at };
+    let kind = kind_of(p, at)?;
+    let ca_file = ca_file(p, at)?;
+    match kind {
+        Kind::Static => static_profile(p, at),
+        Kind::OAuth => oauth_profile(p, ca_file, at),
+        Kind::Alibaba => alibaba_profile(p, ca_file, at),
+    }
+}
+
+/// Where in the file a profile's errors point: `auth.NAME.KEY`.
+#[derive(Clone, Copy)]
+struct Here<'a, 'b> {
+    name: &'a str,
+    at: &'a Locator<'b>,
+}
+
+impl Here<'_, '_> {
+    fn error(&self, k: &str, message: impl Into<String>) -> ConfigError {
+        let key = [Seg::Key("auth"), Seg::Key(self.name), Seg::Key(k)];
+        self.at.error(&key, message)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Alibaba,
+    OAuth,
+    Static,
+}
+
+/// The profile's `kind`, once every key it sets is one that kind takes.
+fn kind_of(p: &RawAuth, at: Here<'_, '_>) -> Result<Kind> {
     let kind = p
         .kind
         .as_deref()
-        .ok_or_else(|| at.error(&key("kind"), "set `kind` to alibaba, oauth or static"))?;
-    let allowed = match kind {
-        "alibaba" => ALIBABA_KEYS,
-        "oauth" => OAUTH_KEYS,
-        "static" => STATIC_KEYS,
+        .ok_or_else(|| at.error("kind", "set `kind` to alibaba, oauth or static"))?;
+    let (parsed, allowed) = match kind {
+        "alibaba" => (Kind::Alibaba, ALIBABA_KEYS),
+        "oauth" => (Kind::OAuth, OAUTH_KEYS),
+        "static" => (Kind::Static, STATIC_KEYS),
         other => {
             return Err(at.error(
-                &key("kind"),
+                "kind",
                 format!("unknown kind `{other}`; use alibaba, oauth or static"),
             ))
         }
     };
     for set in p.set_keys() {
         if !allowed.contains(&set) {
-            let k = [Seg::Key("auth"), Seg::Key(name), Seg::Key(set)];
-            return Err(at.error(&k, format!("does not apply to kind = \"{kind}\"")));
+            return Err(at.error(set, format!("does not apply to kind = \"{kind}\"")));
         }
     }
-    let url = |k: &'static str, v: &Option<String>| -> Result<Option<Url>> {
-        match v.as_deref().and_then(non_empty) {
-            None => Ok(None),
-            Some(text) => https_url(text).map(Some).map_err(|m| at.error(&key(k), m)),
-        }
-    };
-    let margin = || -> Result<RefreshMargin> {
-        match p.refresh_margin.as_deref().unwrap_or("auto") {
-            "auto" => Ok(RefreshMargin::Auto),
-            text => parse_duration(text)
-                .map(RefreshMargin::Fixed)
-                .map_err(|m| at.error(&key("refresh_margin"), m)),
-        }
-    };
-    let ca_file = match p.ca_file.as_deref().and_then(non_empty) {
-        None => None,
-        Some(f) if Path::new(f).is_file() => Some(PathBuf::from(f)),
-        Some(f) => return Err(at.error(&key("ca_file"), format!("{f} does not exist"))),
-    };
-    match kind {
-        "static" => {
-            let (source, k) = match (
-                p.token_file.as_deref().and_then(non_empty),
-                p.credential.as_deref().and_then(non_empty),
-            ) {
-                (Some(f), None) => (TokenSource::File(PathBuf::from(f)), "token_file"),
-                (None, Some(c)) => (TokenSource::Credential(c.to_string()), "credential"),
-                _ => {
-                    return Err(at.error(
-                        &key("kind"),
-                        "a static profile needs exactly one of token_file or credential",
-                    ))
-                }
-            };
-            let token = read_token(&source).map_err(|m| at.error(&key(k), m))?;
-            Ok(AuthProfile::Static(StaticAuth { source, token }))
-        }
-        "oauth" => {
-            let resource = match p.resource.as_deref().unwrap_or("auto") {
-                "auto" => Resource::Auto,
-                "off" => Resource::Off,
-                text => Resource::Uri(
-                    Url::parse(text)
-                        .map_err(|e| at.error(&key("resource"), format!("`{text}`: {e}")))?,
-                ),
-            };
-            Ok(AuthProfile::OAuth(OAuthProfile {
-                issuer: url("issuer", &p.issuer)?,
-                authorization_endpoint: url("authorization_endpoint", &p.authorization_endpoint)?,
-                token_endpoint: url("token_endpoint", &p.token_endpoint)?,
-                revocation_endpoint: url("revocation_endpoint", &p.revocation_endpoint)?,
-                client_id: p
-                    .client_id
-                    .as_deref()
-                    .and_then(non_empty)
-                    .map(str::to_string),
-                scopes: p.scopes.clone().unwrap_or_default(),
-                resource,
-                refresh_margin: margin()?,
-                ca_file,
-            }))
-        }
+    Ok(parsed)
+}
+
+fn url(k: &str, v: &Option<String>, at: Here<'_, '_>) -> Result<Option<Url>> {
+    match v.as_deref().and_then(non_empty) {
+        None => Ok(None),
+        Some(text) => https_url(text).map(Some).map_err(|m| at.error(k, m)),
+    }
+}
+
+fn margin(p: &RawAuth, at: Here<'_, '_>) -> Result<RefreshMargin> {
+    match p.refresh_margin.as_deref().unwrap_or("auto") {
+        "auto" => Ok(RefreshMargin::Auto),
+        text => parse_duration(text)
+            .map(RefreshMargin::Fixed)
+            .map_err(|m| at.error("refresh_margin", m)),
+    }
+}
+
+fn ca_file(p: &RawAuth, at: Here<'_, '_>) -> Result<Option<PathBuf>> {
+    match p.ca_file.as_deref().and_then(non_empty) {
+        None => Ok(None),
+        Some(f) if Path::new(f).is_file() => Ok(Some(PathBuf::from(f))),
+        Some(f) => Err(at.error("ca_file", format!("{f} does not exist"))),
+    }
+}
+
+/// `kind = "static"`: exactly one of `token_file` or `credential`, read now.
+fn static_profile(p: &RawAuth, at: Here<'_, '_>) -> Result<AuthProfile> {
+    let (source, k) = match (
+        p.token_file.as_deref().and_then(non_empty),
+        p.credential.as_deref().and_then(non_empty),
+    ) {
+        (Some(f), None) => (TokenSource::File(PathBuf::from(f)), "token_file"),
+        (None, Some(c)) => (TokenSource::Credential(c.to_string()), "credential"),
         _ => {
-            let region_text = p.region.as_deref().unwrap_or("CN");
-            let region = Region::parse(region_text).ok_or_else(|| {
-                at.error(
-                    &key("region"),
-                    format!("unknown region `{region_text}`; use CN or INTL"),
-                )
-            })?;
-            let preset = region.preset();
-            let or_preset = |k: &'static str, v: &Option<String>, d: &str| -> Result<Url> {
-                Ok(url(k, v)?.unwrap_or_else(|| Url::parse(d).expect("preset URLs are valid")))
-            };
-            let redirect_uri = match p.redirect_uri.as_deref().and_then(non_empty) {
-                None => None,
-                Some(text) => Some(
-                    super::units::parse_url(text).map_err(|e| at.error(&key("redirect_uri"), e))?,
-                ),
-            };
-            Ok(AuthProfile::Alibaba(AlibabaProfile {
-                region,
-                oauth_app_name: p
-                    .oauth_app_name
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_OAUTH_APP_NAME.into()),
-                scope: p.scope.clone().unwrap_or_else(|| DEFAULT_SCOPE.into()),
-                refresh_margin: margin()?,
-                redirect_uri,
-                signin_url: or_preset("signin_url", &p.signin_url, preset.signin_url)?,
-                oauth_url: or_preset("oauth_url", &p.oauth_url, preset.oauth_url)?,
-                ims_endpoint: or_preset("ims_endpoint", &p.ims_endpoint, preset.ims_endpoint)?,
-                access_key: {
-                    let text = p.access_key.clone().unwrap_or_else(|| "env".into());
-                    crate::alibaba::credentials::KeySource::parse(&text)
-                        .map_err(|e| at.error(&key("access_key"), e.to_string()))?;
-                    text
-                },
-                ca_file,
-            }))
+            return Err(at.error(
+                "kind",
+                "a static profile needs exactly one of token_file or credential",
+            ))
         }
-    }
+    };
+    let token = read_token(&source).map_err(|m| at.error(k, m))?;
+    Ok(AuthProfile::Static(StaticAuth { source, token }))
+}
+
+/// `kind = "oauth"`: explicit https endpoints, or none (discovery).
+fn oauth_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Result<AuthProfile> {
+    let resource = match p.resource.as_deref().unwrap_or("auto") {
+        "auto" => Resource::Auto,
+        "off" => Resource::Off,
+        text => Resource::Uri(
+            Url::parse(text).map_err(|e| at.error("resource", format!("`{text}`: {e}")))?,
+        ),
+    };
+    Ok(AuthProfile::OAuth(OAuthProfile {
+        issuer: url("issuer", &p.issuer, at)?,
+        authorization_endpoint: url("authorization_endpoint", &p.authorization_endpoint, at)?,
+        token_endpoint: url("token_endpoint", &p.token_endpoint, at)?,
+        revocation_endpoint: url("revocation_endpoint", &p.revocation_endpoint, at)?,
+        client_id: p
+            .client_id
+            .as_deref()
+            .and_then(non_empty)
+            .map(str::to_string),
+        scopes: p.scopes.clone().unwrap_or_default(),
+        resource,
+        refresh_margin: margin(p, at)?,
+        ca_file,
+    }))
+}
+
+/// `kind = "alibaba"`: the region fills every endpoint that is not set.
+fn alibaba_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Result<AuthProfile> {
+    let region_text = p.region.as_deref().unwrap_or("CN");
+    let region = Region::parse(region_text).ok_or_else(|| {
+        at.error(
+            "region",
+            format!("unknown region `{region_text}`; use CN or INTL"),
+        )
+    })?;
+    let preset = region.preset();
+    let or_preset = |k: &'static str, v: &Option<String>, d: &str| -> Result<Url> {
+        Ok(url(k, v, at)?.unwrap_or_else(|| Url::parse(d).expect("preset URLs are valid")))
+    };
+    let redirect_uri = match p.redirect_uri.as_deref().and_then(non_empty) {
+        None => None,
+        Some(text) => Some(super::units::parse_url(text).map_err(|e| at.error("redirect_uri", e))?),
+    };
+    Ok(AuthProfile::Alibaba(AlibabaProfile {
+        region,
+        oauth_app_name: p
+            .oauth_app_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_OAUTH_APP_NAME.into()),
+        scope: p.scope.clone().unwrap_or_else(|| DEFAULT_SCOPE.into()),
+        refresh_margin: margin(p, at)?,
+        redirect_uri,
+        signin_url: or_preset("signin_url", &p.signin_url, preset.signin_url)?,
+        oauth_url: or_preset("oauth_url", &p.oauth_url, preset.oauth_url)?,
+        ims_endpoint: or_preset("ims_endpoint", &p.ims_endpoint, preset.ims_endpoint)?,
+        access_key: {
+            let text = p.access_key.clone().unwrap_or_else(|| "env".into());
+            KeySource::parse(&text).map_err(|e| at.error("access_key", e.to_string()))?;
+            text
+        },
+        ca_file,
+    }))
 }
 
 /// Endpoints of authorization servers carry codes and tokens: https only.

@@ -6,14 +6,14 @@
 //! Everything here is a no-op when the daemon does not run under systemd.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::Shared;
+use crate::state::{BuildError, Reloaded, Shared};
 
 /// How often the accept loops show they are alive, and how often `STATUS=` is refreshed.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -35,6 +35,15 @@ pub fn reloading() {
         Ok(now) => notify(&[NotifyState::Reloading, now]),
         Err(_) => notify(&[NotifyState::Reloading]),
     }
+}
+
+/// A reload (SIGHUP or the admin API), bracketed by `RELOADING=1` and `READY=1` with the new
+/// `STATUS=`: the state reloads and logs, this module tells systemd.
+pub fn reload(shared: &Shared, via: &str) -> Result<Reloaded, BuildError> {
+    reloading();
+    let result = shared.reload_logged(via);
+    ready(&status_line(shared));
+    result
 }
 
 pub fn stopping() {
@@ -104,46 +113,12 @@ pub fn take_activated() -> Result<Option<Activated>, String> {
     Ok(Some(out))
 }
 
-/// When things last showed they were alive (milliseconds since `start`).
-#[derive(Debug)]
-pub struct Heartbeat {
-    start: Instant,
-    accept: AtomicU64,
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Heartbeat {
-            start: Instant::now(),
-            accept: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Heartbeat {
-    fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
-    }
-
-    /// Called by the accept loops.
-    pub fn accept_alive(&self) {
-        self.accept.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    fn accept_age(&self) -> Duration {
-        Duration::from_millis(
-            self.now_ms()
-                .saturating_sub(self.accept.load(Ordering::Relaxed)),
-        )
-    }
-}
-
 /// The one-line state for `STATUS=`.
 pub fn status_line(shared: &Shared) -> String {
     let mut parts = Vec::new();
     let listen: Vec<String> = shared.bound.iter().map(|a| a.to_string()).collect();
     parts.push(format!("serving {}", listen.join(", ")));
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     for v in shared.tokens.views() {
         if v.kind == "static" {
             continue;

@@ -42,8 +42,6 @@ pub enum ProxyError {
     UpstreamUnreachable { upstream: String },
     #[error("the upstream `{upstream}` did not answer within limits.response_header_timeout")]
     UpstreamTimeout { upstream: String },
-    #[error("the proxy is shutting down")]
-    ShuttingDown,
     /// No usable client key on a listener that requires one, or a key that does not cover
     /// the request (see `client_key`).
     #[error("{}", crate::proxy::client_key::message(.0))]
@@ -83,7 +81,6 @@ impl ProxyError {
                 (StatusCode::BAD_GATEWAY, "upstream_unreachable")
             }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            ProxyError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             ProxyError::ClientKey(r) => {
                 (StatusCode::UNAUTHORIZED, crate::proxy::client_key::code(r))
             }

@@ -27,11 +27,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -251,7 +248,13 @@ pub fn serve(listener: TcpListener, opts: AliyunFakeOptions) -> anyhow::Result<A
         shutdown: CancellationToken::new(),
     });
     let acceptor = TlsAcceptor::from(ca.server_config());
-    tokio::spawn(accept_loop(listener, acceptor, shared.clone()));
+    let handler = shared.clone();
+    crate::accept::serve(
+        listener,
+        Some(acceptor),
+        shared.shutdown.clone(),
+        move |req, _| http::handle(handler.clone(), req),
+    );
     let http = crate::tls::reqwest_client(ca.client_config());
     Ok(AliyunFake {
         addr,
@@ -259,38 +262,6 @@ pub fn serve(listener: TcpListener, opts: AliyunFakeOptions) -> anyhow::Result<A
         http,
         shared,
     })
-}
-
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            () = shared.shutdown.cancelled() => return,
-        };
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let stop = shared.shutdown.clone();
-            tokio::select! {
-                () = serve_connection(stream, acceptor, shared) => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn serve_connection(stream: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    let Ok(tls) = acceptor.accept(stream).await else {
-        return;
-    };
-    let service = service_fn(move |req| http::handle(shared.clone(), req));
-    // Client resets and dropped connections are not the fake's concern.
-    let _ = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
 }
 
 // === impl AliyunFake ===

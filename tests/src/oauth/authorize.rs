@@ -6,8 +6,8 @@
 
 use http::StatusCode;
 
-use super::http::{escape, html, page, redirect, Params, Req, Resp};
 use super::pkce;
+use super::reply::{escape, html, page, redirect, Params, Req, Resp};
 use super::state::{AuthState, OAuthError};
 use super::{AuthorizationRequest, ClientSpec, Shared};
 

@@ -5,7 +5,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{json, oauth_error, Params, Req, Resp};
+use super::reply::{json, oauth_error, Params, Req, Resp};
 use super::state::{new_secret, CodeExchange, OAuthError, RefreshGrant, TokenResponse};
 use super::{ClientSpec, Fault, Shared};
 

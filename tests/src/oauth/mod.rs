@@ -19,6 +19,7 @@ mod authorize;
 mod endpoints;
 mod http;
 pub mod pkce;
+mod reply;
 mod state;
 
 #[cfg(test)]
@@ -28,10 +29,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -251,7 +249,14 @@ pub fn serve(listener: TcpListener, opts: OAuthOptions) -> anyhow::Result<OAuthS
         shutdown: CancellationToken::new(),
     });
     let acceptor = TlsAcceptor::from(ca.server_config());
-    tokio::spawn(accept_loop(listener, acceptor, shared.clone()));
+    let handler = shared.clone();
+    // A handler cancels its connection's token to drop it (Fault::Down).
+    crate::accept::serve(
+        listener,
+        Some(acceptor),
+        shared.shutdown.clone(),
+        move |req, conn| http::handle(handler.clone(), conn, req),
+    );
     let http = crate::tls::reqwest_client(ca.client_config());
     Ok(OAuthServer {
         addr,
@@ -259,44 +264,6 @@ pub fn serve(listener: TcpListener, opts: OAuthOptions) -> anyhow::Result<OAuthS
         http,
         shared,
     })
-}
-
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            () = shared.shutdown.cancelled() => return,
-        };
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            // Cancelled on shutdown, or by a handler to drop this connection (Fault::Down).
-            let conn = shared.shutdown.child_token();
-            tokio::select! {
-                () = serve_connection(stream, acceptor, shared, conn.clone()) => {}
-                () = conn.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    conn: CancellationToken,
-) {
-    let Ok(tls) = acceptor.accept(stream).await else {
-        return;
-    };
-    let service = service_fn(move |req| http::handle(shared.clone(), conn.clone(), req));
-    // Connection errors (client resets, dropped connections) are part of what tests provoke.
-    let _ = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
 }
 
 // === impl OAuthServer ===

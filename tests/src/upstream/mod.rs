@@ -25,14 +25,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -258,48 +255,14 @@ pub fn serve(listener: TcpListener, opts: UpstreamOptions) -> anyhow::Result<Tes
         shutdown,
     });
     let acceptor = ca.as_ref().map(|ca| TlsAcceptor::from(ca.server_config()));
-    tokio::spawn(accept_loop(listener, acceptor, shared.clone()));
+    let handler = shared.clone();
+    crate::accept::serve(
+        listener,
+        acceptor,
+        shared.shutdown.clone(),
+        move |req, _| router::handle(handler.clone(), req),
+    );
     Ok(TestUpstream { addr, ca, shared })
-}
-
-async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, shared: Arc<Shared>) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            () = shared.shutdown.cancelled() => return,
-        };
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let shutdown = shared.shutdown.clone();
-            tokio::select! {
-                () = serve_connection(stream, acceptor, shared) => {}
-                () = shutdown.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn serve_connection(stream: TcpStream, acceptor: Option<TlsAcceptor>, shared: Arc<Shared>) {
-    // As a real server would: small frames must not wait for delayed ACKs.
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| router::handle(shared.clone(), req));
-    let builder = auto::Builder::new(TokioExecutor::new());
-    // Connection errors (client resets, bad TLS) are part of what tests provoke.
-    let _ = match acceptor {
-        Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(tls) => builder.serve_connection(TokioIo::new(tls), service).await,
-            Err(_) => return,
-        },
-        None => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-        }
-    };
 }
 
 // === impl TestUpstream ===

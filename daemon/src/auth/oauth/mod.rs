@@ -4,8 +4,6 @@
 
 pub mod discovery;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
@@ -109,12 +107,9 @@ impl OAuthError {
     }
 }
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// The wall clock, kept reachable here for callers of the old `oauth::now`; it is
+/// [`crate::clock::now`], the one reading of the system clock.
+pub use crate::clock::now;
 
 fn client(
     endpoints: &Endpoints,
@@ -317,7 +312,7 @@ fn record_from(
     grant: &Grant<'_>,
     old_refresh: Option<&SecretString>,
 ) -> Result<TokenRecord, OAuthError> {
-    let now = now();
+    let now = crate::clock::now();
     let refresh = resp
         .refresh_token()
         .map(|r| SecretString::from(r.secret().clone()))

@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+use super::error::StoreError;
 use super::key::{hex, KeySource, TokenKey};
 use super::lock::Locks;
+use super::lock::StoreLock;
 use super::paths::{ensure_private_dir, file_stem, sync_dir, write_atomic};
+use super::record::TokenRecord;
 use super::record::{decode, encode};
-use super::{StoreError, StoreInfo, StoreLock, TokenRecord, TokenStore};
+use super::store::{StoreInfo, TokenStore};
 
 /// The directory under the state directory that holds the sealed records.
 const TOKENS_DIR: &str = "tokens";

@@ -21,8 +21,9 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_L
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
+use super::error::StoreError;
 use super::paths::sync_dir;
-use super::{StoreError, RECORD_VERSION};
+use super::record::RECORD_VERSION;
 
 /// The name of the systemd credential that holds the key.
 pub const CREDENTIAL_NAME: &str = "mcpproxyd-token-key";

@@ -18,11 +18,14 @@ use keyring_core::api::CredentialStoreApi as _;
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 use zeroize::Zeroize;
 
+use super::error::StoreError;
 use super::lock::Locks;
+use super::lock::StoreLock;
 use super::paths::ensure_private_dir;
+use super::record::TokenRecord;
 use super::record::{decode, encode};
 use super::secret_service::{probe, session_bus_address, PROBE_TIMEOUT};
-use super::{StoreError, StoreInfo, StoreLock, TokenRecord, TokenStore};
+use super::store::{StoreInfo, TokenStore};
 
 /// The keyring service name of every entry.
 pub const SERVICE: &str = "mcpproxyd";

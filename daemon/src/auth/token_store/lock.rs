@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use super::error::StoreError;
 use super::paths::file_stem;
-use super::StoreError;
 
 /// An exclusive lock on one profile's tokens, held until dropped.
 pub struct StoreLock {

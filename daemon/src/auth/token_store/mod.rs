@@ -8,8 +8,9 @@
 //!   keyutils keyring (lost at reboot).
 //! - [`lock`]: [`StoreLock`], the cross-process lock two daemons on one store take around a
 //!   refresh, so neither invalidates the other's rotated refresh token.
-//! - `paths`, `key`, `secret_service`: the state directory, the file store's key, and the
-//!   Secret Service detection.
+//! - `store` and `error`: the trait and what a store reports; `paths`, `key`,
+//!   `secret_service`: the state directory, the file store's key, and the Secret Service
+//!   detection.
 //!
 //! [`open`] picks the store the `[store]` config asks for. All methods block: async callers use
 //! `spawn_blocking`. No error message contains a token.
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 
 use crate::config::{Store, StoreKind};
 
+mod error;
 pub mod file;
 mod key;
 pub mod keyring;
@@ -25,6 +27,10 @@ pub mod lock;
 mod paths;
 pub mod record;
 mod secret_service;
+mod store;
+
+pub use error::StoreError;
+pub use store::{StoreInfo, TokenStore};
 
 pub use file::FileStore;
 pub use keyring::KeyringStore;
@@ -32,88 +38,6 @@ pub use lock::StoreLock;
 pub use paths::default_state_dir;
 pub(crate) use paths::{ensure_private_dir, write_atomic};
 pub use record::{TokenRecord, RECORD_VERSION};
-
-/// Which store is in use, for `status` and the start-up log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreInfo {
-    /// E.g. `file /var/lib/mcpproxyd/tokens (key: systemd credential)`, `keyring (Secret
-    /// Service)`, `keyring (kernel keyutils, lost at reboot)`.
-    pub name: String,
-    pub survives_reboot: bool,
-}
-
-/// Why the store could not do what was asked. Messages never contain a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot {action} {}: {source}", .path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{} is accessible by other users (mode {mode:03o}) and belongs to uid {owner}, not to \
-         this user: refusing to keep tokens there; make it mode 0700",
-        .path.display()
-    )]
-    InsecureDir {
-        path: PathBuf,
-        mode: u32,
-        owner: u32,
-    },
-    #[error(
-        "the token key file {} can be read or written by other users (mode {mode:03o}); \
-         refusing to use it: make it mode 0600, or remove it and log in again",
-        .path.display()
-    )]
-    InsecureKeyFile { path: PathBuf, mode: u32 },
-    #[error("the token key {origin} is unusable: {reason}")]
-    BadKey {
-        origin: String,
-        reason: &'static str,
-    },
-    #[error(
-        "the stored tokens of profile `{profile}` were written by a newer mcpproxyd (format \
-         {found}; this one reads up to {supported}): upgrade mcpproxyd, or log in again"
-    )]
-    NewerVersion {
-        profile: String,
-        found: u32,
-        supported: u32,
-    },
-    #[error("the stored tokens of profile `{profile}` are corrupt ({reason}); log in again")]
-    Corrupt { profile: String, reason: String },
-    #[error(
-        "the stored tokens of profile `{profile}` cannot be decrypted: the token key changed, or \
-         the file was altered or copied from another profile; log in again"
-    )]
-    Undecryptable { profile: String },
-    #[error("the profile name {0:?} cannot name stored tokens: {1}")]
-    InvalidProfile(String, &'static str),
-    #[error("{backend}: {message}")]
-    Keyring {
-        backend: &'static str,
-        message: String,
-    },
-    #[error("no Secret Service: {0}")]
-    SecretServiceUnavailable(String),
-    #[error("the system's random number generator failed")]
-    Random,
-}
-
-/// A place for token records, one per auth profile.
-pub trait TokenStore: Send + Sync {
-    /// Which store this is, for `status`.
-    fn info(&self) -> StoreInfo;
-    /// The record of `profile`, or `None` when there is none.
-    fn load(&self, profile: &str) -> Result<Option<TokenRecord>, StoreError>;
-    /// Replaces the record of `profile` atomically: a crash leaves the old or the new one.
-    fn save(&self, profile: &str, record: &TokenRecord) -> Result<(), StoreError>;
-    /// Removes the record of `profile`; no record is fine.
-    fn delete(&self, profile: &str) -> Result<(), StoreError>;
-    /// Waits for the exclusive cross-process lock of `profile`; released on drop.
-    fn lock(&self, profile: &str) -> Result<StoreLock, StoreError>;
-}
 
 /// The state directory: `[store] dir`, else [`default_state_dir`]. Tokens and the saved
 /// server lists live here.

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The system service's state directory when `$STATE_DIRECTORY` is not set.
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/mcpproxyd";

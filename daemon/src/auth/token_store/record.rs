@@ -12,7 +12,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The format of the stored record; a record with a larger number is refused.
 pub const RECORD_VERSION: u32 = 1;

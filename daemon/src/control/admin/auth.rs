@@ -3,12 +3,10 @@
 use http::StatusCode;
 use mcpproxyd_api::{self as api, codes};
 
-use super::handlers::{json, Failure};
+use super::reply::{json, Failure, Resp};
 use crate::auth::login::{self, LoginError};
 use crate::auth::oauth::{self, Endpoints};
 use crate::state::Shared;
-
-type Resp = http::Response<http_body_util::Full<bytes::Bytes>>;
 
 fn failure(e: LoginError) -> Failure {
     match e {
@@ -69,11 +67,13 @@ fn profile_of(shared: &Shared, named: Option<String>) -> Result<String, Failure>
 
 pub async fn logout(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
     let profile = profile_of(shared, req.profile)?;
-    let old = shared
-        .tokens
-        .wipe(&profile, false)
-        .await
-        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    let old = shared.tokens.wipe(&profile, false).await.map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            e.to_string(),
+        )
+    })?;
     tracing::info!(profile, had_token = old.is_some(), "logged out");
     Ok(json(
         StatusCode::OK,
@@ -88,11 +88,13 @@ pub async fn logout(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
 /// the server does), close the profile's streams, then revoke at the server.
 pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, Failure> {
     let profile = profile_of(shared, req.profile)?;
-    let old = shared
-        .tokens
-        .wipe(&profile, true)
-        .await
-        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+    let old = shared.tokens.wipe(&profile, true).await.map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            e.to_string(),
+        )
+    })?;
     tracing::warn!(profile, "token revoked locally; its streams are closed");
     let (server, server_error) = match old {
         None => ("nothing_to_revoke".to_string(), None),
@@ -156,7 +158,13 @@ pub async fn import_aliyun(shared: &Shared, req: api::ImportAliyun) -> Result<Re
         .tokens
         .logged_in(&profile, record)
         .await
-        .map_err(|m| Failure(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m))?;
+        .map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL,
+                e.to_string(),
+            )
+        })?;
     tracing::info!(profile, app_id = %app_id, "imported the login of aliyun mcp-proxy");
     Ok(json(
         StatusCode::OK,

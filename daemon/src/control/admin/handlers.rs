@@ -4,48 +4,18 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use mcpproxyd_api::{self as api, codes};
-use serde::de::DeserializeOwned;
 
-use super::{views, PeerCred};
+use super::peer::PeerCred;
+// `json` and `Failure` stay reachable here for handler modules that import them from this one.
+use super::reply::{error, read_json, Resp};
+pub(super) use super::reply::{json, Failure};
+use super::{auth, views};
 use crate::state::Shared;
-
-type Resp = Response<Full<Bytes>>;
-
-/// An admin error: status, stable code, message.
-pub(super) struct Failure(pub StatusCode, pub &'static str, pub String);
-
-pub(super) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn error(f: Failure) -> Resp {
-    json(f.0, &api::ErrorBody::new(f.1, f.2))
-}
-
-/// The raw HTTP answer for a caller the peer-credential check refused (nothing was read).
-pub fn refusal(why: &str) -> Vec<u8> {
-    let body = serde_json::to_string(&api::ErrorBody::new(
-        codes::PEER_REFUSED,
-        format!("refused: {why}"),
-    ))
-    .unwrap_or_default();
-    format!(
-        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
 
 pub async fn handle(
     shared: Arc<Shared>,
@@ -65,83 +35,116 @@ pub async fn handle(
     Ok(response)
 }
 
-/// Known paths and the one method each takes.
-const ROUTES: &[(&str, Method)] = &[
-    ("/v1/status", Method::GET),
-    ("/v1/servers", Method::GET),
-    ("/v1/reload", Method::POST),
-    ("/v1/acl/check", Method::POST),
-    ("/v1/metrics", Method::GET),
-    ("/v1/login", Method::POST),
-    ("/v1/login/{id}", Method::GET),
-    ("/v1/login/{id}/code", Method::POST),
-    ("/v1/logout", Method::POST),
-    ("/v1/revoke", Method::POST),
-    ("/v1/import/aliyun", Method::POST),
-    ("/v1/app/fix", Method::POST),
-    ("/v1/keys", Method::GET),
-    ("/v1/keys", Method::POST),
-    ("/v1/keys/{name}/revoke", Method::POST),
+/// What an admin request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Status,
+    Servers,
+    Reload,
+    AclCheck,
+    Metrics,
+    Login,
+    LoginStatus,
+    LoginCode,
+    Logout,
+    Revoke,
+    ImportAliyun,
+    AppFix,
+    KeysList,
+    KeysAdd,
+    KeyRevoke,
+}
+
+/// Every admin path, spelled once, with the methods it takes and what each asks for. A `{id}`
+/// segment is a login id (ASCII letters and digits); any other `{...}` segment is one
+/// non-empty path segment.
+const ROUTES: &[(&str, &[(Method, Route)])] = &[
+    ("/v1/status", &[(Method::GET, Route::Status)]),
+    ("/v1/servers", &[(Method::GET, Route::Servers)]),
+    ("/v1/reload", &[(Method::POST, Route::Reload)]),
+    ("/v1/acl/check", &[(Method::POST, Route::AclCheck)]),
+    ("/v1/metrics", &[(Method::GET, Route::Metrics)]),
+    ("/v1/login", &[(Method::POST, Route::Login)]),
+    ("/v1/login/{id}", &[(Method::GET, Route::LoginStatus)]),
+    ("/v1/login/{id}/code", &[(Method::POST, Route::LoginCode)]),
+    ("/v1/logout", &[(Method::POST, Route::Logout)]),
+    ("/v1/revoke", &[(Method::POST, Route::Revoke)]),
+    ("/v1/import/aliyun", &[(Method::POST, Route::ImportAliyun)]),
+    ("/v1/app/fix", &[(Method::POST, Route::AppFix)]),
+    (
+        "/v1/keys",
+        &[
+            (Method::GET, Route::KeysList),
+            (Method::POST, Route::KeysAdd),
+        ],
+    ),
+    (
+        "/v1/keys/{name}/revoke",
+        &[(Method::POST, Route::KeyRevoke)],
+    ),
 ];
 
-/// The route pattern of a path, and the login id or key name it carries.
-fn pattern(path: &str) -> (String, Option<String>) {
-    if let Some(name) = path
-        .strip_prefix("/v1/keys/")
-        .and_then(|rest| rest.strip_suffix("/revoke"))
-    {
-        if !name.is_empty() && !name.contains('/') {
-            return ("/v1/keys/{name}/revoke".into(), Some(name.to_string()));
+/// Whether `path` fits `pattern` segment by segment; `Some(param)` carries the `{...}` segment.
+fn fits(pattern: &str, path: &str) -> Option<Option<String>> {
+    let (mut want, mut got) = (pattern.split('/'), path.split('/'));
+    let mut param = None;
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(param),
+            (Some(w), Some(seg)) if w.starts_with('{') && w.ends_with('}') => {
+                let ok = !seg.is_empty()
+                    && (w != "{id}" || seg.bytes().all(|b| b.is_ascii_alphanumeric()));
+                if !ok {
+                    return None;
+                }
+                param = Some(seg.to_string())
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
         }
     }
-    if let Some(rest) = path.strip_prefix("/v1/login/") {
-        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
-        if valid && tail.is_empty() {
-            return ("/v1/login/{id}".into(), Some(id.to_string()));
-        }
-        if valid && tail == "code" {
-            return ("/v1/login/{id}/code".into(), Some(id.to_string()));
-        }
-    }
-    (path.to_string(), None)
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure> {
-    let (path, login_id) = pattern(req.uri().path());
-    let allowed: Vec<&str> = ROUTES
+    let path = req.uri().path().to_string();
+    let Some((pattern, methods, param)) = ROUTES
         .iter()
-        .filter(|(p, _)| *p == path)
-        .map(|(_, m)| m.as_str())
-        .collect();
-    if allowed.is_empty() {
+        .find_map(|(p, m)| fits(p, &path).map(|param| (*p, *m, param)))
+    else {
         return Err(Failure(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
             format!("no admin endpoint {path}"),
         ));
-    }
-    if !allowed.contains(&req.method().as_str()) {
+    };
+    let Some(route) = methods
+        .iter()
+        .find(|(m, _)| m == req.method())
+        .map(|(_, r)| *r)
+    else {
+        let allowed: Vec<&str> = methods.iter().map(|(m, _)| m.as_str()).collect();
         let allowed = allowed.join(", ");
         let mut r = error(Failure(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::METHOD_NOT_ALLOWED,
-            format!("{path} takes {allowed}"),
+            format!("{pattern} takes {allowed}"),
         ));
         if let Ok(v) = HeaderValue::from_str(&allowed) {
             r.headers_mut().insert(ALLOW, v);
         }
         return Ok(r);
-    }
-    match path.as_str() {
-        "/v1/status" => Ok(json(StatusCode::OK, &views::status(shared))),
-        "/v1/servers" => Ok(json(StatusCode::OK, &views::servers(shared))),
-        "/v1/metrics" => Ok(metrics_text(shared)),
-        "/v1/reload" => {
+    };
+    // The `{id}` or `{name}` segment of the path, where the route has one.
+    let segment = param.unwrap_or_default();
+    match route {
+        Route::Status => Ok(json(StatusCode::OK, &views::status(shared))),
+        Route::Servers => Ok(json(StatusCode::OK, &views::servers(shared))),
+        Route::Metrics => Ok(metrics_text(shared)),
+        Route::Reload => {
             let _: Option<EmptyBody> = read_json(req).await?;
             reload(shared)
         }
-        "/v1/acl/check" => {
+        Route::AclCheck => {
             let check: api::AclCheck = read_json(req).await?.ok_or_else(|| {
                 Failure(
                     StatusCode::BAD_REQUEST,
@@ -151,22 +154,18 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             })?;
             Ok(json(StatusCode::OK, &views::acl_check(shared, &check)))
         }
-        "/v1/login" => super::auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
-        "/v1/login/{id}" => {
+        Route::Login => auth::login(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::LoginStatus => {
             let wait = wait_param(req.uri().query());
-            super::auth::login_status(shared, login_id.as_deref().unwrap_or(""), wait).await
+            auth::login_status(shared, &segment, wait).await
         }
-        "/v1/login/{id}/code" => {
+        Route::LoginCode => {
             let body: api::LoginCode = read_json(req).await?.unwrap_or_default();
-            super::auth::login_code(shared, login_id.as_deref().unwrap_or(""), body).await
+            auth::login_code(shared, &segment, body).await
         }
-        "/v1/logout" => {
-            super::auth::logout(shared, read_json(req).await?.unwrap_or_default()).await
-        }
-        "/v1/revoke" => {
-            super::auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await
-        }
-        "/v1/import/aliyun" => {
+        Route::Logout => auth::logout(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::Revoke => auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::ImportAliyun => {
             let body: api::ImportAliyun = read_json(req).await?.ok_or_else(|| {
                 Failure(
                     StatusCode::BAD_REQUEST,
@@ -174,10 +173,11 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
                     "send {\"file\": <the JSON of ~/.aliyun/.mcpproxy_config>}".into(),
                 )
             })?;
-            super::auth::import_aliyun(shared, body).await
+            auth::import_aliyun(shared, body).await
         }
-        "/v1/keys" if req.method() == Method::GET => Ok(super::keys::list(shared)),
-        "/v1/keys" => {
+        Route::AppFix => auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await,
+        Route::KeysList => Ok(super::keys::list(shared)),
+        Route::KeysAdd => {
             let body: api::KeyAdd = read_json(req).await?.ok_or_else(|| {
                 Failure(
                     StatusCode::BAD_REQUEST,
@@ -187,14 +187,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
             })?;
             super::keys::add(shared, body).await
         }
-        "/v1/keys/{name}/revoke" => {
+        Route::KeyRevoke => {
             let _: Option<EmptyBody> = read_json(req).await?;
-            super::keys::revoke(shared, login_id.as_deref().unwrap_or("")).await
+            super::keys::revoke(shared, &segment).await
         }
-        "/v1/app/fix" => {
-            super::auth::app_fix(shared, read_json(req).await?.unwrap_or_default()).await
-        }
-        _ => Err(Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, path)),
     }
 }
 
@@ -215,7 +211,7 @@ fn wait_param(query: Option<&str>) -> std::time::Duration {
 struct EmptyBody {}
 
 fn reload(shared: &Shared) -> Result<Resp, Failure> {
-    match shared.reload_logged("admin") {
+    match crate::control::systemd::reload(shared, "admin") {
         Ok(r) => {
             let source = shared.current().config.source.to_string();
             Ok(json(
@@ -232,63 +228,6 @@ fn reload(shared: &Shared) -> Result<Resp, Failure> {
             format!("{e}; the running configuration is unchanged"),
         )),
     }
-}
-
-/// Reads a size-limited JSON body; `None` when there is none.
-pub(super) async fn read_json<T: DeserializeOwned>(
-    req: Request<Incoming>,
-) -> Result<Option<T>, Failure> {
-    let too_large = || {
-        Failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::BODY_TOO_LARGE,
-            format!(
-                "request bodies are limited to {} bytes",
-                api::MAX_REQUEST_BODY
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > api::MAX_REQUEST_BODY as u64) {
-        return Err(too_large());
-    }
-    let is_json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
-    let bytes = Limited::new(req.into_body(), api::MAX_REQUEST_BODY)
-        .collect()
-        .await
-        .map_err(|_| too_large())?
-        .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    if is_json == Some(false) {
-        return Err(Failure(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            codes::UNSUPPORTED_MEDIA_TYPE,
-            "send the body as Content-Type: application/json".into(),
-        ));
-    }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        )
-    })
 }
 
 fn metrics_text(shared: &Shared) -> Resp {
@@ -310,4 +249,54 @@ pub async fn metrics_only(shared: Arc<Shared>, req: Request<Incoming>) -> Result
             "only GET /metrics is served here".into(),
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_fit_their_pattern_on_whole_segments() {
+        assert_eq!(fits("/v1/status", "/v1/status"), Some(None));
+        assert_eq!(fits("/v1/status", "/v1/status/"), None);
+        assert_eq!(fits("/v1/login", "/v1/login/"), None);
+        assert_eq!(
+            fits("/v1/login/{id}", "/v1/login/ab12"),
+            Some(Some("ab12".into()))
+        );
+        assert_eq!(
+            fits("/v1/login/{id}/code", "/v1/login/ab12/code"),
+            Some(Some("ab12".into()))
+        );
+        assert_eq!(fits("/v1/login/{id}", "/v1/login/"), None);
+        assert_eq!(fits("/v1/login/{id}", "/v1/login/a-b"), None);
+        assert_eq!(fits("/v1/login/{id}/code", "/v1/login/ab/codes"), None);
+    }
+
+    #[test]
+    fn every_path_and_route_is_listed_once() {
+        let routes: Vec<Route> = ROUTES
+            .iter()
+            .flat_map(|(_, m)| m.iter().map(|(_, r)| *r))
+            .collect();
+        for (i, (p, methods)) in ROUTES.iter().enumerate() {
+            assert!(!methods.is_empty(), "{p} takes no method");
+            assert!(
+                ROUTES[..i].iter().all(|(q, _)| q != p),
+                "{p} is listed twice"
+            );
+        }
+        for (i, r) in routes.iter().enumerate() {
+            assert!(!routes[..i].contains(r), "{r:?} is listed twice");
+        }
+    }
+
+    #[test]
+    fn other_parameters_are_one_segment() {
+        assert_eq!(
+            fits("/v1/x/{name}/y", "/v1/x/a-b.c/y"),
+            Some(Some("a-b.c".into()))
+        );
+        assert_eq!(fits("/v1/x/{name}/y", "/v1/x//y"), None);
+    }
 }

@@ -18,6 +18,7 @@ mod auth;
 mod handlers;
 mod keys;
 mod peer;
+mod reply;
 mod socket;
 mod views;
 
@@ -100,7 +101,7 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>) {
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read_head).await;
-        let _ = stream.write_all(&handlers::refusal(&why)).await;
+        let _ = stream.write_all(&reply::refusal(&why)).await;
         let _ = stream.shutdown().await;
         let drain = async {
             let mut total = 0;

@@ -5,12 +5,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpproxyd_api as api;
 
-use crate::config::{AuthProfile, CatalogSource, TokenSource};
+use crate::auth::tokens::ProfileView;
+use crate::config::{AuthProfile, CatalogSource, Config, TokenSource};
 use crate::control::banner;
 use crate::control::metrics::Gauges;
 use crate::proxy::acl::Decision;
 use crate::proxy::path;
-use crate::state::Shared;
+use crate::state::{Generation, Shared};
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -21,90 +22,6 @@ fn unix(t: SystemTime) -> u64 {
 pub fn status(shared: &Shared) -> api::Status {
     let g = shared.current();
     let c = &g.config;
-    let upstreams = c
-        .upstreams
-        .iter()
-        .map(|u| api::UpstreamStatus {
-            name: u.name.clone(),
-            mount: u.mount.clone(),
-            url: u.url.to_string(),
-            auth: u.auth.clone(),
-            catalog: match u.catalog {
-                CatalogSource::Alibaba => "alibaba".into(),
-                CatalogSource::Static => "static".into(),
-            },
-            servers: g
-                .catalog
-                .servers
-                .iter()
-                .filter(|s| s.upstream == u.name)
-                .count(),
-        })
-        .collect();
-    let profiles = shared
-        .tokens
-        .views()
-        .into_iter()
-        .map(|v| {
-            let detail = match c.auth.get(&v.name) {
-                Some(AuthProfile::Static(st)) => match &st.source {
-                    TokenSource::File(f) => format!("static token from {}", f.display()),
-                    TokenSource::Credential(n) => {
-                        format!("static token from systemd credential {n}")
-                    }
-                },
-                _ => match v.phase {
-                    api::ProfileState::LoggedOut => format!(
-                        "not logged in: run `mcpproxyctl login --profile {}`",
-                        v.name
-                    ),
-                    api::ProfileState::NeedsLogin => format!(
-                        "the server refused the refresh: run `mcpproxyctl login --profile {}`",
-                        v.name
-                    ),
-                    api::ProfileState::Revoked => format!(
-                        "revoked: run `mcpproxyctl login --profile {}` for a new token",
-                        v.name
-                    ),
-                    _ => match v.refresh_expires_at {
-                        Some(t) => format!("OAuth token; the login itself lasts until {}", t),
-                        None => "OAuth token".to_string(),
-                    },
-                },
-            };
-            api::ProfileStatus {
-                name: v.name.clone(),
-                kind: v.kind.into(),
-                state: v.phase,
-                valid_until: v.valid_until,
-                refresh_at: v.refresh_at,
-                last_error: v.last_error,
-                warning: v.refresh_expires_at.and_then(|t| {
-                    let now = crate::auth::oauth::now();
-                    (t <= now + c.limits.refresh_token_warning.as_secs()).then(|| {
-                        if t <= now {
-                            format!("the login expired; run `mcpproxyctl login --profile {}`", v.name)
-                        } else {
-                            format!(
-                                "the login expires in {}h; run `mcpproxyctl login --profile {}` before then",
-                                (t - now) / 3600,
-                                v.name
-                            )
-                        }
-                    })
-                }),
-                detail,
-            }
-        })
-        .collect();
-    let token_store = match shared.tokens.store_info() {
-        Some(info) if info.survives_reboot => info.name,
-        Some(info) => format!("{} (tokens are lost at reboot)", info.name),
-        None if c.auth.values().all(|p| matches!(p, AuthProfile::Static(_))) => {
-            "none needed: static tokens only".to_string()
-        }
-        None => "unavailable: the token store could not be opened (see the log)".to_string(),
-    };
     api::Status {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
@@ -120,9 +37,9 @@ pub fn status(shared: &Shared) -> api::Status {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         },
-        upstreams,
-        profiles,
-        token_store,
+        upstreams: upstreams(&g),
+        profiles: profiles(shared, c),
+        token_store: token_store(shared, c),
         acl: api::AclSummary {
             allowed: g.acl.allowed_entries().map(str::to_string).collect(),
             blocked: g.acl.blocked_entries().map(str::to_string).collect(),
@@ -141,6 +58,108 @@ pub fn status(shared: &Shared) -> api::Status {
             .map(|p| p.display().to_string())
             .collect(),
         client_keys: super::keys::status(shared),
+    }
+}
+
+/// Each upstream, with how many catalogued servers it has.
+fn upstreams(g: &Generation) -> Vec<api::UpstreamStatus> {
+    g.config
+        .upstreams
+        .iter()
+        .map(|u| api::UpstreamStatus {
+            name: u.name.clone(),
+            mount: u.mount.clone(),
+            url: u.url.to_string(),
+            auth: u.auth.clone(),
+            catalog: match u.catalog {
+                CatalogSource::Alibaba => "alibaba".into(),
+                CatalogSource::Static => "static".into(),
+            },
+            servers: g
+                .catalog
+                .servers
+                .iter()
+                .filter(|s| s.upstream == u.name)
+                .count(),
+        })
+        .collect()
+}
+
+/// Each auth profile: its token's state, what to do about it, and a warning before the login
+/// itself runs out.
+fn profiles(shared: &Shared, c: &Config) -> Vec<api::ProfileStatus> {
+    let now = crate::clock::now();
+    let warn_within = c.limits.refresh_token_warning.as_secs();
+    shared
+        .tokens
+        .views()
+        .into_iter()
+        .map(|v| api::ProfileStatus {
+            name: v.name.clone(),
+            kind: v.kind.into(),
+            state: v.phase,
+            valid_until: v.valid_until,
+            refresh_at: v.refresh_at,
+            detail: detail(&v, c.auth.get(&v.name)),
+            warning: v
+                .refresh_expires_at
+                .and_then(|t| login_warning(&v.name, t, now, warn_within)),
+            last_error: v.last_error,
+        })
+        .collect()
+}
+
+/// One line on where a profile's token comes from, or what to run to get one.
+fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
+    if let Some(AuthProfile::Static(st)) = profile {
+        return match &st.source {
+            TokenSource::File(f) => format!("static token from {}", f.display()),
+            TokenSource::Credential(n) => format!("static token from systemd credential {n}"),
+        };
+    }
+    match v.phase {
+        api::ProfileState::LoggedOut => format!(
+            "not logged in: run `mcpproxyctl login --profile {}`",
+            v.name
+        ),
+        api::ProfileState::NeedsLogin => format!(
+            "the server refused the refresh: run `mcpproxyctl login --profile {}`",
+            v.name
+        ),
+        api::ProfileState::Revoked => format!(
+            "revoked: run `mcpproxyctl login --profile {}` for a new token",
+            v.name
+        ),
+        _ => match v.refresh_expires_at {
+            Some(t) => format!("OAuth token; the login itself lasts until {}", t),
+            None => "OAuth token".to_string(),
+        },
+    }
+}
+
+/// A warning when the login (the refresh token) ends at `t`, within `warn_within` of `now`.
+fn login_warning(profile: &str, t: u64, now: u64, warn_within: u64) -> Option<String> {
+    if t > now + warn_within {
+        return None;
+    }
+    Some(if t <= now {
+        format!("the login expired; run `mcpproxyctl login --profile {profile}`")
+    } else {
+        format!(
+            "the login expires in {}h; run `mcpproxyctl login --profile {profile}` before then",
+            (t - now) / 3600
+        )
+    })
+}
+
+fn token_store(shared: &Shared, c: &Config) -> String {
+    match shared.tokens.store_info() {
+        Some(info) if info.survives_reboot => info.name,
+        Some(info) => format!("{} (tokens are lost at reboot)", info.name),
+        None if c.auth.values().all(|p| matches!(p, AuthProfile::Static(_))) => {
+            "none needed: static tokens only".to_string()
+        }
+        None => "unavailable: the token store could not be opened (see the log)".to_string(),
     }
 }
 

@@ -1,14 +1,9 @@
-//! When to refresh, and the per-profile refresher task: a loop around "sleep until the refresh
-//! is due, or until woken", checking the wall clock (timers stop while a machine sleeps).
+//! When to refresh: the schedule maths of a token's lifetime (expiry, margin, jitter,
+//! backoff). Pure: times are Unix seconds passed in, nothing here reads a clock or does I/O.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::auth::oauth::now;
 use crate::auth::token_store::TokenRecord;
-use crate::auth::tokens::{Phase, Slot, Tokens, CLOCK_CHECK};
 use crate::config::RefreshMargin;
 
 /// Lifetime assumed for a token whose response had no `expires_in`.
@@ -73,27 +68,6 @@ fn jitter(bound: u64) -> u64 {
         .map(|d| d.subsec_nanos() as u64)
         .unwrap_or(0);
     (nanos ^ (std::process::id() as u64).wrapping_mul(0x9e37_79b9)) % bound
-}
-
-/// The refresher of one profile.
-pub(crate) async fn run(tokens: Arc<Tokens>, slot: Arc<Slot>, stop: CancellationToken) {
-    loop {
-        slot.beat.store(now(), std::sync::atomic::Ordering::Relaxed);
-        let (due, phase, generation) = slot.due();
-        let wait = match (phase, due) {
-            (Phase::Valid, Some(at)) if at <= now() => {
-                let _ = tokens.refresh_slot(&slot, generation).await;
-                continue;
-            }
-            (Phase::Valid, Some(at)) => Duration::from_secs(at - now()).min(CLOCK_CHECK),
-            _ => CLOCK_CHECK,
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = slot.woken() => {}
-            _ = stop.cancelled() => return,
-        }
-    }
 }
 
 #[cfg(test)]

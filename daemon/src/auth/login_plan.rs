@@ -1,0 +1,113 @@
+//! What a login needs before the user is sent off: the authorization server's endpoints, the
+//! client id, scopes, `resource` and redirect URI of a profile, discovered, registered or (for
+//! Alibaba Cloud) provisioned as the profile says.
+
+use crate::auth::errors::LoginError;
+use crate::auth::oauth::{discovery, Endpoints};
+use crate::config::{AlibabaProfile, Config, OAuthProfile, Resource};
+
+/// The plan of one login.
+pub(crate) struct Plan {
+    pub(crate) endpoints: Endpoints,
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) resource: Option<String>,
+    pub(crate) redirect_uri: String,
+}
+
+/// A generic OAuth profile: endpoints as configured or discovered, then the client id as
+/// configured or registered (RFC 7591), then the `resource`.
+pub(crate) async fn oauth(
+    config: &Config,
+    profile: &str,
+    o: &OAuthProfile,
+    http: &reqwest::Client,
+    default_redirect: &str,
+) -> Result<Plan, LoginError> {
+    let (endpoints, discovered_resource) = endpoints(config, profile, o, http).await?;
+    let redirect_uri = default_redirect.to_string();
+    let client_id = match &o.client_id {
+        Some(c) => c.clone(),
+        None => {
+            let reg = endpoints.registration.clone().ok_or_else(|| LoginError::Profile(format!(
+                "profile `{profile}` has no client_id and the server offers no dynamic registration; set client_id"
+            )))?;
+            discovery::register(http, &reg, &redirect_uri).await?
+        }
+    };
+    let resource = match &o.resource {
+        Resource::Off => None,
+        Resource::Uri(u) => Some(u.to_string()),
+        Resource::Auto => discovered_resource,
+    };
+    Ok(Plan {
+        endpoints,
+        client_id,
+        scopes: o.scopes.clone(),
+        resource,
+        redirect_uri,
+    })
+}
+
+/// The endpoints of a generic profile: explicit, from the issuer's metadata (RFC 8414), or
+/// discovered from the 401 of an upstream that uses the profile (RFC 9728).
+async fn endpoints(
+    config: &Config,
+    profile: &str,
+    o: &OAuthProfile,
+    http: &reqwest::Client,
+) -> Result<(Endpoints, Option<String>), LoginError> {
+    match (&o.authorization_endpoint, &o.token_endpoint, &o.issuer) {
+        (Some(a), Some(t), issuer) => Ok((
+            Endpoints {
+                issuer: issuer.as_ref().map(|u| u.to_string()),
+                authorization: Some(a.to_string()),
+                token: t.to_string(),
+                revocation: o.revocation_endpoint.as_ref().map(|u| u.to_string()),
+                registration: None,
+            },
+            None,
+        )),
+        (_, _, Some(issuer)) => {
+            let mut e = discovery::server_metadata(http, issuer.as_str()).await?;
+            if let Some(r) = &o.revocation_endpoint {
+                e.revocation = Some(r.to_string());
+            }
+            Ok((e, None))
+        }
+        _ => {
+            let upstream = config
+                .upstreams
+                .iter()
+                .find(|u| u.auth == profile)
+                .ok_or_else(|| LoginError::Profile(format!(
+                    "profile `{profile}` has no issuer or endpoints and no upstream uses it to discover them"
+                )))?;
+            Ok(discovery::from_upstream(http, &upstream.url).await?)
+        }
+    }
+}
+
+/// An Alibaba Cloud profile: the application (found, created or checked through IMS) gives
+/// the client id. `http` is the profile's own client (its CA), which reaches IMS too.
+pub(crate) async fn alibaba(
+    profile: &str,
+    a: &AlibabaProfile,
+    http: &reqwest::Client,
+    default_redirect: &str,
+) -> Result<Plan, LoginError> {
+    let sources = crate::alibaba::credentials::Sources::from_process();
+    let app = crate::alibaba::provision(a, http, default_redirect, &sources)
+        .await
+        .map_err(|e| LoginError::Profile(format!("profile `{profile}`: {e}")))?;
+    if app.created {
+        tracing::info!(profile, app_id = %app.client_id(), "created the OAuth application");
+    }
+    Ok(Plan {
+        endpoints: crate::alibaba::oauth_endpoints(a),
+        client_id: app.client_id().to_string(),
+        scopes: vec![a.scope.clone()],
+        resource: None,
+        redirect_uri: crate::alibaba::app_spec(a, default_redirect).redirect_uri,
+    })
+}

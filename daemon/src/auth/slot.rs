@@ -1,0 +1,285 @@
+//! One auth profile's slot: its profile and HTTP client, its `Lifecycle`, the single-flight
+//! lock of its refreshes, the wake-up of its refresher and the streams using its token.
+//!
+//! A refresh is single-flight: callers pass the token generation they saw, and whoever gets
+//! the lock second finds the generation moved on and uses the token the first one got.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use secrecy::SecretString;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::errors::{RefreshError, TokenError};
+use crate::auth::lifecycle::{Lifecycle, Phase};
+use crate::auth::oauth::{self, Endpoints, Grant, OAuthError};
+use crate::auth::schedule;
+use crate::auth::token_store::{StoreLock, TokenRecord, TokenStore};
+use crate::clock::Clock;
+use crate::config::{AuthProfile, RefreshMargin};
+use crate::control::metrics::Metrics;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a slot shares with the manager: the store, the metrics and the clock.
+#[derive(Clone)]
+pub(crate) struct Deps {
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: Clock,
+}
+
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    pub(crate) profile: Mutex<AuthProfile>,
+    pub(crate) http: Mutex<reqwest::Client>,
+    life: Mutex<Lifecycle>,
+    refresh_lock: tokio::sync::Mutex<()>,
+    wake: Notify,
+    streams: Mutex<CancellationToken>,
+    /// Unix seconds the refresher last went round its loop (for the watchdog).
+    beat: AtomicU64,
+    deps: Deps,
+}
+
+// === impl Slot: state ===
+
+impl Slot {
+    pub(crate) fn new(name: &str, profile: AuthProfile, http: reqwest::Client, deps: Deps) -> Slot {
+        Slot {
+            name: name.to_string(),
+            profile: Mutex::new(profile),
+            http: Mutex::new(http),
+            life: Mutex::new(Lifecycle::default()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            streams: Mutex::new(CancellationToken::new()),
+            beat: AtomicU64::new(deps.clock.now()),
+            deps,
+        }
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.deps.clock
+    }
+
+    /// Reads the lifecycle under its lock.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Lifecycle) -> R) -> R {
+        f(&lock(&self.life))
+    }
+
+    /// The token, the phase and the token generation.
+    pub(crate) fn snapshot(&self) -> (Option<TokenRecord>, Phase, u64) {
+        self.read(|l| (l.record().cloned(), l.phase(), l.generation()))
+    }
+
+    /// When the next refresh is due, the phase, and the token generation.
+    pub(crate) fn due(&self) -> (Option<u64>, Phase, u64) {
+        self.read(|l| (l.next_refresh(), l.phase(), l.generation()))
+    }
+
+    pub(crate) fn is_static(&self) -> bool {
+        matches!(&*lock(&self.profile), AuthProfile::Static(_))
+    }
+
+    fn margin(&self) -> RefreshMargin {
+        match &*lock(&self.profile) {
+            AuthProfile::OAuth(o) => o.refresh_margin,
+            AuthProfile::Alibaba(a) => a.refresh_margin,
+            AuthProfile::Static(_) => RefreshMargin::Auto,
+        }
+    }
+
+    /// A new token: used from now on, and the refresher re-plans.
+    pub(crate) fn set_valid(&self, record: TokenRecord) {
+        let margin = self.margin();
+        lock(&self.life).valid(record, margin);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn load_failed(&self, error: String) {
+        lock(&self.life).load_failed(error);
+    }
+
+    /// Resolves when the refresher is woken (new token, new schedule).
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// The refresher went round its loop.
+    pub(crate) fn beat(&self) {
+        self.beat.store(self.deps.clock.now(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_beat(&self) -> u64 {
+        self.beat.load(Ordering::Relaxed)
+    }
+
+    /// The handle that closes the streams using the current token.
+    pub(crate) fn streams(&self) -> CancellationToken {
+        lock(&self.streams).clone()
+    }
+
+    /// Closes every open stream of this profile and starts a fresh set.
+    fn close_streams(&self) {
+        let old = std::mem::take(&mut *lock(&self.streams));
+        old.cancel();
+    }
+}
+
+// === impl Slot: refresh ===
+
+impl Slot {
+    /// Refreshes the token unless someone else did since `seen_generation`.
+    pub(crate) async fn refresh(&self, seen_generation: u64) -> Result<(), RefreshError> {
+        self.single_flight(seen_generation, || self.refresh_now())
+            .await
+    }
+
+    /// Runs `op` under the refresh lock, unless the token generation moved on from `seen` while
+    /// waiting for the lock (then the token another caller got is the answer).
+    pub(crate) async fn single_flight<F, Fut>(&self, seen: u64, op: F) -> Result<(), RefreshError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), RefreshError>>,
+    {
+        let _flight = self.refresh_lock.lock().await;
+        if self.read(Lifecycle::generation) != seen {
+            return Ok(());
+        }
+        op().await
+    }
+
+    /// One refresh, under the refresh lock: lock the store and read it, adopt a newer token
+    /// another process stored, else spend the refresh token and persist what comes back.
+    async fn refresh_now(&self) -> Result<(), RefreshError> {
+        let record = self
+            .read(|l| l.record().cloned())
+            .ok_or(TokenError::NotLoggedIn)?;
+        let store = self.deps.store.clone().ok_or(TokenError::NoStore)?;
+        lock(&self.life).refreshing();
+        let (guard, stored) = match lock_and_load(&store, &self.name).await {
+            Ok(v) => v,
+            Err(e) => return Err(self.failed(e.into())),
+        };
+        if let Some(s) = stored {
+            let now = self.deps.clock.now();
+            if s.obtained_at > record.obtained_at && schedule::fresh(&s, self.margin(), now) {
+                tracing::info!(profile = %self.name, "adopting a token refreshed by another process");
+                self.set_valid(s);
+                return Ok(());
+            }
+        }
+        let new = match self.spend(&record).await {
+            Ok(new) => new,
+            Err(e) => return Err(self.failed(e.into())),
+        };
+        // Persist the rotated refresh token before the new access token is used.
+        if let Err(e) = save_then_unlock(&store, &self.name, &new, guard).await {
+            tracing::error!(profile = %self.name, error = %e, "cannot persist the refreshed token; using it for now");
+        }
+        self.deps.metrics.refresh(&self.name, "ok");
+        let now = self.deps.clock.now();
+        tracing::info!(profile = %self.name, valid_for_s = new.access_expires_at.map(|t| t.saturating_sub(now)), "token refreshed");
+        self.set_valid(new);
+        Ok(())
+    }
+
+    /// The refresh grant at the record's authorization server.
+    async fn spend(&self, record: &TokenRecord) -> Result<TokenRecord, OAuthError> {
+        let refresh_token: &SecretString = record
+            .refresh_token
+            .as_ref()
+            .ok_or(OAuthError::NoRefreshToken)?;
+        let endpoints = Endpoints::of_record(record);
+        let grant = Grant {
+            endpoints: &endpoints,
+            client_id: &record.client_id,
+            resource: record.resource.as_deref(),
+        };
+        let http = lock(&self.http).clone();
+        oauth::refresh(&http, &grant, refresh_token).await
+    }
+
+    /// A refresh that failed: `NeedsLogin` if the server refused the grant, else a retry after
+    /// a backoff. Returns the error for the caller.
+    pub(crate) fn failed(&self, e: RefreshError) -> RefreshError {
+        let mut life = lock(&self.life);
+        if e.needs_login() {
+            life.needs_login(e.to_string());
+            self.deps.metrics.refresh(&self.name, "needs_login");
+            tracing::error!(profile = %self.name, error = %e, "refresh refused: the profile needs a new login (`mcpproxyctl login`)");
+        } else {
+            let attempt = life.retry_later(e.to_string(), self.deps.clock.now());
+            self.deps.metrics.refresh(&self.name, "transient");
+            tracing::warn!(profile = %self.name, error = %e, attempt, "refresh failed; retrying with backoff");
+        }
+        e
+    }
+}
+
+// === impl Slot: login and wipe ===
+
+impl Slot {
+    /// A finished login: persisted, then used.
+    pub(crate) async fn logged_in(&self, record: TokenRecord) -> Result<(), TokenError> {
+        let store = self.deps.store.clone().ok_or(TokenError::NoStore)?;
+        let name = self.name.clone();
+        let to_save = record.clone();
+        tokio::task::spawn_blocking(move || store.save(&name, &to_save))
+            .await?
+            .map_err(TokenError::Save)?;
+        self.set_valid(record);
+        Ok(())
+    }
+
+    /// Wipes the token locally and closes its streams; returns the record it had.
+    pub(crate) async fn wipe(&self, revoked: bool) -> Result<Option<TokenRecord>, TokenError> {
+        let _flight = self.refresh_lock.lock().await;
+        let old = lock(&self.life).wiped(revoked);
+        self.close_streams();
+        if let Some(store) = self.deps.store.clone() {
+            let name = self.name.clone();
+            tokio::task::spawn_blocking(move || store.delete(&name))
+                .await?
+                .map_err(TokenError::Delete)?;
+        }
+        Ok(old)
+    }
+}
+
+/// Takes the store's cross-process lock and reads the stored record: another daemon on the same
+/// store may have rotated the refresh token already.
+async fn lock_and_load(
+    store: &Arc<dyn TokenStore>,
+    name: &str,
+) -> Result<(StoreLock, Option<TokenRecord>), TokenError> {
+    let (store, name) = (store.clone(), name.to_string());
+    let locked = tokio::task::spawn_blocking(move || {
+        let guard = store.lock(&name)?;
+        Ok((guard, store.load(&name)?))
+    })
+    .await?;
+    locked.map_err(TokenError::Store)
+}
+
+/// Saves the refreshed record, and only then lets other processes refresh.
+async fn save_then_unlock(
+    store: &Arc<dyn TokenStore>,
+    name: &str,
+    record: &TokenRecord,
+    guard: StoreLock,
+) -> Result<(), TokenError> {
+    let (store, name, record) = (store.clone(), name.to_string(), record.clone());
+    tokio::task::spawn_blocking(move || {
+        let r = store.save(&name, &record);
+        drop(guard);
+        r
+    })
+    .await?
+    .map_err(TokenError::Save)
+}
