@@ -16,6 +16,7 @@ use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientError, ClientOptions};
 use crate::proxy::acl::Acl;
 use crate::proxy::guard::Guard;
+use crate::proxy::policy::ToolPolicies;
 
 /// Everything that one configuration generation decides.
 pub struct Generation {
@@ -23,6 +24,8 @@ pub struct Generation {
     pub guard: Guard,
     pub catalog: Catalog,
     pub acl: Acl,
+    /// Tool policies (`[[policy]]`).
+    pub policies: ToolPolicies,
     /// Upstream indexes ordered by mount length, longest first.
     routes: Vec<usize>,
     clients: HashMap<String, reqwest::Client>,
@@ -58,6 +61,7 @@ impl Generation {
         );
         let catalog = Catalog::build(&config, listed);
         let acl = Acl::new(&config.acl, &catalog);
+        let policies = ToolPolicies::new(&config.policies);
         let mut clients = HashMap::new();
         for u in &config.upstreams {
             let opts = ClientOptions {
@@ -79,6 +83,7 @@ impl Generation {
             guard,
             catalog,
             acl,
+            policies,
             routes,
             clients,
             loaded_at: SystemTime::now(),

@@ -55,6 +55,12 @@ fn example_mentions_every_key_of_the_schema() {
         "audit_rpc",
         "allowed_servers",
         "blocked_servers",
+        "servers",
+        "upstreams",
+        "allowed_tools",
+        "blocked_tools",
+        "read_only",
+        "mutating_verbs",
         "name",
         "mount",
         "url",
@@ -108,4 +114,20 @@ fn demo_config_parses_once_its_files_exist() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.upstreams[0].servers.len(), 2);
     assert_eq!(c.upstreams[0].catalog, CatalogSource::Static);
+}
+
+#[test]
+fn example_policy_parses_when_uncommented() {
+    let text = std::fs::read_to_string(repo_file("config/mcpproxyd.toml")).unwrap();
+    let start = text.find("# [[policy]]").expect("a [[policy]] example");
+    let block: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let c = config::load_str(Source::Defaults, &block, &Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert_eq!(c.policies.len(), 1);
+    assert_eq!(c.policies[0].name, "ecs-read-only");
+    assert!(c.policies[0].read_only);
 }

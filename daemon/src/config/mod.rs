@@ -10,6 +10,7 @@ mod render;
 pub mod units;
 mod validate;
 mod validate_auth;
+mod validate_policy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use url::Url;
 
 pub use crate::alibaba::Region;
+pub use validate_policy::PolicyConfig;
 
 /// Default listen address, as with the seed's tool.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";
@@ -103,6 +105,8 @@ pub struct Config {
     pub acl: AclConfig,
     pub upstreams: Vec<Upstream>,
     pub auth: BTreeMap<String, AuthProfile>,
+    /// Tool policies, in file order.
+    pub policies: Vec<PolicyConfig>,
     /// `--no-browser`: log in by pasting the code (used by the OAuth login).
     pub no_browser: bool,
 }

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod headers;
 pub mod path;
 pub mod pipeline;
+pub mod policy;
 pub mod rpc_scan;
 pub mod server;
 pub mod sse;
