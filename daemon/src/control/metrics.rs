@@ -50,6 +50,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Tool calls and their outcomes.
+    pub tools: crate::control::tool_metrics::ToolMetrics,
 }
 
 /// Values read at render time rather than counted.
@@ -190,6 +192,7 @@ impl Metrics {
                 esc(profile)
             );
         }
+        self.tools.render(&mut out, esc);
         out
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`admin`]: the Unix-socket admin API that `mcpproxyctl` and `curl --unix-socket` use.
 //! - [`systemd`]: readiness, status, watchdog, socket activation.
-//! - [`metrics`]: Prometheus counters.
+//! - [`metrics`]: Prometheus counters; [`tool_metrics`]: tool calls by server, tool and outcome.
 //! - [`banner`]: what the daemon prints at start.
 //! - [`logging`] and [`journald`]: where log lines go, with structured fields under journald.
 
@@ -12,3 +12,4 @@ pub mod journald;
 pub mod logging;
 pub mod metrics;
 pub mod systemd;
+pub mod tool_metrics;

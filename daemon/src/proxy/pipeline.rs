@@ -1,5 +1,5 @@
-//! The request pipeline, one pass in this order: guard → path and route → ACL → token →
-//! forward → respond. Each step is one function; the proxy's own answers are [`ProxyError`]s.
+//! The request pipeline, one pass in this order: guard → path and route → ACL → tool policy →
+//! token → forward → respond. Each step is one function; the proxy's own answers are [`ProxyError`]s.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,11 +17,12 @@ use crate::auth::tokens::TokenState;
 use crate::config::Upstream;
 use crate::proxy::body::{self, ProxyBody, ResponseBody, StreamGuard};
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::{self, OutBody};
+use crate::proxy::forward;
 use crate::proxy::guard;
 use crate::proxy::headers;
 use crate::proxy::path;
 use crate::proxy::sse::{EndpointMap, Rewriter};
+use crate::proxy::tool_policy;
 use crate::state::{Generation, Shared};
 
 /// Per-connection facts a request needs.
@@ -143,6 +144,12 @@ async fn pipeline(
     if !decision.is_allowed() {
         return Err(ProxyError::Denied(decision));
     }
+    // 3b. Tool policy.
+    let (body, policy) =
+        match tool_policy::check(shared, generation, upstream, peer, parts, body).await? {
+            tool_policy::Step::Answer(response) => return Ok(response),
+            tool_policy::Step::Forward(body, policy) => (body, policy),
+        };
     // 4. Token.
     let lease = shared.tokens.current(&upstream.auth).await;
     let token = match lease.state {
@@ -170,7 +177,7 @@ async fn pipeline(
             .ok_or_else(|| ProxyError::UpstreamUnreachable {
                 upstream: upstream.name.clone(),
             })?;
-    let mut out = OutBody::new(parts, body, limits).await?;
+    let mut out = body.into_out(parts, limits).await?;
     let mut upstream_response = forward::send(
         client,
         upstream,
@@ -216,14 +223,15 @@ async fn pipeline(
         latency_ms = started.elapsed().as_millis() as u64,
         "proxied"
     );
-    Ok(respond(
+    let response = respond(
         shared,
         generation,
         upstream,
         parts,
         upstream_response,
         lease.streams,
-    ))
+    );
+    Ok(tool_policy::respond(shared, policy, parts, &rpc, response))
 }
 
 /// Paths the proxy answers itself whatever is mounted: the OAuth redirect target, and OAuth

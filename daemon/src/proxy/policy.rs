@@ -335,6 +335,30 @@ impl<'a> Applied<'a> {
     pub fn summaries(&self) -> Vec<PolicySummary> {
         self.each().map(Compiled::summary).collect()
     }
+
+    /// The applicable policies, owned, for a response body that outlives the request.
+    pub fn owned(&self) -> ServerPolicy {
+        ServerPolicy {
+            policies: self.each().cloned().collect(),
+        }
+    }
+}
+
+/// The policies of one server, detached from the configuration generation.
+#[derive(Debug, Clone, Default)]
+pub struct ServerPolicy {
+    policies: Vec<Compiled>,
+}
+
+impl ServerPolicy {
+    /// As [`Applied::tool_allowed`].
+    pub fn tool_allowed(&self, tool: &str) -> ToolDecision {
+        self.policies
+            .iter()
+            .map(|p| p.decide(tool))
+            .find(|d| !d.is_allowed())
+            .unwrap_or(ToolDecision::Allowed)
+    }
 }
 
 /// The mutating verb in `tool`, if one starts any of its parts (see [`DEFAULT_MUTATING_VERBS`]).
