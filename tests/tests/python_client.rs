@@ -65,10 +65,16 @@ fn pinned_sdk_version() -> String {
 
 /// Runs the SDK client against `url`; returns its JSON line after checking the exit status.
 async fn run_client(python: &Path, url: &str, transport: &str) -> Value {
+    run_client_with(python, url, transport, &[]).await
+}
+
+/// [`run_client`] with more arguments for the script (`--denied TOOL`).
+async fn run_client_with(python: &Path, url: &str, transport: &str, extra: &[&str]) -> Value {
     let script = repo().join("tests/python/mcp_client_check.py");
     let mut cmd = Command::new(python);
     cmd.arg(&script)
         .args(["--url", url, "--transport", transport])
+        .args(extra)
         .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
         .args(["--bearer", CLIENT_TOKEN])
         // Loopback only: no proxy from the environment; no __pycache__ in the source tree.
@@ -190,4 +196,44 @@ async fn official_python_sdk_works_through_the_proxy_over_streamable_http_and_ss
         !d.logs().contains(CLIENT_TOKEN),
         "the client's token reached the log"
     );
+}
+
+/// A tool policy that denies `add`: the SDK must not be offered it (the rmcp server answers
+/// tools/list as an event stream, filtered per event), and calling it anyway must come back
+/// as a JSON-RPC error the SDK raises as `MCPError`, on a session that keeps working.
+#[tokio::test]
+async fn official_python_sdk_sees_a_denied_tool_as_a_tool_error() {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let up = upstream::start(UpstreamOptions::default())
+        .await
+        .expect("test upstream");
+    let setup = Setup::new().unwrap();
+    let policy =
+        "[[policy]]\nname = \"no-add\"\nupstreams = [\"test\"]\nblocked_tools = [\"add\"]\n";
+    let config = setup.static_config(&up, policy).unwrap();
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    let url = d.url(&format!("{MOUNT}/mcp"));
+    let result = run_client_with(&python, &url, "streamable", &["--denied", "add"]).await;
+    let tools: Vec<&str> = result["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {result}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"echo") && !tools.contains(&"add"),
+        "{result}"
+    );
+    assert_eq!(result["denied"]["code"], -32050, "{result}");
+    let message = result["denied"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no-add") && message.contains("add"),
+        "{result}"
+    );
+    assert_eq!(result["echo"], "via python", "{result}");
+    d.wait_for_log("tool call refused").await.unwrap();
 }
