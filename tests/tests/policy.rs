@@ -367,3 +367,72 @@ async fn reload_applies_new_tool_rules() {
     assert!(v["error"]["message"].as_str().unwrap().contains("no-echo"));
     assert_eq!(up.tool_calls(), ["echo"]);
 }
+
+fn ctl(socket: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(mcpproxy_tests::daemon::bin_path("mcpproxyctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("MCPPROXYD_SOCKET")
+        .output()
+        .expect("run mcpproxyctl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn ctl_checks_tools_and_shows_policies_and_denials() {
+    let (_up, _s, d) = start("").await;
+    let sock = d.admin_socket();
+    let path = format!("{ECS}/catalog-mcp");
+    let (code, text) = ctl(&sock, &["acl", "check", &path, "--tool", "DeleteInstance"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with(&format!("denied: {path}")), "{text}");
+    assert!(
+        text.contains("tool_denied") && text.contains("ecs-read-only"),
+        "{text}"
+    );
+    let (_, text) = ctl(
+        &sock,
+        &["acl", "check", &path, "--tool", "DescribeInstances"],
+    );
+    assert!(text.starts_with("allowed: "), "{text}");
+    let (_, json) = ctl(
+        &sock,
+        &["acl", "check", &path, "--tool", "StopInstance", "--json"],
+    );
+    let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["tool"]["policy"], "ecs-read-only", "{v}");
+    let (_, text) = ctl(
+        &sock,
+        &[
+            "acl",
+            "check",
+            &format!("{RAM}/catalog-mcp"),
+            "--tool",
+            "DeleteInstance",
+        ],
+    );
+    assert!(text.starts_with("allowed: "), "no policy on ram: {text}");
+
+    let (_, text) = ctl(&sock, &["servers"]);
+    assert!(
+        text.contains("  policy  ecs-read-only: read-only, blocked *Secret*"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("  policy  ").count(),
+        1,
+        "ram has none: {text}"
+    );
+
+    post(&d, ECS, "", &call(1, "DeleteInstance"), &[]).await;
+    let (_, text) = ctl(&sock, &["status"]);
+    assert!(text.contains("1 denied (1 tool calls)"), "{text}");
+    let (_, metrics) = ctl(&sock, &["metrics"]);
+    assert!(
+        metrics.contains("mcpproxyd_denied_total{rule=\"ecs-read-only:read_only\"} 1"),
+        "{metrics}"
+    );
+}
