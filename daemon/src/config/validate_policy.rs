@@ -124,6 +124,26 @@ fn policy(i: usize, p: &RawPolicy, upstreams: &[String], at: &Locator<'_>) -> Re
     })
 }
 
+/// The policies as TOML, for `--check-config` (the verbs in force written out).
+pub(super) fn render(policies: &[PolicyConfig]) -> toml::Value {
+    let strings =
+        |l: &[String]| toml::Value::Array(l.iter().cloned().map(toml::Value::String).collect());
+    let tables = policies.iter().map(|p| {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), toml::Value::String(p.name.clone()));
+        t.insert("servers".into(), strings(&p.servers));
+        t.insert("upstreams".into(), strings(&p.upstreams));
+        t.insert("allowed_tools".into(), strings(&p.allowed_tools));
+        t.insert("blocked_tools".into(), strings(&p.blocked_tools));
+        t.insert("read_only".into(), toml::Value::Boolean(p.read_only));
+        if let Some(v) = &p.mutating_verbs {
+            t.insert("mutating_verbs".into(), strings(v));
+        }
+        toml::Value::Table(t)
+    });
+    toml::Value::Array(tables.collect())
+}
+
 fn names(list: &[String]) -> std::result::Result<Vec<String>, String> {
     let mut out = Vec::new();
     for entry in list {
@@ -221,6 +241,15 @@ mod tests {
             err("[[policy]]\nservers = [\"*\"]\nblocked_tools = [\"x\"]\nread_onyl = true\n"),
             "t.toml:6: read_onyl: unknown field `read_onyl`, expected one of `name`, `servers`, `upstreams`, `allowed_tools`, `blocked_tools`, `read_only`, `mutating_verbs`"
         );
+    }
+
+    #[test]
+    fn rendered_policies_parse_back() {
+        let c = load("[[policy]]\nname = \"ro\"\nservers = [\"*\"]\nread_only = true\nmutating_verbs = [\"Frob\"]\n").unwrap();
+        let text = c.render();
+        assert!(text.contains("[[policy]]"), "{text}");
+        let again = load_str(Source::Defaults, &text, &Overrides::default()).unwrap();
+        assert_eq!(again.policies, c.policies);
     }
 
     #[test]
