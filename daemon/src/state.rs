@@ -124,6 +124,8 @@ pub struct Shared {
     pub heartbeat: crate::control::systemd::Heartbeat,
     /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
     listed: Mutex<HashMap<String, Vec<crate::config::Server>>>,
+    /// Message endpoints of open legacy SSE streams of policy servers (denials go there).
+    pub legacy_sessions: Arc<crate::proxy::legacy_denial::LegacySessions>,
     /// Wakes the catalog refresher (after a reload).
     pub catalog_wake: tokio::sync::Notify,
     /// Serialises rebuilding the generation (reload, new server lists).
@@ -161,6 +163,7 @@ impl Shared {
             logins: Logins::default(),
             heartbeat: Default::default(),
             listed: Mutex::new(HashMap::new()),
+            legacy_sessions: Default::default(),
             catalog_wake: tokio::sync::Notify::new(),
             rebuild: Mutex::new(()),
             started: Instant::now(),

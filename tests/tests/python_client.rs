@@ -200,7 +200,8 @@ async fn official_python_sdk_works_through_the_proxy_over_streamable_http_and_ss
 
 /// A tool policy that denies `add`: the SDK must not be offered it (the rmcp server answers
 /// tools/list as an event stream, filtered per event), and calling it anyway must come back
-/// as a JSON-RPC error the SDK raises as `MCPError`, on a session that keeps working.
+/// as a JSON-RPC error the SDK raises as `MCPError`, on a session that keeps working; over
+/// Streamable HTTP and over legacy HTTP+SSE (where the answer comes on the GET stream).
 #[tokio::test]
 async fn official_python_sdk_sees_a_denied_tool_as_a_tool_error() {
     let Some(python) = venv_python() else {
@@ -216,24 +217,26 @@ async fn official_python_sdk_sees_a_denied_tool_as_a_tool_error() {
     let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
         .await
         .unwrap();
-    let url = d.url(&format!("{MOUNT}/mcp"));
-    let result = run_client_with(&python, &url, "streamable", &["--denied", "add"]).await;
-    let tools: Vec<&str> = result["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools in {result}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        tools.contains(&"echo") && !tools.contains(&"add"),
-        "{result}"
-    );
-    assert_eq!(result["denied"]["code"], -32050, "{result}");
-    let message = result["denied"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("no-add") && message.contains("add"),
-        "{result}"
-    );
-    assert_eq!(result["echo"], "via python", "{result}");
+    for (endpoint, transport) in [("mcp", "streamable"), ("sse", "sse")] {
+        let url = d.url(&format!("{MOUNT}/{endpoint}"));
+        let result = run_client_with(&python, &url, transport, &["--denied", "add"]).await;
+        let tools: Vec<&str> = result["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tools in {result}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            tools.contains(&"echo") && !tools.contains(&"add"),
+            "{result}"
+        );
+        assert_eq!(result["denied"]["code"], -32050, "{result}");
+        let message = result["denied"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("no-add") && message.contains("add"),
+            "{result}"
+        );
+        assert_eq!(result["echo"], "via python", "{result}");
+    }
     d.wait_for_log("tool call refused").await.unwrap();
 }

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod guard;
 pub mod headers;
 pub mod jsonrpc;
+pub mod legacy_denial;
 pub mod path;
 pub mod pipeline;
 pub mod policy;

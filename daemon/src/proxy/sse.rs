@@ -85,8 +85,9 @@ enum Mode {
 #[error("an SSE event to rewrite exceeded {0} bytes; the stream was closed")]
 pub struct EventTooLarge(pub usize);
 
-/// Rewrites the data of a held event (its `data:` lines joined by `\n`); `None` keeps it.
-pub type EventFilter = Box<dyn FnMut(&str) -> Option<String> + Send + Sync>;
+/// Rewrites the data of a held event (its `data:` lines joined by `\n`), given its `event:`
+/// type if it has one; `None` keeps it.
+pub type EventFilter = Box<dyn FnMut(Option<&str>, &str) -> Option<String> + Send + Sync>;
 
 /// The incremental scanner. Feed it chunks; it returns what may be sent on now.
 pub struct Rewriter {
@@ -248,7 +249,13 @@ impl Rewriter {
             .map(|v| v.strip_prefix(' ').unwrap_or(v))
             .collect();
         let new = match self.filter.as_mut() {
-            Some(filter) => filter(&data.join("\n")),
+            Some(filter) => {
+                let kind = split_lines(text)
+                    .filter_map(|(l, _)| l.strip_prefix("event:"))
+                    .map(|v| v.strip_prefix(' ').unwrap_or(v))
+                    .last();
+                filter(kind, &data.join("\n"))
+            }
             None => self.map.rewrite(&data.join("\n")),
         };
         let Some(new) = new else {
@@ -419,7 +426,7 @@ mod tests {
         assert_eq!(out.len(), MAX_HELD_EVENT + 16);
     }
 
-    fn upper(data: &str) -> Option<String> {
+    fn upper(_kind: Option<&str>, data: &str) -> Option<String> {
         data.starts_with('{')
             .then(|| data.to_uppercase().replace('\n', ""))
     }

@@ -5,13 +5,17 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
+use tokio::sync::mpsc;
+
 use crate::proxy::body::{BoxError, ProxyBody};
+use crate::proxy::legacy_denial::{LegacySessions, Registration};
 use crate::proxy::policy::ServerPolicy;
 use crate::proxy::sse::{EventFilter, Rewriter};
 
@@ -59,25 +63,53 @@ fn filter_message(message: &mut Value, policy: &ServerPolicy) -> bool {
     true
 }
 
-/// The event-stream filter for [`Rewriter::filtering`].
-pub fn sse_rewriter(policy: ServerPolicy) -> Rewriter {
-    let filter: EventFilter = Box::new(move |data: &str| filter_text(data, &policy));
-    Rewriter::filtering(filter, MAX_FILTERED)
-}
+/// A legacy endpoint registration made by the filter, handed to the body after a feed.
+type Injector = (mpsc::Receiver<Bytes>, Registration);
 
-/// A response body passed through a filtering [`Rewriter`], chunk by chunk.
+/// A response body passed through a filtering [`Rewriter`], chunk by chunk. On a legacy
+/// transport's GET stream it also carries the proxy's own answers to denied POSTs
+/// ([`crate::proxy::legacy_denial`]), sent between two events.
 pub struct SseFiltered {
     inner: ProxyBody,
     rewriter: Rewriter,
+    slot: Arc<Mutex<Option<Injector>>>,
+    injector: Option<Injector>,
+    /// The last bytes sent ended an event (or none were sent yet).
+    at_boundary: bool,
 }
 
 impl SseFiltered {
-    pub fn new(inner: ProxyBody, policy: ServerPolicy) -> SseFiltered {
+    /// `legacy`: the registry and this stream's local path, for GET streams.
+    pub fn new(
+        inner: ProxyBody,
+        policy: ServerPolicy,
+        legacy: Option<(Arc<LegacySessions>, String)>,
+    ) -> SseFiltered {
+        let slot: Arc<Mutex<Option<Injector>>> = Arc::default();
+        let filled = slot.clone();
+        let filter: EventFilter = Box::new(move |kind, data: &str| {
+            if kind == Some("endpoint") {
+                if let Some((sessions, path)) = &legacy {
+                    if let Some(injector) = sessions.register(path, data) {
+                        *filled.lock().unwrap_or_else(|e| e.into_inner()) = Some(injector);
+                    }
+                }
+                return None;
+            }
+            filter_text(data, &policy)
+        });
         SseFiltered {
             inner,
-            rewriter: sse_rewriter(policy),
+            rewriter: Rewriter::filtering(filter, MAX_FILTERED),
+            slot,
+            injector: None,
+            at_boundary: true,
         }
     }
+}
+
+fn ends_event(out: &[u8]) -> bool {
+    out.ends_with(b"\n\n") || out.ends_with(b"\r\n\r\n") || out.ends_with(b"\r\r")
 }
 
 impl Body for SseFiltered {
@@ -90,13 +122,31 @@ impl Body for SseFiltered {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
+            if this.at_boundary {
+                if let Some((rx, _)) = this.injector.as_mut() {
+                    if let Poll::Ready(Some(event)) = rx.poll_recv(cx) {
+                        return Poll::Ready(Some(Ok(Frame::data(event))));
+                    }
+                }
+            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => match this.rewriter.feed(data) {
-                        Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
-                    },
+                    Ok(data) => {
+                        let fed = this.rewriter.feed(data);
+                        if let Some(injector) =
+                            this.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+                        {
+                            this.injector = Some(injector);
+                        }
+                        match fed {
+                            Ok(out) if out.is_empty() => continue,
+                            Ok(out) => {
+                                this.at_boundary = ends_event(&out);
+                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
+                            Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+                        }
+                    }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 other => return other,
@@ -262,6 +312,7 @@ mod tests {
                 "\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n",
             ]),
             policy(),
+            None,
         );
         let out = body.collect().await.unwrap().to_bytes();
         let text = std::str::from_utf8(&out).unwrap();

@@ -288,7 +288,7 @@ fn deny(
             answers.push(error_object(Some(id), DENIED_CODE, &message, data));
         }
     }
-    let body = match (rpc.batch, answers.len()) {
+    let answer = match (rpc.batch, answers.len()) {
         (_, 0) => {
             // Only notifications: nothing to answer, nothing forwarded.
             let mut r = Response::new(body::empty());
@@ -298,7 +298,17 @@ fn deny(
         (false, _) => answers.remove(0),
         (true, _) => Value::Array(answers),
     };
-    rpc_response(parts, StatusCode::OK, &body)
+    // A legacy HTTP+SSE client reads answers from its GET stream, not from the POST.
+    let event = Bytes::from(format!("event: message\ndata: {answer}\n\n"));
+    if shared
+        .legacy_sessions
+        .inject(parts.uri.path(), parts.uri.query(), event)
+    {
+        let mut r = Response::new(body::empty());
+        *r.status_mut() = StatusCode::ACCEPTED;
+        return r;
+    }
+    rpc_response(parts, StatusCode::OK, &answer)
 }
 
 fn error_object(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> Value {
@@ -422,7 +432,9 @@ pub fn respond(
         // GET streams (and the legacy transport's) may carry any response, even a resumed one.
         let get = parts.method == Method::GET;
         if is_sse && (ctx.lists || get) {
-            body = SseFiltered::new(body, policy.clone()).boxed();
+            let legacy =
+                get.then(|| (shared.legacy_sessions.clone(), parts.uri.path().to_string()));
+            body = SseFiltered::new(body, policy.clone(), legacy).boxed();
         } else if is_json && ctx.lists {
             head.headers.remove(http::header::CONTENT_LENGTH);
             body = JsonFiltered::new(body, policy.clone()).boxed();
