@@ -436,3 +436,75 @@ async fn ctl_checks_tools_and_shows_policies_and_denials() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn journal_records_name_outcomes_and_denials() {
+    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
+    let setup = Setup::new().unwrap();
+    let text = setup
+        .static_config(&up, &format!("{POLICY}\n[log]\ntarget = \"journald\"\n"))
+        .unwrap();
+    let config = setup.write_config(&text).unwrap();
+    let journal_path = setup.path("journal.sock");
+    let journal = std::os::unix::net::UnixDatagram::bind(&journal_path).unwrap();
+    journal
+        .set_read_timeout(Some(mcpproxy_tests::daemon::WAIT))
+        .unwrap();
+    let mut cmd = tokio::process::Command::new(mcpproxy_tests::daemon::bin_path("mcpproxyd"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--port", "0"])
+        .env("MCPPROXYD_JOURNAL_SOCKET", &journal_path);
+    let d = TestDaemon::spawn(cmd).await.unwrap();
+    let session = [("mcp-session-id", "SECRETSESSION")];
+    post(&d, RAM, "", &call(2, "FailThis"), &session).await;
+    post(&d, RAM, "", &call(3, "RpcFail"), &session).await;
+    post(&d, ECS, "", &call(4, "DeleteInstance"), &session).await;
+
+    let mut records: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = std::time::Instant::now() + mcpproxy_tests::daemon::WAIT;
+    let find = |records: &[String], needles: &[&str]| {
+        records
+            .iter()
+            .find(|r| needles.iter().all(|n| r.contains(n)))
+            .cloned()
+    };
+    let wanted: [&[&str]; 3] = [
+        &["MCP_TOOL=FailThis", "MCP_OUTCOME=tool_error"],
+        &["MCP_TOOL=RpcFail", "MCP_OUTCOME=rpc_error"],
+        &["MCP_TOOL=DeleteInstance", "MCP_DECISION=denied"],
+    ];
+    while std::time::Instant::now() < deadline
+        && !wanted.iter().all(|w| find(&records, w).is_some())
+    {
+        let n = journal.recv(&mut buf).unwrap();
+        records.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let all = records.join("\n----\n");
+    let fail = find(&records, wanted[0]).unwrap_or_else(|| panic!("{all}"));
+    for field in [
+        "MCP_TOOL_IS_ERROR=true",
+        "MCP_RPC_ID=2",
+        "MCP_SERVER=ram",
+        "MCP_SESSION=",
+    ] {
+        assert!(fail.contains(field), "{field} missing in {fail}");
+    }
+    let rpc = find(&records, wanted[1]).unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        rpc.contains("MCP_RPC_ERROR=-32603") && rpc.contains("MCP_TOOL_IS_ERROR=false"),
+        "{rpc}"
+    );
+    let denied = find(&records, wanted[2]).unwrap_or_else(|| panic!("{all}"));
+    for field in [
+        "MCP_RULE=ecs-read-only:read_only",
+        "MCP_RPC_ID=4",
+        "MCP_SERVER=ecs",
+    ] {
+        assert!(denied.contains(field), "{field} missing in {denied}");
+    }
+    for secret in ["SECRETSESSION", "never logged", "called FailThis"] {
+        assert!(!all.contains(secret), "{secret} reached the journal");
+    }
+}
