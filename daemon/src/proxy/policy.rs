@@ -180,6 +180,9 @@ pub enum DenyReason {
     NotAllowed,
     /// `read_only = true` and the name starts a part with this mutating verb.
     ReadOnly(String),
+    /// The path is of no catalogued server while the catalog is still to be listed, and some
+    /// policy names servers: it might be one of them (fail closed).
+    Unlisted,
 }
 
 /// The verdict on one tool.
@@ -209,6 +212,9 @@ impl ToolDecision {
                 DenyReason::ReadOnly(v) => {
                     format!("denied by tool policy `{policy}`: read_only, `{v}` is a mutating verb")
                 }
+                DenyReason::Unlisted => format!(
+                    "denied by `{policy}`: the server is not in the catalog yet and tool policies name servers"
+                ),
             },
         }
     }
@@ -221,6 +227,7 @@ impl ToolDecision {
                 DenyReason::Blocked(g) => format!("{policy}:blocked:{g}"),
                 DenyReason::NotAllowed => format!("{policy}:not_allowed"),
                 DenyReason::ReadOnly(_) => format!("{policy}:read_only"),
+                DenyReason::Unlisted => format!("{policy}:unlisted"),
             },
         }
     }
@@ -299,6 +306,13 @@ impl ToolPolicies {
         self.applied(upstream, server).tool_allowed(tool)
     }
 
+    /// Whether some policy names servers (not only `*` or upstreams).
+    pub fn names_servers(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.servers.iter().any(|s| s != "*"))
+    }
+
     /// `servers` entries (not `*`) that name no server of `catalog`: they match nothing yet.
     pub fn unresolved(&self, catalog: &crate::catalog::Catalog) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -340,6 +354,7 @@ impl<'a> Applied<'a> {
     pub fn owned(&self) -> ServerPolicy {
         ServerPolicy {
             policies: self.each().cloned().collect(),
+            unlisted: false,
         }
     }
 }
@@ -348,11 +363,27 @@ impl<'a> Applied<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct ServerPolicy {
     policies: Vec<Compiled>,
+    unlisted: bool,
 }
 
+/// The policy name of [`DenyReason::Unlisted`] denials.
+pub const UNLISTED_POLICY: &str = "catalog";
+
 impl ServerPolicy {
+    /// Denies every tool as [`DenyReason::Unlisted`] (on top of the policies).
+    pub fn unlisted(mut self) -> ServerPolicy {
+        self.unlisted = true;
+        self
+    }
+
     /// As [`Applied::tool_allowed`].
     pub fn tool_allowed(&self, tool: &str) -> ToolDecision {
+        if self.unlisted {
+            return ToolDecision::Denied {
+                policy: UNLISTED_POLICY.into(),
+                reason: DenyReason::Unlisted,
+            };
+        }
         self.policies
             .iter()
             .map(|p| p.decide(tool))

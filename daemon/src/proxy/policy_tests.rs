@@ -194,3 +194,14 @@ fn unresolved_names() {
         .unresolved(&catalog)
         .is_empty());
 }
+
+#[test]
+fn unlisted_denies_everything() {
+    let p = ToolPolicies::new(&[cfg(&["ecs"], &[], &["x"], false)]);
+    assert!(p.names_servers());
+    assert!(!ToolPolicies::new(&[cfg(&["*"], &[], &["x"], false)]).names_servers());
+    let sp = p.applied("u", None).owned().unlisted();
+    let d = sp.tool_allowed("DescribeInstances");
+    assert_eq!(d.rule(), "catalog:unlisted");
+    assert!(d.reason().contains("not in the catalog yet"));
+}

@@ -70,7 +70,6 @@ pub struct PolicyContext {
     calls: Option<Vec<Message>>,
     /// The body asks for `tools/list`.
     lists: bool,
-    session: Option<String>,
 }
 
 /// The outcome of the step.
@@ -90,17 +89,15 @@ pub async fn check(
     body: Incoming,
 ) -> Result<Step, ProxyError> {
     let server = generation.catalog.server_for(parts.uri.path());
-    let applied = generation.policies.applied(&upstream.name, server);
     let mut ctx = PolicyContext {
         upstream: upstream.name.clone(),
         server: server.map(|s| s.name.clone()).unwrap_or_default(),
-        session: tool_audit::session_tag(parts),
         ..Default::default()
     };
-    if !applied.any() {
+    let Some(policy) = server_policy(generation, upstream, server) else {
         return Ok(Step::Forward(PolicyBody::Untouched(body), ctx));
-    }
-    ctx.policy = Some(applied.owned());
+    };
+    ctx.policy = Some(policy.clone());
     if parts.method != Method::POST {
         return Ok(Step::Forward(PolicyBody::Untouched(body), ctx));
     }
@@ -140,7 +137,7 @@ pub async fn check(
         .messages
         .iter()
         .map(|m| match &m.tool {
-            Some(tool) => applied.tool_allowed(tool),
+            Some(tool) => policy.tool_allowed(tool),
             None => ToolDecision::Allowed,
         })
         .collect();
@@ -157,6 +154,25 @@ pub async fn check(
             .collect(),
     );
     Ok(Step::Forward(PolicyBody::Read(bytes), ctx))
+}
+
+/// The policies for a request to `server` (of `upstream`), or `None` when none applies. A path
+/// of no catalogued server of an `alibaba` catalog is one the listing has not named yet: while
+/// some policy names servers, its tool calls are denied rather than let through unchecked.
+pub fn server_policy(
+    generation: &Generation,
+    upstream: &Upstream,
+    server: Option<&crate::catalog::CatalogServer>,
+) -> Option<ServerPolicy> {
+    let applied = generation.policies.applied(&upstream.name, server);
+    let unlisted = server.is_none()
+        && upstream.catalog == crate::config::CatalogSource::Alibaba
+        && generation.policies.names_servers();
+    match (applied.any(), unlisted) {
+        (false, false) => None,
+        (_, false) => Some(applied.owned()),
+        (_, true) => Some(applied.owned().unlisted()),
+    }
 }
 
 async fn read_whole(parts: &Parts, body: Incoming, max: u64) -> Result<Bytes, ProxyError> {
@@ -398,7 +414,7 @@ fn log_refusal(
         rpc_method = call.map(|_| "tools/call"),
         tool = call.map(|(_, t)| tool_audit::clean(t)),
         rpc_id,
-        session = ctx.session.as_deref(),
+        session = tool_audit::session_tag(parts).as_deref(),
         reason = %reason,
         "tool call refused"
     );
@@ -448,12 +464,19 @@ pub fn respond(
 }
 
 fn records(ctx: &PolicyContext, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
+    let is_call = ctx.calls.as_ref().is_some_and(|c| !c.is_empty())
+        || rpc.method.as_deref() == Some("tools/call");
+    if !is_call {
+        return Vec::new();
+    }
+    // Hashed only for tool calls: other requests pay nothing for the audit.
+    let session = tool_audit::session_tag(parts);
     let record = |tool: &str, rpc_id: Option<String>, batched| CallRecord {
         upstream: ctx.upstream.clone(),
         server: ctx.server.clone(),
         tool: tool_audit::clean(tool),
         rpc_id,
-        session: ctx.session.clone(),
+        session: session.clone(),
         batched,
     };
     match &ctx.calls {
@@ -474,5 +497,63 @@ fn records(ctx: &PolicyContext, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord>
             vec![record(tool, rpc.id.clone(), false)]
         }
         None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Overrides, Source};
+
+    fn generation(text: &str) -> Generation {
+        let config = load_str(Source::Defaults, text, &Overrides::default()).unwrap();
+        Generation::build(config, &[]).unwrap()
+    }
+
+    #[test]
+    fn unlisted_paths_of_an_alibaba_catalog_fail_closed() {
+        // The built-in Alibaba upstream, its catalog not listed yet.
+        let g = generation("[[policy]]\nservers = [\"ecs\"]\nread_only = true\n");
+        let up = &g.config.upstreams[0];
+        let p = server_policy(&g, up, None).expect("a policy applies");
+        assert_eq!(
+            p.tool_allowed("DescribeInstances").rule(),
+            "catalog:unlisted"
+        );
+        let star = generation("[[policy]]\nservers = [\"*\"]\nread_only = true\n");
+        let p = server_policy(&star, &star.config.upstreams[0], None).unwrap();
+        assert!(p.tool_allowed("DescribeInstances").is_allowed());
+        assert!(!p.tool_allowed("DeleteInstance").is_allowed());
+        let none = generation("");
+        assert!(server_policy(&none, &none.config.upstreams[0], None).is_none());
+    }
+
+    #[test]
+    fn accept_decides_the_answer_form() {
+        let parts = |accept: &str| {
+            let (p, ()) = http::Request::builder()
+                .header(ACCEPT, accept)
+                .body(())
+                .unwrap()
+                .into_parts();
+            p
+        };
+        assert!(wants_sse_only(&parts("text/event-stream")));
+        assert!(wants_sse_only(&parts("text/event-stream;q=1")));
+        assert!(!wants_sse_only(&parts(
+            "application/json, text/event-stream"
+        )));
+        assert!(!wants_sse_only(&parts("*/*")));
+        assert!(!wants_sse_only(&parts("")));
+    }
+
+    #[test]
+    fn base64_header_values() {
+        assert_eq!(decode_header("echo").as_deref(), Some("echo"));
+        assert_eq!(
+            decode_header("=?base64?ZWNobw==?=").as_deref(),
+            Some("echo")
+        );
+        assert_eq!(decode_header("=?base64?***?="), None);
     }
 }

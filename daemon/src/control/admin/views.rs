@@ -229,7 +229,8 @@ pub fn acl_check(shared: &Shared, req: &api::AclCheck) -> api::AclVerdict {
     let server = g.catalog.server_for(local);
     v.server = server.map(|s| s.name.clone());
     if let Some(tool) = &req.tool {
-        let t = g.policies.tool_allowed(&upstream.name, server, tool);
+        let t = crate::proxy::tool_policy::server_policy(&g, upstream, server)
+            .map_or(ToolDecision::Allowed, |p| p.tool_allowed(tool));
         if v.allowed && !t.is_allowed() {
             v.allowed = false;
             v.decision = "tool_denied".into();
