@@ -184,6 +184,11 @@ async fn tools_list_offers_only_allowed_tools_in_json_and_sse() {
     // Without a policy, the whole list.
     let (_, v) = post_json(&d, RAM, &list).await;
     assert_eq!(names(&v).len(), catalog::fixture_tools().len() + 1);
+
+    // A compressed list cannot be filtered: refused, never passed on.
+    let (status, _, text) = post(&d, ECS, "?gzip=1", &list, &[]).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(!text.contains("DeleteInstance"), "{text}");
 }
 
 #[tokio::test]

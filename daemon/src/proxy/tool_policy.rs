@@ -447,6 +447,18 @@ pub fn respond(
     if let Some(policy) = &ctx.policy {
         // GET streams (and the legacy transport's) may carry any response, even a resumed one.
         let get = parts.method == Method::GET;
+        let filter = (is_sse && (ctx.lists || get)) || (is_json && ctx.lists);
+        let encoded = head
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+        if filter && encoded {
+            // A compressed answer cannot be filtered: fail closed rather than pass it on.
+            let message = "the upstream compressed an answer the tool policy must filter; \
+                           it was not passed on (send Accept-Encoding: identity)";
+            tracing::warn!(upstream = %ctx.upstream, server = %ctx.server, "compressed answer refused by the tool policy");
+            return rpc_error(parts, StatusCode::BAD_GATEWAY, -32603, None, message, None);
+        }
         if is_sse && (ctx.lists || get) {
             let legacy =
                 get.then(|| (shared.legacy_sessions.clone(), parts.uri.path().to_string()));

@@ -5,7 +5,8 @@
 //! keys, batches; and it records every tool it was asked to run
 //! ([`TestUpstream::tool_calls`](super::TestUpstream::tool_calls)), so a test can tell that a
 //! denied call never got here whatever shape it was smuggled in. Answers are JSON, or with
-//! `?sse=1` one event per answer. Tools: any name is "run"; a name starting with `Fail`
+//! `?sse=1` one event per answer; `?gzip=1` labels them `Content-Encoding: gzip` (the bytes
+//! stay plain: a proxy must refuse to pass on what it cannot read, whatever the bytes are). Tools: any name is "run"; a name starting with `Fail`
 //! returns `isError: true`, `RpcFail` a JSON-RPC error -32603.
 
 use std::sync::Arc;
@@ -28,10 +29,12 @@ pub fn fixture_tools() -> Vec<(String, bool)> {
 }
 
 pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody> {
-    let sse = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "sse=1"));
+    let flag = |name: &str| {
+        req.uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == format!("{name}=1")))
+    };
+    let (sse, gzip) = (flag("sse"), flag("gzip"));
     let Ok(collected) = req.into_body().collect().await else {
         return json(StatusCode::BAD_REQUEST, &json!({ "error": "body" }));
     };
@@ -67,7 +70,14 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
     } else {
         answers.into_iter().next().unwrap_or(Value::Null)
     };
-    json(StatusCode::OK, &body)
+    let mut resp = json(StatusCode::OK, &body);
+    if gzip {
+        resp.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+    }
+    resp
 }
 
 /// The value of the key that equals `name` ignoring case (a lax decoder's reading).
