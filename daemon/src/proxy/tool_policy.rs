@@ -1,8 +1,8 @@
 //! Step 3b of the pipeline, after the ACL: tool policy. For a server that no `[[policy]]`
 //! names, the request body streams on untouched. Otherwise a POST body is read whole (up to
 //! `limits.max_request_body`) and decided on: not JSON-RPC, or a shape another parser could
-//! read differently (see [`crate::proxy::jsonrpc`]), is 400; `Mcp-Method`/`Mcp-Name` headers that disagree
-//! with the body are 400 `HeaderMismatch`; a `tools/call` of a denied tool is answered by the
+//! read differently (see [`crate::proxy::jsonrpc`]), is 400; `Mcp-Method`/`Mcp-Name`
+//! headers that disagree with the body are 400 `HeaderMismatch`; a `tools/call` of a denied tool is answered by the
 //! proxy with a JSON-RPC error ([`DENIED_CODE`]) and never reaches the upstream. On the way
 //! back, `tools/list` results are filtered ([`crate::proxy::tool_filter`]) and tool call
 //! outcomes audited ([`crate::proxy::tool_audit`]).
@@ -10,9 +10,9 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -29,6 +29,7 @@ use crate::proxy::policy::{ServerPolicy, ToolDecision};
 use crate::proxy::rpc_scan::RpcInfo;
 use crate::proxy::tool_audit::{self, Audited, CallRecord};
 use crate::proxy::tool_filter::{JsonFiltered, SseFiltered};
+use crate::proxy::tool_reply::{error_object, headers_agree, rpc_error, rpc_response};
 use crate::state::{Generation, Shared};
 
 /// The JSON-RPC error code of a tool call refused by policy. JSON-RPC leaves -32000 to -32099
@@ -198,63 +199,6 @@ async fn read_whole(parts: &Parts, body: Incoming, max: u64) -> Result<Bytes, Pr
     }
 }
 
-/// `Mcp-Method` and `Mcp-Name` (2026-07-28), where sent, must say what the body says.
-fn headers_agree(parts: &Parts, rpc: &RpcBody) -> Result<(), String> {
-    let header = |name: &str| -> Result<Option<String>, String> {
-        let mut values = parts.headers.get_all(name).iter();
-        let (Some(v), None) = (values.next(), values.next()) else {
-            return match parts.headers.contains_key(name) {
-                true => Err(format!("{name} is sent more than once")),
-                false => Ok(None),
-            };
-        };
-        let text = v
-            .to_str()
-            .map_err(|_| format!("{name} is not visible ASCII"))?;
-        decode_header(text)
-            .map(Some)
-            .ok_or_else(|| format!("{name} is not valid Base64"))
-    };
-    let method = header("mcp-method")?;
-    let name = header("mcp-name")?;
-    for m in &rpc.messages {
-        if let Some(h) = &method {
-            if m.method.as_deref() != Some(h.as_str()) {
-                return Err(format!(
-                    "the Mcp-Method header says `{}`, the body `{}`",
-                    tool_audit::clean(h),
-                    tool_audit::clean(m.method.as_deref().unwrap_or("(none)"))
-                ));
-            }
-        }
-        if let (Some(h), Some(tool)) = (&name, &m.tool) {
-            if h != tool {
-                return Err(format!(
-                    "the Mcp-Name header says `{}`, the body calls `{}`",
-                    tool_audit::clean(h),
-                    tool_audit::clean(tool)
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A header value, or the text of its `=?base64?…?=` form.
-fn decode_header(text: &str) -> Option<String> {
-    use base64::Engine as _;
-    let Some(inner) = text
-        .strip_prefix("=?base64?")
-        .and_then(|t| t.strip_suffix("?="))
-    else {
-        return Some(text.to_string());
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(inner)
-        .ok()?;
-    String::from_utf8(bytes).ok()
-}
-
 fn first_id(rpc: &RpcBody) -> Option<&Value> {
     rpc.messages.iter().find_map(|m| m.id.as_ref())
 }
@@ -325,70 +269,6 @@ fn deny(
         return r;
     }
     rpc_response(parts, StatusCode::OK, &answer)
-}
-
-fn error_object(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> Value {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(d) = data {
-        error["data"] = d;
-    }
-    json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error })
-}
-
-fn rpc_error(
-    parts: &Parts,
-    status: StatusCode,
-    code: i64,
-    id: Option<&Value>,
-    message: &str,
-    data: Option<Value>,
-) -> Response<ProxyBody> {
-    rpc_response(parts, status, &error_object(id, code, message, data))
-}
-
-/// JSON, or one SSE event when the client accepts only `text/event-stream`.
-fn rpc_response(parts: &Parts, status: StatusCode, value: &Value) -> Response<ProxyBody> {
-    let sse = wants_sse_only(parts);
-    let text = match sse {
-        true => format!("event: message\ndata: {value}\n\n"),
-        false => format!("{value}\n"),
-    };
-    let mut r = Response::new(body::full(text));
-    *r.status_mut() = status;
-    let ct = if sse {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
-/// Whether `Accept` names `text/event-stream` and nothing that admits JSON.
-fn wants_sse_only(parts: &Parts) -> bool {
-    let types: Vec<String> = parts
-        .headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .collect();
-    let json = types
-        .iter()
-        .any(|t| matches!(t.as_str(), "application/json" | "application/*" | "*/*"));
-    types.iter().any(|t| t == "text/event-stream") && !json
 }
 
 fn log_refusal(
@@ -538,34 +418,5 @@ mod tests {
         assert!(!p.tool_allowed("DeleteInstance").is_allowed());
         let none = generation("");
         assert!(server_policy(&none, &none.config.upstreams[0], None).is_none());
-    }
-
-    #[test]
-    fn accept_decides_the_answer_form() {
-        let parts = |accept: &str| {
-            let (p, ()) = http::Request::builder()
-                .header(ACCEPT, accept)
-                .body(())
-                .unwrap()
-                .into_parts();
-            p
-        };
-        assert!(wants_sse_only(&parts("text/event-stream")));
-        assert!(wants_sse_only(&parts("text/event-stream;q=1")));
-        assert!(!wants_sse_only(&parts(
-            "application/json, text/event-stream"
-        )));
-        assert!(!wants_sse_only(&parts("*/*")));
-        assert!(!wants_sse_only(&parts("")));
-    }
-
-    #[test]
-    fn base64_header_values() {
-        assert_eq!(decode_header("echo").as_deref(), Some("echo"));
-        assert_eq!(
-            decode_header("=?base64?ZWNobw==?=").as_deref(),
-            Some("echo")
-        );
-        assert_eq!(decode_header("=?base64?***?="), None);
     }
 }
