@@ -80,7 +80,7 @@ pub enum Step {
     Forward(PolicyBody, PolicyContext),
 }
 
-/// Decides a request. `server` is the catalog name of the request's server (or empty).
+/// Decides a request routed to `upstream` (after the ACL allowed it).
 pub async fn check(
     shared: &Shared,
     generation: &Generation,
