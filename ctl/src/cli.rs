@@ -182,7 +182,7 @@ pub enum AclCommand {
     Check {
         /// A proxy path, e.g. /accounts/1001/custom/ecs/id/ECS01/mcp
         path: String,
-        /// A tool name (tool policies are planned: accepted and reported)
+        /// A tool name: also check the server's tool policies
         #[arg(long, value_name = "NAME")]
         tool: Option<String>,
         /// A client key's name: its state and scope apply too

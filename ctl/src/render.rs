@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use mcpproxyd_api::{
-    Access, AclSummary, AclVerdict, LoggedOut, LoginPhase, LoginStatus, ProfileStatus, Reloaded,
-    Revoked, ServerInfo, Servers, Status,
+    Access, AclSummary, AclVerdict, LoggedOut, LoginPhase, LoginStatus, PolicyInfo, ProfileStatus,
+    Reloaded, Revoked, ServerInfo, Servers, Status,
 };
 
 use crate::time::{relative, span, utc};
@@ -76,8 +76,8 @@ pub fn status(s: &Status, now: u64) -> String {
         &mut o,
         "counters",
         &format!(
-            "{} requests, {} denied, {} open streams",
-            s.counters.requests, s.counters.denied, s.counters.open_streams
+            "{} requests, {} denied ({} tool calls), {} open streams",
+            s.counters.requests, s.counters.denied, s.counters.tool_denied, s.counters.open_streams
         ),
     );
     o
@@ -215,6 +215,9 @@ pub fn servers(s: &Servers) -> String {
                 let _ = writeln!(o, "  {label}  {url}");
             }
         }
+        for p in &v.policies {
+            let _ = writeln!(o, "  policy  {}", policy(p));
+        }
     }
     let tally = |a: Access| s.servers.iter().filter(|v| v.access == a).count();
     let _ = writeln!(
@@ -226,6 +229,21 @@ pub fn servers(s: &Servers) -> String {
         tally(Access::NotAllowed)
     );
     o
+}
+
+/// A tool policy in one line: `ecs-read-only: read-only, allowed Describe*, blocked *Delete*`.
+fn policy(p: &PolicyInfo) -> String {
+    let mut parts = Vec::new();
+    if p.read_only {
+        parts.push("read-only".to_string());
+    }
+    if !p.allowed_tools.is_empty() {
+        parts.push(format!("allowed {}", p.allowed_tools.join(" ")));
+    }
+    if !p.blocked_tools.is_empty() {
+        parts.push(format!("blocked {}", p.blocked_tools.join(" ")));
+    }
+    format!("{}: {}", p.name, parts.join(", "))
 }
 
 fn access(v: &ServerInfo) -> String {
@@ -267,6 +285,10 @@ pub fn verdict(v: &AclVerdict) -> String {
     }
     if let Some(k) = &v.key {
         field(&mut o, "client key", k);
+    }
+    if let Some(t) = &v.tool {
+        let words = if t.allowed { "allowed" } else { "denied" };
+        field(&mut o, "tool", &format!("{} {words}: {}", t.tool, t.reason));
     }
     o
 }

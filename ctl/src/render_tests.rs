@@ -2,7 +2,7 @@
 
 use super::*;
 use mcpproxyd_api::{
-    AclSummary, ConfigInfo, Counters, ProfileState, ProfileStatus, UpstreamStatus,
+    AclSummary, ConfigInfo, Counters, ProfileState, ProfileStatus, ToolVerdict, UpstreamStatus,
 };
 
 const NOW: u64 = 1_748_786_587; // 2025-06-01 14:03:07 UTC
@@ -59,6 +59,7 @@ fn sample_status() -> Status {
             requests: 1234,
             denied: 5,
             open_streams: 2,
+            tool_denied: 3,
         },
         listen_unix: vec![],
         client_keys: Default::default(),
@@ -85,7 +86,8 @@ fn status_shows_the_daemon_at_a_glance() {
     let upstream = line_with(&text, "→");
     assert!(upstream.contains("alibaba  / → https://openapi-mcp.cn-hangzhou.aliyuncs.com"));
     assert!(upstream.contains("auth alibaba, catalog alibaba, 12 servers"));
-    assert!(line_with(&text, "counters").ends_with("1234 requests, 5 denied, 2 open streams"));
+    assert!(line_with(&text, "counters")
+        .ends_with("1234 requests, 5 denied (3 tool calls), 2 open streams"));
 }
 
 #[test]
@@ -168,6 +170,7 @@ fn server(name: &str, id: &str, access: Access, rule: Option<&str>) -> ServerInf
         sse_url: Some(format!("{base}/sse")),
         access,
         rule: rule.map(String::from),
+        policies: vec![],
     }
 }
 
@@ -225,6 +228,7 @@ fn verdicts_give_the_rule_and_the_reason() {
         upstream: Some("alibaba".into()),
         server: Some("ram".into()),
         key: None,
+        tool: None,
     });
     assert!(text.starts_with("denied: /accounts/1001/custom/ram/id/RAM01/mcp\n"));
     assert!(line_with(&text, "rule").ends_with(" ram"));
@@ -341,4 +345,43 @@ fn a_failed_server_revocation_says_what_to_do() {
     r.wiped = false;
     assert!(revoked(&r).starts_with("profile github: the token was NOT wiped\n"));
     assert!(revoke_incomplete(&r));
+}
+
+#[test]
+fn servers_show_their_tool_policies() {
+    let mut ecs = server("ecs", "ECS01", Access::Allowed, None);
+    ecs.policies = vec![PolicyInfo {
+        name: "ecs-read-only".into(),
+        allowed_tools: vec!["Describe*".into(), "List*".into()],
+        blocked_tools: vec!["*Delete*".into()],
+        read_only: true,
+    }];
+    let text = servers(&Servers { servers: vec![ecs] });
+    assert_eq!(
+        line_with(&text, "policy"),
+        "  policy  ecs-read-only: read-only, allowed Describe* List*, blocked *Delete*"
+    );
+}
+
+#[test]
+fn verdicts_name_a_denied_tool() {
+    let text = verdict(&AclVerdict {
+        path: "/accounts/1001/custom/ecs/id/ECS01/mcp".into(),
+        allowed: false,
+        decision: "tool_denied".into(),
+        rule: Some("ro:read_only".into()),
+        reason: "denied by tool policy `ro`: read_only, `Delete` is a mutating verb".into(),
+        upstream: Some("alibaba".into()),
+        server: Some("ecs".into()),
+        key: None,
+        tool: Some(ToolVerdict {
+            tool: "DeleteInstance".into(),
+            allowed: false,
+            policy: Some("ro".into()),
+            reason: "denied by tool policy `ro`: read_only, `Delete` is a mutating verb".into(),
+        }),
+    });
+    assert!(text.starts_with("denied: "));
+    assert!(line_with(&text, "DeleteInstance")
+        .contains("DeleteInstance denied: denied by tool policy `ro`"));
 }

@@ -167,6 +167,15 @@ fn check_config(config: config::Config) -> i32 {
         );
         return EXIT_USAGE;
     }
+    let unresolved = generation.policies.unresolved(&generation.catalog);
+    if static_catalog && !unresolved.is_empty() {
+        eprintln!(
+            "mcpproxyd: {}: policy: servers {} not in the catalog (names and IDs must match a [[upstream.servers]] entry)",
+            generation.config.source,
+            unresolved.join(", ")
+        );
+        return EXIT_USAGE;
+    }
     print!("{rendered}");
     0
 }

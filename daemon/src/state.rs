@@ -17,6 +17,7 @@ use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientError, ClientOptions};
 use crate::proxy::acl::Acl;
 use crate::proxy::guard::Guard;
+use crate::proxy::policy::ToolPolicies;
 
 /// Everything that one configuration generation decides.
 pub struct Generation {
@@ -26,6 +27,8 @@ pub struct Generation {
     pub unix_guard: Guard,
     pub catalog: Catalog,
     pub acl: Acl,
+    /// Tool policies (`[[policy]]`).
+    pub policies: ToolPolicies,
     /// Upstream indexes ordered by mount length, longest first.
     routes: Vec<usize>,
     clients: HashMap<String, reqwest::Client>,
@@ -63,6 +66,7 @@ impl Generation {
             Guard::for_unix(&config.listen.extra_hosts, &config.listen.allowed_origins);
         let catalog = Catalog::build(&config, listed);
         let acl = Acl::new(&config.acl, &catalog);
+        let policies = ToolPolicies::new(&config.policies);
         let mut clients = HashMap::new();
         for u in &config.upstreams {
             let opts = ClientOptions {
@@ -85,6 +89,7 @@ impl Generation {
             unix_guard,
             catalog,
             acl,
+            policies,
             routes,
             clients,
             loaded_at: SystemTime::now(),
@@ -137,6 +142,8 @@ pub struct Shared {
     pub heartbeat: Heartbeat,
     /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
     listed: Mutex<HashMap<String, Vec<crate::config::Server>>>,
+    /// Message endpoints of open legacy SSE streams of policy servers (denials go there).
+    pub legacy_sessions: Arc<crate::proxy::legacy_denial::LegacySessions>,
     /// Wakes the catalog refresher (after a reload).
     pub catalog_wake: tokio::sync::Notify,
     /// Serialises rebuilding the generation (reload, new server lists).
@@ -212,6 +219,7 @@ impl Shared {
             logins: Logins::default(),
             heartbeat: Default::default(),
             listed: Mutex::new(HashMap::new()),
+            legacy_sessions: Default::default(),
             catalog_wake: tokio::sync::Notify::new(),
             rebuild: Mutex::new(()),
             started: Instant::now(),

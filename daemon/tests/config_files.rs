@@ -55,6 +55,12 @@ fn example_mentions_every_key_of_the_schema() {
         "audit_rpc",
         "allowed_servers",
         "blocked_servers",
+        "servers",
+        "upstreams",
+        "allowed_tools",
+        "blocked_tools",
+        "read_only",
+        "mutating_verbs",
         "name",
         "mount",
         "url",
@@ -130,4 +136,20 @@ fn region_flag_moves_the_example_upstream_with_the_oauth_endpoints() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn example_policy_parses_when_uncommented() {
+    let text = std::fs::read_to_string(repo_file("config/mcpproxyd.toml")).unwrap();
+    let start = text.find("# [[policy]]").expect("a [[policy]] example");
+    let block: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let c = config::load_str(Source::Defaults, &block, &Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert_eq!(c.policies.len(), 1);
+    assert_eq!(c.policies[0].name, "ecs-read-only");
+    assert!(c.policies[0].read_only);
 }

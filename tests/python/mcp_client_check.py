@@ -8,6 +8,11 @@ Connects to URL with the SDK's own transport (Streamable HTTP or legacy HTTP+SSE
     {"sdk": "1.30.0", "transport": "streamable", "protocol_version": "...",
      "server": "...", "tools": ["add", "echo", ...], "echo": "via python", "add": "5"}
 
+With --denied TOOL the proxy's tool policy is expected to deny TOOL (`add`): it must be
+missing from tools/list, and calling it must raise the SDK's `MCPError` (a JSON-RPC error
+answer, not a transport failure) after which the session still works (`echo` is called
+again); the line then has `"denied": {"code": ..., "message": ...}` instead of `"add"`.
+
 With --bearer the client also sends its own `Authorization` header, which the proxy must
 replace with the upstream's credential. Exit status 0 on success; 1 with a message on stderr otherwise (2 for a bad command line).
 The whole exchange is bounded by --timeout seconds. Used by tests/tests/python_client.rs
@@ -69,26 +74,46 @@ async def transport_for(url: str, transport: str, headers: dict[str, str]):
             yield streams
 
 
-async def check(url: str, transport: str, headers: dict[str, str]) -> dict[str, Any]:
+async def expect_denied(session: ClientSession, tool: str) -> dict[str, Any]:
+    """Calls a tool the proxy must deny; returns the JSON-RPC error the SDK raised."""
+    try:
+        from mcp.shared.exceptions import MCPError
+    except ImportError:  # older 1.x
+        from mcp.shared.exceptions import McpError as MCPError
+    try:
+        result = await session.call_tool(tool, {"a": 2, "b": 3})
+    except MCPError as err:
+        return {"code": err.error.code, "message": err.error.message}
+    raise RuntimeError(f"tool {tool} was not denied: {json.dumps(wire(result))}")
+
+
+async def check(
+    url: str, transport: str, headers: dict[str, str], denied: str | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     async with transport_for(url, transport, headers) as streams:
         # (read, write) in 2.x; (read, write, get_session_id) in 1.x.
         read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             init = wire(await session.initialize())
             tools = sorted(t.name for t in (await session.list_tools()).tools)
-            missing = {"echo", "add"} - set(tools)
+            missing = {"echo", "add"} - set(tools) - {denied}
             if missing:
                 raise RuntimeError(f"tools/list lacks {sorted(missing)}: {tools}")
             echo = tool_text("echo", await session.call_tool("echo", {"text": "via python"}))
-            add = tool_text("add", await session.call_tool("add", {"a": 2, "b": 3}))
-    return {
+            if denied:
+                out["denied"] = await expect_denied(session, denied)
+                # The session survived the denial.
+                echo = tool_text("echo", await session.call_tool("echo", {"text": "via python"}))
+            else:
+                out["add"] = tool_text("add", await session.call_tool("add", {"a": 2, "b": 3}))
+    return out | {
         "sdk": version("mcp"),
         "transport": transport,
         "protocol_version": init.get("protocolVersion"),
         "server": init.get("serverInfo", {}).get("name"),
         "tools": tools,
         "echo": echo,
-        "add": add,
     }
 
 
@@ -113,12 +138,13 @@ def main() -> int:
         metavar="TOKEN",
         help="send `Authorization: Bearer TOKEN` (a client credential the proxy must not forward)",
     )
+    parser.add_argument("--denied", metavar="TOOL", help="a tool the proxy's policy must deny")
     args = parser.parse_args()
     headers = {"Authorization": f"Bearer {args.bearer}"} if args.bearer else {}
 
     async def bounded() -> dict[str, Any]:
         with anyio.fail_after(args.timeout):
-            return await check(args.url, args.transport, headers)
+            return await check(args.url, args.transport, headers, args.denied)
 
     try:
         result = anyio.run(bounded)

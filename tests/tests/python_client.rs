@@ -59,7 +59,12 @@ fn pinned_sdk_version() -> String {
 
 /// Runs the SDK client against `url`; returns its JSON line after checking the exit status.
 async fn run_client(python: &Path, url: &str, transport: &str) -> Value {
-    let out = client_output(python, url, transport, CLIENT_TOKEN).await;
+    run_client_with(python, url, transport, &[]).await
+}
+
+/// [`run_client`] with more arguments for the script (`--denied TOOL`).
+async fn run_client_with(python: &Path, url: &str, transport: &str, extra: &[&str]) -> Value {
+    let out = client_output(python, url, transport, CLIENT_TOKEN, extra).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -78,11 +83,13 @@ async fn client_output(
     url: &str,
     transport: &str,
     bearer: &str,
+    extra: &[&str],
 ) -> std::process::Output {
     let script = repo().join("tests/python/mcp_client_check.py");
     let mut cmd = Command::new(python);
     cmd.arg(&script)
         .args(["--url", url, "--transport", transport])
+        .args(extra)
         .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
         .args(["--bearer", bearer])
         // Loopback only: no proxy from the environment; no __pycache__ in the source tree.
@@ -227,6 +234,7 @@ async fn official_python_sdk_works_with_a_client_key_on_both_transports() {
         &d.url(&format!("{MOUNT}/mcp")),
         "streamable",
         CLIENT_TOKEN,
+        &[],
     )
     .await;
     assert!(
@@ -244,6 +252,7 @@ async fn official_python_sdk_works_with_a_client_key_on_both_transports() {
             &d.url(&format!("{MOUNT}/{endpoint}")),
             transport,
             &key,
+            &[],
         )
         .await;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -271,4 +280,47 @@ async fn official_python_sdk_works_with_a_client_key_on_both_transports() {
             .any(|l| l.contains("proxied") && l.contains("key=\"python\"")),
         "the journal names the key of each request:\n{logs}"
     );
+}
+
+/// A tool policy that denies `add`: the SDK must not be offered it (the rmcp server answers
+/// tools/list as an event stream, filtered per event), and calling it anyway must come back
+/// as a JSON-RPC error the SDK raises as `MCPError`, on a session that keeps working; over
+/// Streamable HTTP and over legacy HTTP+SSE (where the answer comes on the GET stream).
+#[tokio::test]
+async fn official_python_sdk_sees_a_denied_tool_as_a_tool_error() {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let up = upstream::start(UpstreamOptions::default())
+        .await
+        .expect("test upstream");
+    let setup = Setup::new().unwrap();
+    let policy =
+        "[[policy]]\nname = \"no-add\"\nupstreams = [\"test\"]\nblocked_tools = [\"add\"]\n";
+    let config = setup.static_config(&up, policy).unwrap();
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    for (endpoint, transport) in [("mcp", "streamable"), ("sse", "sse")] {
+        let url = d.url(&format!("{MOUNT}/{endpoint}"));
+        let result = run_client_with(&python, &url, transport, &["--denied", "add"]).await;
+        let tools: Vec<&str> = result["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tools in {result}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            tools.contains(&"echo") && !tools.contains(&"add"),
+            "{result}"
+        );
+        assert_eq!(result["denied"]["code"], -32050, "{result}");
+        let message = result["denied"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("no-add") && message.contains("add"),
+            "{result}"
+        );
+        assert_eq!(result["echo"], "via python", "{result}");
+    }
+    d.wait_for_log("tool call refused").await.unwrap();
 }

@@ -187,8 +187,12 @@ pub struct AclSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub requests: u64,
+    /// Requests refused by the guard, path check, ACL or a tool policy.
     pub denied: u64,
     pub open_streams: u64,
+    /// Tool calls refused by a tool policy (also counted in `denied`).
+    #[serde(default)]
+    pub tool_denied: u64,
 }
 
 /// `GET /v1/servers`.
@@ -209,6 +213,18 @@ pub struct ServerInfo {
     pub access: Access,
     /// The ACL entry that decided, if one did.
     pub rule: Option<String>,
+    /// The tool policies that apply to this server (empty: every tool, bodies not read).
+    #[serde(default)]
+    pub policies: Vec<PolicyInfo>,
+}
+
+/// One `[[policy]]` as it applies to a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub allowed_tools: Vec<String>,
+    pub blocked_tools: Vec<String>,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,7 +249,7 @@ pub struct Reloaded {
 pub struct AclCheck {
     /// A proxy path, e.g. `/accounts/1/custom/ecs/id/E1/mcp`.
     pub path: String,
-    /// A tool name (tool policies are planned; accepted and reported).
+    /// A tool name: the verdict then covers the tool policies too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     /// A client key name: its scope applies too.
@@ -256,6 +272,20 @@ pub struct AclVerdict {
     /// The client key asked about, if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The tool policies' verdict, when a tool was asked about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolVerdict>,
+}
+
+/// The verdict on one tool for the path's server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolVerdict {
+    pub tool: String,
+    pub allowed: bool,
+    /// The policy that denied it.
+    pub policy: Option<String>,
+    /// One sentence saying why.
+    pub reason: String,
 }
 
 /// `POST /v1/keys`: a new client key.

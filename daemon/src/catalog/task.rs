@@ -91,6 +91,12 @@ fn warn_unresolved(shared: &Shared) {
             "ACL entry matches no catalogued server"
         );
     }
+    for entry in generation.policies.unresolved(&generation.catalog) {
+        tracing::warn!(
+            entry = %entry,
+            "tool policy server entry matches no catalogued server (yet): it applies to nothing"
+        );
+    }
 }
 
 /// Levenshtein distance, for suggestions.

@@ -12,6 +12,7 @@ pub mod units;
 mod validate;
 mod validate_auth;
 mod validate_listen;
+mod validate_policy;
 mod validate_upstream;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use secrecy::SecretString;
 use url::Url;
 
 pub use preset::{KeySource, Region};
+pub use validate_policy::PolicyConfig;
 
 /// Default listen address, as with the seed's tool.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";
@@ -110,6 +112,8 @@ pub struct Config {
     pub acl: AclConfig,
     pub upstreams: Vec<Upstream>,
     pub auth: BTreeMap<String, AuthProfile>,
+    /// Tool policies, in file order.
+    pub policies: Vec<PolicyConfig>,
     /// `--no-browser`: log in by pasting the code (used by the OAuth login).
     pub no_browser: bool,
 }

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub upstream: Option<Vec<RawUpstream>>,
     /// Credential profiles, by name.
     pub auth: BTreeMap<String, RawAuth>,
+    /// Tool policies (`[[policy]]`).
+    pub policy: Vec<super::validate_policy::RawPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -106,6 +106,9 @@ pub(super) fn render(c: &Config) -> String {
     acl.insert("allowed_servers".into(), list(&c.acl.allowed));
     acl.insert("blocked_servers".into(), list(&c.acl.blocked));
     root.insert("acl".into(), Value::Table(acl));
+    if !c.policies.is_empty() {
+        root.insert("policy".into(), super::validate_policy::render(&c.policies));
+    }
 
     let upstreams = c.upstreams.iter().map(upstream).map(Value::Table).collect();
     root.insert("upstream".into(), Value::Array(upstreams));

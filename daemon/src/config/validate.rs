@@ -65,6 +65,8 @@ pub(super) fn validate(
         upstreams.push(upstream(i, u, &auth, flags, at)?);
     }
     check_unique_upstreams(&upstreams, at)?;
+    let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
+    let policies = super::validate_policy::policies(&raw.policy, &upstream_names, at)?;
 
     Ok(Config {
         source,
@@ -76,6 +78,7 @@ pub(super) fn validate(
         acl: acl(&raw, at)?,
         upstreams,
         auth,
+        policies,
         no_browser: flags.no_browser,
     })
 }

@@ -52,6 +52,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Tool calls and their outcomes.
+    pub tools: crate::control::tool_metrics::ToolMetrics,
 }
 
 /// Values read at render time rather than counted.
@@ -214,6 +216,7 @@ impl Metrics {
                 esc(profile)
             );
         }
+        self.tools.render(&mut out, esc);
         out
     }
 }

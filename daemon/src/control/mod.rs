@@ -2,7 +2,7 @@
 //!
 //! - [`admin`]: the Unix-socket admin API that `mcpproxyctl` and `curl --unix-socket` use.
 //! - [`systemd`]: readiness, status, watchdog, socket activation.
-//! - [`metrics`]: Prometheus counters.
+//! - [`metrics`]: Prometheus counters; [`tool_metrics`]: tool calls by server, tool and outcome.
 //! - [`banner`]: what the daemon prints at start.
 //! - [`terminal`]: whether a `SIGHUP` means "reload" or "the terminal closed".
 //! - [`logging`] and [`journald`]: where log lines go, with structured fields under journald.
@@ -14,3 +14,4 @@ pub mod logging;
 pub mod metrics;
 pub mod systemd;
 pub mod terminal;
+pub mod tool_metrics;

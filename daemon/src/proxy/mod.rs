@@ -11,6 +11,9 @@
 //! - [`forward`]: the request sent upstream with the profile's token.
 //! - [`headers`], [`body`], [`sse`]: what crosses the proxy, streamed; SSE endpoint rewriting.
 //! - [`rpc_scan`]: the JSON-RPC method and tool name, read as the body streams by (audit).
+//! - [`tool_policy`]: the tool policy step; [`policy`] its pure matching, [`jsonrpc`] the
+//!   strict body check, [`tool_filter`] `tools/list` filtering, [`tool_audit`] call outcomes,
+//!   [`tool_reply`] the proxy's JSON-RPC answers, [`legacy_denial`] denials on legacy streams.
 //! - [`error`]: every error the proxy answers itself, mapped to a status in one place.
 
 pub mod acl;
@@ -21,9 +24,16 @@ pub mod error;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod jsonrpc;
+pub mod legacy_denial;
 pub mod listener;
 pub mod path;
 pub mod pipeline;
+pub mod policy;
 pub mod rpc_scan;
 pub mod server;
 pub mod sse;
+pub mod tool_audit;
+pub mod tool_filter;
+pub mod tool_policy;
+pub mod tool_reply;

@@ -1,8 +1,8 @@
-//! The request pipeline, one pass in this order: guard → path and route → ACL → token →
-//! forward → respond. Each step is one function (`guard_step`, `route_step`, `acl_step`,
-//! `token_step`, `forward_step`, then `log_proxied` and `respond`), called in order by
-//! `pipeline`; a step either hands the next one what it needs, answers the request itself, or
-//! fails with a [`ProxyError`], the proxy's own answer.
+//! The request pipeline, one pass in this order: guard → path and route → ACL → tool policy →
+//! token → forward → respond. Each step is one function (`guard_step`, `route_step`,
+//! `acl_step`, `tool_policy::check`, `token_step`, `forward_step`, then `log_proxied` and
+//! `respond`), called in order by `pipeline`; a step either hands the next one what it needs,
+//! answers the request itself, or fails with a [`ProxyError`], the proxy's own answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,12 +23,14 @@ use crate::config::Upstream;
 use crate::proxy::body::{self, ProxyBody, ResponseBody, StreamGuard};
 use crate::proxy::client_key;
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::{self, OutBody};
+use crate::proxy::forward;
 use crate::proxy::guard;
 use crate::proxy::headers;
 use crate::proxy::listener::ClientAddr;
 use crate::proxy::path;
+use crate::proxy::rpc_scan::RpcInfo;
 use crate::proxy::sse::{EndpointMap, Rewriter};
+use crate::proxy::tool_policy;
 use crate::state::{Generation, Shared};
 
 /// Per-connection facts a request needs.
@@ -146,17 +148,23 @@ async fn pipeline(
         Routed::Answered(answer) => return Ok(answer),
     };
     acl_step(generation, parts, trace)?;
+    let (body, policy) =
+        match tool_policy::check(shared, generation, upstream, peer, parts, body).await? {
+            tool_policy::Step::Answer(response) => return Ok(response),
+            tool_policy::Step::Forward(body, policy) => (body, policy),
+        };
     let (token, streams) = token_step(shared, upstream).await?;
     let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
-    log_proxied(generation, peer, upstream, parts, trace, &forwarded);
-    Ok(respond(
+    let rpc = log_proxied(generation, peer, upstream, parts, trace, &forwarded);
+    let response = respond(
         shared,
         generation,
         upstream,
         parts,
         forwarded.response,
         streams,
-    ))
+    );
+    Ok(tool_policy::respond(shared, policy, parts, &rpc, response))
 }
 
 /// Step 1, the guard: `Host` and `Origin` (as the listener the request came in on accepts
@@ -257,7 +265,7 @@ async fn token_step(
 /// What step 5 brought back.
 struct Forwarded {
     response: reqwest::Response,
-    body: OutBody,
+    body: forward::OutBody,
     started: Instant,
 }
 
@@ -268,7 +276,7 @@ async fn forward_step(
     generation: &Generation,
     upstream: &Upstream,
     parts: &Parts,
-    body: Incoming,
+    body: tool_policy::PolicyBody,
     token: &SecretString,
     trace: &Trace,
 ) -> Result<Forwarded, ProxyError> {
@@ -281,7 +289,7 @@ async fn forward_step(
             .ok_or_else(|| ProxyError::UpstreamUnreachable {
                 upstream: upstream.name.clone(),
             })?;
-    let mut out = OutBody::new(parts, body, limits).await?;
+    let mut out = body.into_out(parts, limits).await?;
     client_key::check_tool(trace.key.as_ref(), parts, &out)?;
     let mut response = forward::send(
         client,
@@ -315,7 +323,8 @@ async fn forward_step(
     })
 }
 
-/// Step 6 begins with the audit line of a forwarded request.
+/// Step 6 begins with the audit line of a forwarded request; returns what the JSON-RPC scan
+/// of its body found, for the tool policy's view of the response.
 fn log_proxied(
     generation: &Generation,
     peer: Peer,
@@ -323,7 +332,7 @@ fn log_proxied(
     parts: &Parts,
     trace: &Trace,
     forwarded: &Forwarded,
-) {
+) -> RpcInfo {
     let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {
         forwarded.body.rpc_info()
     } else {
@@ -344,6 +353,7 @@ fn log_proxied(
         latency_ms = forwarded.started.elapsed().as_millis() as u64,
         "proxied"
     );
+    rpc
 }
 
 /// Paths the proxy answers itself whatever is mounted: the OAuth redirect target, and OAuth

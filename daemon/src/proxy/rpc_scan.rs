@@ -10,6 +10,8 @@ pub const SCAN_LIMIT: usize = 4096;
 pub struct RpcInfo {
     pub method: Option<String>,
     pub tool: Option<String>,
+    /// The request's top-level `id`, as text.
+    pub id: Option<String>,
 }
 
 /// The string value of the first `"key": "..."` at or after `from`; short, printable only.
@@ -68,7 +70,66 @@ pub fn scan(prefix: &[u8]) -> RpcInfo {
     RpcInfo {
         method: Some(method),
         tool,
+        id: top_level_id(prefix),
     }
+}
+
+/// The top-level `id` of a JSON-RPC body prefix (not one inside `params`), as text.
+pub fn top_level_id(body: &[u8]) -> Option<String> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let mut key_start = None;
+    for (i, &b) in body.iter().enumerate() {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => {
+                    in_str = false;
+                    let key = key_start.take().map(|s| &body[s..i]);
+                    if depth == 1 && key == Some(b"id".as_slice()) {
+                        let j = skip_ws(body, i + 1);
+                        if body.get(j) == Some(&b':') {
+                            return id_value(body, skip_ws(body, j + 1));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                key_start = Some(i + 1);
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn skip_ws(text: &[u8], mut i: usize) -> usize {
+    while text.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+fn id_value(body: &[u8], j: usize) -> Option<String> {
+    let rest = body.get(j..)?;
+    let text = if rest.first() == Some(&b'"') {
+        let end = rest[1..].iter().position(|&b| b == b'"' || b == b'\\')?;
+        &rest[1..1 + end]
+    } else {
+        let end = rest
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.'))?;
+        &rest[..end]
+    };
+    let text = std::str::from_utf8(text).ok()?;
+    Some(crate::proxy::tool_audit::clean(text))
 }
 
 #[cfg(test)]
@@ -82,7 +143,8 @@ mod tests {
             scan(body),
             RpcInfo {
                 method: Some("tools/call".into()),
-                tool: Some("echo".into())
+                tool: Some("echo".into()),
+                id: Some("1".into()),
             }
         );
         let init = br#"{ "jsonrpc" : "2.0", "method" : "initialize", "id": 0, "params": {"clientInfo": {"name": "x"}}}"#;
@@ -99,5 +161,21 @@ mod tests {
         assert_eq!(scan(batch).method.as_deref(), Some("ping"));
         let cut = br#"{"method":"tools/call","params":{"na"#;
         assert_eq!(scan(cut).tool, None);
+    }
+
+    #[test]
+    fn ids() {
+        let id = |b: &str| top_level_id(b.as_bytes());
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":7,"method":"x"}"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            id(r#"{"method":"tools/call","params":{"name":"x","arguments":{"id":99}},"jsonrpc":"2.0","id":"abc"}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(id(r#"{"method":"x","params":{"id":1}}"#), None);
+        assert_eq!(id(r#"{"text":"\"id\":5","id" : 6 }"#).as_deref(), Some("6"));
+        assert_eq!(id(r#"{"id":"#), None);
     }
 }

@@ -9,6 +9,10 @@
 //! may come after its `data:` lines, so an event is held until its `event:` line or its end
 //! (which is when a client dispatches it anyway); past [`MAX_HELD_EVENT`] it passes on while the
 //! scanner watches its lines, and an `event: endpoint` line then ends the stream with an error.
+//!
+//! A second use: [`Rewriter::filtering`] holds every event (one at a time, up to its cap) and
+//! hands its data to a filter, which tool policy uses to take denied tools out of `tools/list`
+//! results. An event over the cap ends the stream with an error, never passes unfiltered.
 
 use bytes::{Bytes, BytesMut};
 
@@ -84,13 +88,16 @@ enum Mode {
 /// Enough of a line to recognise `event: endpoint` (longer lines are something else).
 const LINE_HEAD: usize = 32;
 
-/// Why a stream had to be cut.
+/// Why a stream had to be cut: an event to rewrite or filter exceeded this many bytes.
 #[derive(Debug, thiserror::Error)]
-#[error("an SSE endpoint event exceeded {MAX_HELD_EVENT} bytes; the stream was closed")]
-pub struct EventTooLarge;
+#[error("an SSE event to rewrite exceeded {0} bytes; the stream was closed")]
+pub struct EventTooLarge(pub usize);
+
+/// Rewrites the data of a held event (its `data:` lines joined by `\n`), given its `event:`
+/// type if it has one; `None` keeps it.
+pub type EventFilter = Box<dyn FnMut(Option<&str>, &str) -> Option<String> + Send + Sync>;
 
 /// The incremental scanner. Feed it chunks; it returns what may be sent on now.
-#[derive(Debug)]
 pub struct Rewriter {
     map: EndpointMap,
     mode: Mode,
@@ -101,6 +108,21 @@ pub struct Rewriter {
     line_start: bool,
     /// In [`Mode::Watching`]: the first bytes of the current line.
     line_head: Vec<u8>,
+    /// Whether `endpoint` events are rewritten (not by a filtering rewriter).
+    endpoints: bool,
+    /// Holds every event and rewrites its data (see [`Rewriter::filtering`]).
+    filter: Option<EventFilter>,
+    hold_limit: usize,
+}
+
+impl std::fmt::Debug for Rewriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rewriter")
+            .field("mode", &self.mode)
+            .field("held", &self.held.len())
+            .field("filtering", &self.filter.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rewriter {
@@ -112,6 +134,26 @@ impl Rewriter {
             after_cr: false,
             line_start: true,
             line_head: Vec::new(),
+            endpoints: true,
+            filter: None,
+            hold_limit: MAX_HELD_EVENT,
+        }
+    }
+
+    /// A rewriter that leaves `endpoint` events alone and passes the data of every event,
+    /// held whole (at most `hold_limit` bytes), through `filter`.
+    pub fn filtering(filter: EventFilter, hold_limit: usize) -> Rewriter {
+        let never = EndpointMap {
+            upstream_origin: String::new(),
+            upstream_base: String::new(),
+            mount: "/".into(),
+            proxy_origin: String::new(),
+        };
+        Rewriter {
+            endpoints: false,
+            filter: Some(filter),
+            hold_limit,
+            ..Rewriter::new(never)
         }
     }
 
@@ -138,8 +180,9 @@ impl Rewriter {
             }
             if !matches!(self.mode, Mode::Passing | Mode::Watching) {
                 self.held.extend_from_slice(&[b]);
-                if self.held.len() > MAX_HELD_EVENT && self.mode == Mode::Holding {
-                    return Err(EventTooLarge);
+                let holding = self.mode == Mode::Holding || self.filter.is_some();
+                if self.held.len() > self.hold_limit && holding {
+                    return Err(EventTooLarge(self.hold_limit));
                 }
             }
             if !is_eol {
@@ -156,7 +199,7 @@ impl Rewriter {
                     let line = std::mem::take(&mut self.line_head);
                     if line.len() <= LINE_HEAD && field_value(&line, b"event") == Some(b"endpoint")
                     {
-                        return Err(EventTooLarge);
+                        return Err(EventTooLarge(MAX_HELD_EVENT));
                     }
                 }
                 Mode::Passing | Mode::Watching if blank_line => {
@@ -187,7 +230,10 @@ impl Rewriter {
         }
         if matches!(self.mode, Mode::Passing | Mode::Watching) {
             out.extend_from_slice(&chunk[pass_from..]);
-        } else if self.mode == Mode::Deciding && self.held.len() > MAX_HELD_EVENT {
+        } else if self.mode == Mode::Deciding
+            && self.held.len() > MAX_HELD_EVENT
+            && self.filter.is_none()
+        {
             // Too much to hold undecided: let it pass, but watch for a late `event: endpoint`.
             let tail = match self.held.iter().rposition(|&b| b == b'\n' || b == b'\r') {
                 Some(i) => &self.held[i + 1..],
@@ -210,14 +256,16 @@ impl Rewriter {
         // Only an `event:` line decides the type; comments, `data:`, `id:`, `retry:` and
         // unknown fields may come before it: keep holding.
         match field_value(line, b"event") {
-            Some(v) if v == b"endpoint" => Mode::Holding,
+            Some(v) if v == b"endpoint" && self.endpoints => Mode::Holding,
+            _ if self.filter.is_some() => Mode::Holding,
             Some(_) => Mode::Passing,
             None => Mode::Deciding,
         }
     }
 
-    /// Rewrites a complete held `endpoint` event, keeping its other lines as they were.
-    fn rewrite_event(&self, event: &[u8]) -> Bytes {
+    /// Rewrites a complete held event (`endpoint`, or any under a filter), keeping its other
+    /// lines as they were.
+    fn rewrite_event(&mut self, event: &[u8]) -> Bytes {
         let Ok(text) = std::str::from_utf8(event) else {
             return Bytes::copy_from_slice(event);
         };
@@ -225,7 +273,17 @@ impl Rewriter {
             .filter_map(|(l, _)| l.strip_prefix("data:"))
             .map(|v| v.strip_prefix(' ').unwrap_or(v))
             .collect();
-        let Some(new) = self.map.rewrite(&data.join("\n")) else {
+        let new = match self.filter.as_mut() {
+            Some(filter) => {
+                let kind = split_lines(text)
+                    .filter_map(|(l, _)| l.strip_prefix("event:"))
+                    .map(|v| v.strip_prefix(' ').unwrap_or(v))
+                    .last();
+                filter(kind, &data.join("\n"))
+            }
+            None => self.map.rewrite(&data.join("\n")),
+        };
+        let Some(new) = new else {
             return Bytes::copy_from_slice(event);
         };
         let mut out = String::with_capacity(event.len() + 32);
@@ -432,5 +490,56 @@ mod tests {
             .feed(Bytes::from(vec![b'z'; MAX_HELD_EVENT + 10]))
             .unwrap();
         assert_eq!(out.len(), MAX_HELD_EVENT + 16);
+    }
+
+    fn upper(_kind: Option<&str>, data: &str) -> Option<String> {
+        data.starts_with('{')
+            .then(|| data.to_uppercase().replace('\n', ""))
+    }
+
+    #[test]
+    fn filtering_rewrites_every_event_and_leaves_endpoints() {
+        let stream = ": ping\n\nid: 1\nevent: message\ndata: {\"a\":\ndata: 1}\n\nevent: endpoint\ndata: /base/m\n\ndata: {x}\r\n\r\n";
+        let expected = ": ping\n\nid: 1\nevent: message\ndata: {\"A\":1}\n\nevent: endpoint\ndata: /base/m\n\ndata: {X}\r\n\r\n";
+        for split in 0..stream.len() {
+            let mut r = Rewriter::filtering(Box::new(upper), 1024);
+            let mut all = Vec::new();
+            for part in [&stream[..split], &stream[split..]] {
+                all.extend_from_slice(&r.feed(Bytes::copy_from_slice(part.as_bytes())).unwrap());
+            }
+            assert_eq!(
+                String::from_utf8(all).unwrap(),
+                expected,
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn filtering_holds_each_event_until_complete() {
+        let mut r = Rewriter::filtering(Box::new(upper), 1024);
+        assert!(r.feed(Bytes::from_static(b"data: {a")).unwrap().is_empty());
+        assert!(r.feed(Bytes::from_static(b"}\n")).unwrap().is_empty());
+        assert_eq!(
+            &r.feed(Bytes::from_static(b"\n")).unwrap()[..],
+            b"data: {A}\n\n"
+        );
+    }
+
+    #[test]
+    fn filtering_fails_closed_over_the_cap_even_on_the_first_line() {
+        let mut r = Rewriter::filtering(Box::new(upper), MAX_HELD_EVENT * 2);
+        let mut line = b"data: {".to_vec();
+        line.extend(vec![b'a'; MAX_HELD_EVENT + 10]);
+        assert!(
+            r.feed(Bytes::from(line)).unwrap().is_empty(),
+            "held, not passed"
+        );
+        let err = r.feed(Bytes::from(vec![b'a'; MAX_HELD_EVENT])).unwrap_err();
+        assert_eq!(err.0, MAX_HELD_EVENT * 2);
+        let mut r = Rewriter::filtering(Box::new(upper), 16);
+        assert!(r
+            .feed(Bytes::from_static(b"event: message\ndata: {0123456789}\n"))
+            .is_err());
     }
 }

@@ -10,6 +10,8 @@
 //! a streamed POST of a large body to `/raw/count`; time to the first server-sent event of
 //! `/raw/slow-sse`. Everything is bounded in count and in time (`--max-seconds`).
 //!
+//! A second daemon with a `[[policy]]` measures the tool policy's cost (see `bench/policy.rs`).
+//!
 //! Absolute numbers depend on the machine and its load; the proxy/direct ratios of one run are
 //! what to compare.
 
@@ -32,6 +34,9 @@ use reqwest::Method;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
+
+#[path = "bench/policy.rs"]
+mod policy;
 
 /// How long the daemon may take to print its banner.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -277,7 +282,13 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
     }
     report.latency(&label, "p50", sse[0].quantile(0.5), sse[1].quantile(0.5));
     report.latency(&label, "p99", sse[0].quantile(0.99), sse[1].quantile(0.99));
-    println!("  done: {label}\n");
+    println!("  done: {label}");
+
+    let mut pol = policy::measure(args, &env, &daemon_bin).await?;
+    report.policy_text = pol.render(false);
+    report.policy_markdown = pol.render(true);
+    pol.stop().await;
+    println!();
 
     report.elapsed = started.elapsed();
     report.load_after = loadavg();
@@ -728,6 +739,9 @@ struct Report {
     proxy_upstream_versions: String,
     settings: String,
     rows: Vec<Row>,
+    /// The tool policy table, as text and as Markdown.
+    policy_text: String,
+    policy_markdown: String,
     elapsed: Duration,
 }
 
@@ -766,6 +780,8 @@ impl Report {
                     .max(args.concurrency.iter().copied().max().unwrap_or(1)),
             ),
             rows: Vec::new(),
+            policy_text: String::new(),
+            policy_markdown: String::new(),
             elapsed: Duration::ZERO,
         }
     }
@@ -906,6 +922,7 @@ impl Report {
         for row in &cells {
             let _ = writeln!(out, "{}", line(row));
         }
+        out.push_str(&self.policy_text);
         out.push_str(
             "\nRates: higher is better (ratio < 1 = the proxy is slower). Latencies: lower is \
              better.\nThe machine may be shared and noisy: compare the ratios of one run, not \
@@ -926,6 +943,7 @@ impl Report {
         for row in self.cells() {
             let _ = writeln!(out, "| {} |", row.join(" | "));
         }
+        out.push_str(&self.policy_markdown);
         out.push_str(
             "\nRates: higher is better (ratio < 1 = the proxy is slower). Latencies: lower is \
              better. The machine may be shared and noisy: compare the ratios of one run, not \

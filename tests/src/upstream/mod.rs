@@ -7,12 +7,15 @@
 //!   works without `initialize`.
 //! - `…/sse` (GET) and `…/message?sessionId=` (POST): the legacy HTTP+SSE transport.
 //! - `/raw/…`: plain HTTP helpers for proxy tests (see [`raw`]).
+//! - `…/catalog-mcp` (POST): a lax JSON-RPC server with Alibaba tool names that records the
+//!   tools it is asked to run (see [`catalog`]).
 //! - `/.well-known/oauth-protected-resource[/…]`: RFC 9728 metadata when
 //!   [`UpstreamOptions::authorization_server`] is set, else 404; the one route
 //!   served without a token, as on real servers.
 //!
 //! Tools: `echo`, `add`, `slow_count` ([`tools::TestTools`]).
 
+pub mod catalog;
 mod legacy;
 pub mod raw;
 mod router;
@@ -136,6 +139,8 @@ pub(crate) struct Shared {
     closed_raw: watch::Sender<usize>,
     closed_legacy: watch::Sender<usize>,
     legacy_sessions: Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>,
+    /// Tools `…/catalog-mcp` was asked to run, in order.
+    tool_calls: Mutex<Vec<String>>,
     mcp: StreamableHttpService<TestTools, LocalSessionManager>,
     mcp_stateless: StreamableHttpService<TestTools, NeverSessionManager>,
     shutdown: CancellationToken,
@@ -156,6 +161,10 @@ impl Shared {
     fn records(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
         // A panicking test thread must not hide the other requests.
         self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn tool_calls(&self) -> MutexGuard<'_, Vec<String>> {
+        self.tool_calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn legacy_sessions(
@@ -250,6 +259,7 @@ pub fn serve(listener: TcpListener, opts: UpstreamOptions) -> anyhow::Result<Tes
         closed_raw: watch::Sender::new(0),
         closed_legacy: watch::Sender::new(0),
         legacy_sessions: Mutex::new(HashMap::new()),
+        tool_calls: Mutex::new(Vec::new()),
         mcp,
         mcp_stateless,
         shutdown,
@@ -314,6 +324,11 @@ impl TestUpstream {
     /// Resolves once at least `n` requests have arrived (before any of them is answered).
     pub async fn wait_requests(&self, n: usize) {
         wait_at_least(&self.shared.requests_seen, n).await;
+    }
+
+    /// The tools `…/catalog-mcp` was asked to run so far, in order.
+    pub fn tool_calls(&self) -> Vec<String> {
+        self.shared.tool_calls().clone()
     }
 
     /// Lets one more `/raw/slow-sse` step go (remembered if none is waiting yet).

@@ -12,7 +12,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{legacy, raw, RecordedRequest, Shared};
+use super::{catalog, legacy, raw, RecordedRequest, Shared};
 
 /// Response body of every route (rmcp's own type, so its answers pass through).
 pub(crate) type RespBody = BoxBody<Bytes, Infallible>;
@@ -50,6 +50,8 @@ async fn route(shared: &Arc<Shared>, req: Req) -> Response<RespBody> {
         .is_some_and(|q| q.split('&').any(|kv| kv == "json=1"));
     if path.starts_with("/raw/") {
         raw::handle(shared, req).await
+    } else if path.ends_with("/catalog-mcp") && is(&req, Method::POST) {
+        catalog::handle(shared, req).await
     } else if path.ends_with("/mcp-demo")
         || path.ends_with("/mcp-json")
         || (path.ends_with("/mcp") && json_query)

@@ -11,6 +11,7 @@ use crate::control::banner;
 use crate::control::metrics::Gauges;
 use crate::proxy::acl::Decision;
 use crate::proxy::path;
+use crate::proxy::policy::ToolDecision;
 use crate::state::{Generation, Shared};
 
 fn unix(t: SystemTime) -> u64 {
@@ -49,6 +50,7 @@ pub fn status(shared: &Shared) -> api::Status {
             requests: shared.counters.requests.load(Ordering::Relaxed),
             denied: shared.counters.denied.load(Ordering::Relaxed),
             open_streams: shared.counters.open_streams.load(Ordering::Relaxed) as u64,
+            tool_denied: shared.metrics.tools.denied(),
         },
         listen_unix: shared
             .unix_bound
@@ -193,6 +195,18 @@ pub fn servers(shared: &Shared) -> api::Servers {
                 sse_url: s.sse.as_ref().map(|p| format!("{base}{p}")),
                 access,
                 rule,
+                policies: g
+                    .policies
+                    .applied(&s.upstream, Some(s))
+                    .summaries()
+                    .into_iter()
+                    .map(|p| api::PolicyInfo {
+                        name: p.name,
+                        allowed_tools: p.allowed_tools,
+                        blocked_tools: p.blocked_tools,
+                        read_only: p.read_only,
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -211,6 +225,7 @@ pub fn acl_check(shared: &Shared, req: &api::AclCheck) -> api::AclVerdict {
             upstream: None,
             server: None,
             key: None,
+            tool: None,
         };
     // The proxy sees the path without its query; accept one here too.
     let local = req.path.split('?').next().unwrap_or_default();
@@ -239,7 +254,27 @@ pub fn acl_check(shared: &Shared, req: &api::AclCheck) -> api::AclVerdict {
     };
     let mut v = verdict(name, decision.is_allowed(), rule, decision.reason());
     v.upstream = Some(upstream.name.clone());
-    v.server = g.catalog.server_for(local).map(|s| s.name.clone());
+    let server = g.catalog.server_for(local);
+    v.server = server.map(|s| s.name.clone());
+    if let Some(tool) = &req.tool {
+        let t = crate::proxy::tool_policy::server_policy(&g, upstream, server)
+            .map_or(ToolDecision::Allowed, |p| p.tool_allowed(tool));
+        if v.allowed && !t.is_allowed() {
+            v.allowed = false;
+            v.decision = "tool_denied".into();
+            v.rule = Some(t.rule());
+            v.reason = t.reason();
+        }
+        v.tool = Some(api::ToolVerdict {
+            tool: tool.clone(),
+            allowed: t.is_allowed(),
+            policy: match &t {
+                ToolDecision::Denied { policy, .. } => Some(policy.clone()),
+                ToolDecision::Allowed => None,
+            },
+            reason: t.reason(),
+        });
+    }
     super::keys::apply_to_verdict(shared, req, &mut v);
     v
 }
