@@ -513,3 +513,28 @@ async fn journal_records_name_outcomes_and_denials() {
         assert!(!all.contains(secret), "{secret} reached the journal");
     }
 }
+
+/// A policy server's body is read whole before it is checked: a client that stops sending it
+/// is dropped after `limits.body_read_timeout` like anywhere else (408), and holds no slot.
+#[tokio::test]
+async fn a_policy_servers_body_that_stops_arriving_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _s, d) = start("[limits]\nbody_read_timeout = \"1s\"\n").await;
+    let before = up.requests().len();
+    let head = format!(
+        "POST {ECS}/catalog-mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{\"js",
+        d.addr
+    );
+    let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(mcpproxy_tests::daemon::WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("the daemon never answered a stalled body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"body_timeout\""), "{text}");
+    assert_eq!(up.requests().len(), before, "a partial body went upstream");
+}

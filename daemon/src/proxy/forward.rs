@@ -138,7 +138,7 @@ pub async fn send(
 }
 
 /// The proxy's answer to a request body the client got wrong.
-fn client_fault(fault: Option<Fault>, limits: &Limits) -> Option<ProxyError> {
+pub(crate) fn client_fault(fault: Option<Fault>, limits: &Limits) -> Option<ProxyError> {
     Some(match fault? {
         Fault::TooLarge => ProxyError::BodyTooLarge {
             limit: limits.max_request_body,

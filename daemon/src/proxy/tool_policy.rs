@@ -14,15 +14,15 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use crate::config::{Limits, Upstream};
 use crate::control::tool_metrics::Outcome;
-use crate::proxy::body::{self, ProxyBody};
+use crate::proxy::body::{self, FaultCell, ProxyBody, RequestBody};
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::OutBody;
+use crate::proxy::forward::{self, OutBody};
 use crate::proxy::jsonrpc::{self, Message, RpcBody, RpcRefusal};
 use crate::proxy::pipeline::Peer;
 use crate::proxy::policy::{ServerPolicy, ToolDecision};
@@ -102,7 +102,7 @@ pub async fn check(
     if parts.method != Method::POST {
         return Ok(Step::Forward(PolicyBody::Untouched(body), ctx));
     }
-    let bytes = read_whole(parts, body, generation.config.limits.max_request_body).await?;
+    let bytes = read_whole(parts, body, &generation.config.limits).await?;
     let refuse = |status, code, rule: &str, id: Option<&Value>, message: String| {
         log_refusal(shared, peer, parts, &ctx, rule, None, &message);
         Step::Answer(rpc_error(parts, status, code, id, &message, None))
@@ -176,7 +176,10 @@ pub fn server_policy(
     }
 }
 
-async fn read_whole(parts: &Parts, body: Incoming, max: u64) -> Result<Bytes, ProxyError> {
+/// The whole body, as every other body is read: at most `max_request_body` bytes, and a client
+/// that pauses longer than `body_read_timeout` is dropped (408), never holding its slot.
+async fn read_whole(parts: &Parts, body: Incoming, limits: &Limits) -> Result<Bytes, ProxyError> {
+    let max = limits.max_request_body;
     let too_large = ProxyError::BodyTooLarge { limit: max };
     let declared = parts
         .headers
@@ -189,13 +192,11 @@ async fn read_whole(parts: &Parts, body: Incoming, max: u64) -> Result<Bytes, Pr
     {
         return Err(too_large);
     }
-    match Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
-        .collect()
-        .await
-    {
+    let fault = std::sync::Arc::new(FaultCell::default());
+    let timed = RequestBody::new(body, max, limits.body_read_timeout, fault.clone());
+    match timed.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
-        Err(_) => Err(ProxyError::BadBody),
+        Err(_) => Err(forward::client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody)),
     }
 }
 
