@@ -11,8 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::cli::{AclCommand, AppCommand, Command};
 use crate::client::{self, Client, NETWORK_TIMEOUT};
 use crate::error::CtlError;
-// Also reachable here for command modules that import them from this one.
-pub(crate) use crate::output::{emit, print_json};
+use crate::output::{emit, print_json};
 use crate::{exit, login, render, Env};
 
 /// Runs `command` against the daemon; its answer goes to `out`; `status --check`'s findings,

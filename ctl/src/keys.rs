@@ -7,9 +7,9 @@ use mcpproxyd_api::{ClientKeysStatus, KeyAdd, KeyAdded, KeyInfo, KeyState, Keys}
 
 use crate::cli::KeysCommand;
 use crate::client::{self, Client};
-use crate::commands::{emit, print_json};
 use crate::error::CtlError;
 use crate::exit;
+use crate::output::{emit, print_json};
 use crate::time::{relative, utc};
 
 /// Comma-separated list on the command line: entries trimmed, empty ones dropped.

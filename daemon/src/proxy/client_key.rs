@@ -41,7 +41,7 @@ pub fn step(
         .listen
         .require_client_keys
         .applies_to(local);
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     let key = authenticate(&shared.keys, required, parts, now)?;
     if key.is_some() && shared.keys.flush_due(now) {
         let keys = shared.keys.clone();

@@ -138,7 +138,7 @@ impl Daemon {
         }
         force.cancel();
         self.shared.tokens.shutdown();
-        self.shared.keys.flush(crate::auth::oauth::now());
+        self.shared.keys.flush(crate::clock::now());
     }
 }
 

@@ -107,10 +107,6 @@ impl OAuthError {
     }
 }
 
-/// The wall clock, kept reachable here for callers of the old `oauth::now`; it is
-/// [`crate::clock::now`], the one reading of the system clock.
-pub use crate::clock::now;
-
 fn client(
     endpoints: &Endpoints,
     client_id: &str,

@@ -11,9 +11,7 @@ use hyper::body::Incoming;
 use mcpproxyd_api::{self as api, codes};
 
 use super::peer::PeerCred;
-// `json` and `Failure` stay reachable here for handler modules that import them from this one.
-use super::reply::{error, read_json, Resp};
-pub(super) use super::reply::{json, Failure};
+use super::reply::{error, json, read_json, Failure, Resp};
 use super::{auth, views};
 use crate::state::Shared;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use mcpproxyd_api::{self as api, codes};
 
-use super::handlers::{json, Failure};
+use super::reply::{json, Failure};
 use crate::auth::client_keys::{secret, ClientKeys, KeyRecord, KeysError, Unusable};
 use crate::config::units::parse_duration;
 use crate::state::Shared;
@@ -51,7 +51,7 @@ fn failure(e: KeysError) -> Failure {
 }
 
 pub fn list(shared: &Shared) -> Resp {
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     let keys = shared.keys.list().iter().map(|k| info(k, now)).collect();
     json(
         StatusCode::OK,
@@ -81,7 +81,7 @@ async fn blocking<T: Send + 'static>(
 
 pub async fn add(shared: &Shared, req: api::KeyAdd) -> Result<Resp, Failure> {
     let bad = |m: String| Failure(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, m);
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     let expires_at = match req.expires.as_deref() {
         None => None,
         Some(text) => {
@@ -134,7 +134,7 @@ pub async fn add(shared: &Shared, req: api::KeyAdd) -> Result<Resp, Failure> {
 }
 
 pub async fn revoke(shared: &Shared, name: &str) -> Result<Resp, Failure> {
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     let owned = name.to_string();
     let record = blocking(shared.keys.clone(), move |keys| keys.revoke(&owned, now)).await?;
     tracing::warn!(key = %record.name, "client key revoked; its streams are closed");
@@ -143,7 +143,7 @@ pub async fn revoke(shared: &Shared, name: &str) -> Result<Resp, Failure> {
 
 /// The key part of `GET /v1/status`.
 pub fn status(shared: &Shared) -> api::ClientKeysStatus {
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     let g = shared.current();
     let require = g.config.listen.require_client_keys;
     let mut required_on: Vec<String> = shared
@@ -178,7 +178,7 @@ pub fn apply_to_verdict(shared: &Shared, req: &api::AclCheck, v: &mut api::AclVe
         return;
     };
     v.key = Some(name.clone());
-    let now = crate::auth::oauth::now();
+    let now = crate::clock::now();
     let Some(k) = shared.keys.get(name) else {
         deny(v, "key_unknown", format!("there is no client key `{name}`"));
         return;
