@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 pub use crate::auth::errors::LoginError;
+pub use crate::auth::login_plan::Clients;
 use crate::auth::login_plan::{self as plan, Plan};
 use crate::auth::oauth::{self, Endpoints, Grant};
 use crate::auth::tokens::Tokens;
@@ -82,7 +83,7 @@ impl Logins {
     pub async fn start(
         &self,
         config: &Config,
-        http: &reqwest::Client,
+        clients: &Clients<'_>,
         profile: &str,
         default_redirect: &str,
     ) -> Result<LoginStarted, LoginError> {
@@ -90,10 +91,10 @@ impl Logins {
         let plan = match config.auth.get(profile) {
             None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
             Some(AuthProfile::OAuth(o)) => {
-                plan::oauth(config, profile, o, http, default_redirect).await?
+                plan::oauth(config, profile, o, clients, default_redirect).await?
             }
             Some(AuthProfile::Alibaba(a)) => {
-                plan::alibaba(profile, a, http, default_redirect).await?
+                plan::alibaba(profile, a, clients.auth, default_redirect).await?
             }
             Some(AuthProfile::Static(_)) => {
                 return Err(LoginError::Profile(format!(

@@ -2,9 +2,19 @@
 //! client id, scopes, `resource` and redirect URI of a profile, discovered, registered or (for
 //! Alibaba Cloud) provisioned as the profile says.
 
+use std::collections::HashMap;
+
 use crate::auth::errors::LoginError;
+use crate::auth::oauth::resource::{self, Discovered};
 use crate::auth::oauth::{discovery, Endpoints};
 use crate::config::{AlibabaProfile, Config, OAuthProfile, Resource};
+
+/// The HTTP clients a login plan may use: the profile's own (its CA; HTTPS only) for the
+/// authorization server, and each upstream's (its CA, proxy, `allow_http`) for discovery.
+pub struct Clients<'a> {
+    pub auth: &'a reqwest::Client,
+    pub upstreams: &'a HashMap<String, reqwest::Client>,
+}
 
 /// The plan of one login.
 pub(crate) struct Plan {
@@ -21,10 +31,16 @@ pub(crate) async fn oauth(
     config: &Config,
     profile: &str,
     o: &OAuthProfile,
-    http: &reqwest::Client,
+    clients: &Clients<'_>,
     default_redirect: &str,
 ) -> Result<Plan, LoginError> {
-    let (endpoints, discovered_resource) = endpoints(config, profile, o, http).await?;
+    let http = clients.auth;
+    let Discovered {
+        endpoints,
+        resource: discovered_resource,
+        challenge_scopes,
+        resource_scopes,
+    } = endpoints(config, profile, o, clients).await?;
     let redirect_uri = default_redirect.to_string();
     let client_id = match &o.client_id {
         Some(c) => c.clone(),
@@ -40,13 +56,30 @@ pub(crate) async fn oauth(
         Resource::Uri(u) => Some(u.to_string()),
         Resource::Auto => discovered_resource,
     };
+    let wanted = [&o.scopes, &challenge_scopes, &resource_scopes]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let scopes = with_offline_access(wanted, &endpoints.scopes_supported);
     Ok(Plan {
         endpoints,
         client_id,
-        scopes: o.scopes.clone(),
+        scopes,
         resource,
         redirect_uri,
     })
+}
+
+/// The scopes asked for (the profile's, else the challenge's, else the resource's
+/// `scopes_supported`: the MCP scope selection strategy), plus `offline_access` when the
+/// authorization server lists it (SEP-2207), so that a refresh token is issued where one can be.
+fn with_offline_access(mut scopes: Vec<String>, supported: &[String]) -> Vec<String> {
+    let offline = "offline_access";
+    if supported.iter().any(|s| s == offline) && !scopes.iter().any(|s| s == offline) {
+        scopes.push(offline.to_string());
+    }
+    scopes
 }
 
 /// The endpoints of a generic profile: explicit, from the issuer's metadata (RFC 8414), or
@@ -55,25 +88,29 @@ async fn endpoints(
     config: &Config,
     profile: &str,
     o: &OAuthProfile,
-    http: &reqwest::Client,
-) -> Result<(Endpoints, Option<String>), LoginError> {
+    clients: &Clients<'_>,
+) -> Result<Discovered, LoginError> {
+    let http = clients.auth;
     match (&o.authorization_endpoint, &o.token_endpoint, &o.issuer) {
-        (Some(a), Some(t), issuer) => Ok((
-            Endpoints {
+        (Some(a), Some(t), issuer) => Ok(Discovered {
+            endpoints: Endpoints {
                 issuer: issuer.as_ref().map(|u| u.to_string()),
                 authorization: Some(a.to_string()),
                 token: t.to_string(),
                 revocation: o.revocation_endpoint.as_ref().map(|u| u.to_string()),
-                registration: None,
+                ..Endpoints::default()
             },
-            None,
-        )),
+            ..Discovered::default()
+        }),
         (_, _, Some(issuer)) => {
             let mut e = discovery::server_metadata(http, issuer.as_str()).await?;
             if let Some(r) = &o.revocation_endpoint {
                 e.revocation = Some(r.to_string());
             }
-            Ok((e, None))
+            Ok(Discovered {
+                endpoints: e,
+                ..Discovered::default()
+            })
         }
         _ => {
             let upstream = config
@@ -83,7 +120,10 @@ async fn endpoints(
                 .ok_or_else(|| LoginError::Profile(format!(
                     "profile `{profile}` has no issuer or endpoints and no upstream uses it to discover them"
                 )))?;
-            Ok(discovery::from_upstream(http, &upstream.url).await?)
+            let upstream_http = clients.upstreams.get(&upstream.name).ok_or_else(|| {
+                LoginError::Profile(format!("upstream `{}` has no HTTP client", upstream.name))
+            })?;
+            Ok(resource::from_upstream(upstream_http, http, &upstream.url).await?)
         }
     }
 }

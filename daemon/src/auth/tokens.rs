@@ -50,6 +50,8 @@ pub struct ProfileView {
     pub valid_until: Option<u64>,
     pub refresh_at: Option<u64>,
     pub refresh_expires_at: Option<u64>,
+    /// The token held has a refresh token (false: the login ends with the access token).
+    pub refreshable: bool,
     pub last_error: Option<String>,
 }
 
@@ -288,6 +290,7 @@ fn view(slot: &Slot) -> ProfileView {
         },
         refresh_at: if is_static { None } else { l.next_refresh() },
         refresh_expires_at: l.record().and_then(|r| r.refresh_expires_at),
+        refreshable: l.record().is_some_and(|r| r.refresh_token.is_some()),
         last_error: l.last_error().map(str::to_string),
     })
 }

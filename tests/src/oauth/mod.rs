@@ -82,6 +82,8 @@ pub struct OAuthOptions {
     pub code_lifetime: Duration,
     /// Issue refresh tokens at all.
     pub issue_refresh_token: bool,
+    /// Issue refresh tokens only to grants whose scope holds `offline_access` (SEP-2207).
+    pub refresh_needs_offline_access: bool,
     /// Each refresh grant returns a new refresh token and spends the old one; without
     /// rotation the response carries no refresh token and the old one stays valid.
     pub rotate_refresh: bool,
@@ -105,6 +107,7 @@ impl Default for OAuthOptions {
             refresh_lifetime: Some(DEFAULT_REFRESH_LIFETIME),
             code_lifetime: DEFAULT_CODE_LIFETIME,
             issue_refresh_token: true,
+            refresh_needs_offline_access: false,
             rotate_refresh: true,
             registration: true,
             clients: vec![ClientSpec::loopback(DEFAULT_CLIENT_ID)],

@@ -204,9 +204,12 @@ impl AuthState {
         if let Some(code) = self.codes.get_mut(grant.code) {
             code.family = Some(family);
         }
-        let refresh = self
-            .opts
-            .issue_refresh_token
+        let offline = request
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|x| x == "offline_access"));
+        let refresh = (self.opts.issue_refresh_token
+            && (offline || !self.opts.refresh_needs_offline_access))
             .then(|| self.new_refresh(family));
         Ok(self.respond(family, request.scope, refresh))
     }

@@ -120,10 +120,21 @@ fn unauthorized(shared: &Shared) -> Response<RespBody> {
             "error_description": "missing or wrong bearer token",
         }),
     );
-    let challenge = format!(
-        "Bearer resource_metadata=\"{}{WELL_KNOWN_PRM}\"",
-        shared.base_url
-    );
+    let r = &shared.resource;
+    let mut params = Vec::new();
+    if !r.challenge_without_metadata {
+        params.push(format!(
+            "resource_metadata=\"{}{WELL_KNOWN_PRM}\"",
+            shared.base_url
+        ));
+    }
+    if let Some(scope) = &r.challenge_scope {
+        params.push(format!("scope=\"{scope}\""));
+    }
+    if params.is_empty() {
+        params.push("error=\"invalid_token\"".into());
+    }
+    let challenge = format!("Bearer {}", params.join(", "));
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         challenge.parse().expect("base URL is a valid header value"),
@@ -140,14 +151,22 @@ fn protected_resource_metadata(shared: &Shared, path: &str) -> Response<RespBody
         );
     };
     let suffix = &path[WELL_KNOWN_PRM.len()..];
-    json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "resource": format!("{}{suffix}", shared.base_url),
-            "authorization_servers": [issuer],
-            "bearer_methods_supported": ["header"],
-        }),
-    )
+    let r = &shared.resource;
+    if r.metadata_at_root_only && !suffix.is_empty() {
+        return json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "not_found" }),
+        );
+    }
+    let mut doc = serde_json::json!({
+        "resource": r.resource_override.clone().unwrap_or_else(|| format!("{}{suffix}", shared.base_url)),
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+    });
+    if !r.scopes_supported.is_empty() {
+        doc["scopes_supported"] = serde_json::json!(r.scopes_supported);
+    }
+    json(StatusCode::OK, &doc)
 }
 
 /// A complete JSON response.

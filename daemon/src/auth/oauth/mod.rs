@@ -3,6 +3,7 @@
 //! over the daemon's one HTTP client setup. Discovery and registration live in [`discovery`].
 
 pub mod discovery;
+pub mod resource;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
@@ -19,14 +20,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::token_store::TokenRecord;
 
-/// Where a profile's authorization server takes requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a profile's authorization server takes requests, and what its metadata says it
+/// supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {
     pub issuer: Option<String>,
     pub authorization: Option<String>,
     pub token: String,
     pub revocation: Option<String>,
     pub registration: Option<String>,
+    /// The metadata's `scopes_supported` (empty when unknown).
+    pub scopes_supported: Vec<String>,
 }
 
 impl Endpoints {
@@ -38,7 +42,7 @@ impl Endpoints {
             authorization: None,
             token: r.token_endpoint.clone().unwrap_or_default(),
             revocation: r.revocation_endpoint.clone(),
-            registration: None,
+            ..Endpoints::default()
         }
     }
 }
@@ -85,10 +89,10 @@ pub enum OAuthError {
     BadResponse(String),
     #[error("{0}")]
     Config(String),
+    /// The login ended with its access token: the server issued no refresh token.
     #[error(
-        "the OAuth flow returned no refresh token, so the login could not last: the OAuth \
-         application must be a native (public) application, and the user must be a real account \
-         or RAM user (an assumed RAM role cannot obtain a refresh token)"
+        "the login ended when its access token expired: the authorization server issued no \
+         refresh token"
     )]
     NoRefreshToken,
 }
@@ -314,9 +318,6 @@ fn record_from(
         .map(|r| SecretString::from(r.secret().clone()))
         .filter(|r| !r.expose_secret().is_empty())
         .or_else(|| old_refresh.cloned());
-    if refresh.is_none() {
-        return Err(OAuthError::NoRefreshToken);
-    }
     if resp.access_token().secret().is_empty() {
         return Err(OAuthError::BadResponse("empty access_token".into()));
     }

@@ -114,6 +114,12 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
             "not logged in: run `mcpproxyctl login --profile {}`",
             v.name
         ),
+        api::ProfileState::NeedsLogin if !v.refreshable => format!(
+            "the login ended with its access token (the authorization server issued no refresh \
+             token{}): run `mcpproxyctl login --profile {}`",
+            no_refresh_hint(profile),
+            v.name
+        ),
         api::ProfileState::NeedsLogin => format!(
             "the server refused the refresh: run `mcpproxyctl login --profile {}`",
             v.name
@@ -122,10 +128,29 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
             "revoked: run `mcpproxyctl login --profile {}` for a new token",
             v.name
         ),
+        _ if !v.refreshable => format!(
+            "OAuth token without a refresh token: the login lasts only until the access token \
+             expires at {} (the authorization server issued no refresh token{}); then run \
+             `mcpproxyctl login --profile {}`",
+            v.valid_until.unwrap_or_default(),
+            no_refresh_hint(profile),
+            v.name
+        ),
         _ => match v.refresh_expires_at {
             Some(t) => format!("OAuth token; the login itself lasts until {}", t),
             None => "OAuth token".to_string(),
         },
+    }
+}
+
+/// Why a server would issue no refresh token, where the profile's kind tells.
+fn no_refresh_hint(profile: Option<&AuthProfile>) -> &'static str {
+    match profile {
+        Some(AuthProfile::Alibaba(_)) => {
+            "; for Alibaba Cloud the OAuth application must be a native (public) application and \
+             the user a real account or RAM user: an assumed RAM role cannot obtain a refresh token"
+        }
+        _ => "",
     }
 }
 
