@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use mcpproxy_tests::admin::{get_json, post_json};
+use mcpproxy_tests::admin::{get_json, post_json, request};
 use mcpproxy_tests::daemon::{proxy_client, Setup, TestDaemon};
 use mcpproxy_tests::oauth::{self, OAuthOptions, OAuthServer};
 use mcpproxy_tests::upstream::{
-    self, ResourceOptions, TestUpstream, TokenValidator, UpstreamOptions,
+    self, ResourceOptions, ScopeLookup, TestUpstream, TokenValidator, UpstreamOptions,
 };
 
 struct World {
@@ -34,6 +34,17 @@ async fn world_with(
     path: &str,
 ) -> World {
     let auth = Arc::new(oauth::start(opts).await.unwrap());
+    world_on(auth, tls, profile_extra, resource, path).await
+}
+
+/// [`world_with`] on an authorization server already running.
+async fn world_on(
+    auth: Arc<OAuthServer>,
+    tls: bool,
+    profile_extra: &str,
+    resource: ResourceOptions,
+    path: &str,
+) -> World {
     let checker = auth.clone();
     let up = upstream::start(UpstreamOptions {
         validator: Some(TokenValidator(Arc::new(move |t| checker.is_active(t)))),
@@ -273,4 +284,77 @@ async fn scopes_come_from_the_challenge_else_from_the_metadata() {
     let d = TestDaemon::start(&w.config, &[]).await.unwrap();
     assert_eq!(login(&w, &d).await["status"], "succeeded");
     assert_eq!(scope(&w.auth).as_deref(), Some("mcp:read"));
+}
+
+#[tokio::test]
+async fn an_insufficient_scope_answer_is_explained_and_the_next_login_asks_for_the_union() {
+    let opts = OAuthOptions {
+        scopes_supported: vec!["read".into(), "write".into()],
+        ..Default::default()
+    };
+    // The upstream wants `write` for everything; the profile asks for `read` only.
+    let auth = Arc::new(oauth::start(opts).await.unwrap());
+    let lookup = auth.clone();
+    let resource = ResourceOptions {
+        required_scope: Some("write".into()),
+        scope_of: Some(ScopeLookup(Arc::new(move |t| lookup.scope_of(t)))),
+        ..Default::default()
+    };
+    let w = world_on(auth, true, "scopes = [\"read\"]", resource, "").await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    assert_eq!(login(&w, &d).await["status"], "succeeded");
+    let call = serde_json::json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x"}},
+    });
+    let r = proxy_client()
+        .post(d.url("/raw/echo"))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("www-authenticate").is_none());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["id"], 7, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("mcpproxyctl login") && message.contains("read write"),
+        "{message}"
+    );
+    let p = status(&d).await;
+    assert_eq!(
+        p["needed_scopes"],
+        serde_json::json!(["read", "write"]),
+        "{p}"
+    );
+    assert!(
+        p["warning"].as_str().unwrap().contains("more scopes"),
+        "{p}"
+    );
+    let (_, metrics) = request(&d.admin_socket(), "GET", "/v1/metrics", None)
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcpproxyd_scope_step_ups_total{profile=\"corp\"} 1"),
+        "{metrics}"
+    );
+
+    // The next login asks for the union; then the call goes through.
+    assert_eq!(login(&w, &d).await["status"], "succeeded");
+    let last_authorize = w
+        .auth
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/authorize")
+        .unwrap();
+    assert_eq!(last_authorize.query_value("scope"), Some("read write"));
+    let r = proxy_client()
+        .post(d.url("/raw/echo"))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = status(&d).await;
+    assert!(p.get("needed_scopes").is_none(), "{p}");
 }

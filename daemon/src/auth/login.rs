@@ -79,16 +79,18 @@ pub fn pick_profile(config: &Config, named: Option<&str>) -> Result<String, Logi
 }
 
 impl Logins {
-    /// Starts a login; returns where to send the user.
+    /// Starts a login; returns where to send the user. `step_up`: scopes an upstream asked
+    /// for beyond the last login, asked for on top of the plan's.
     pub async fn start(
         &self,
         config: &Config,
         clients: &Clients<'_>,
         profile: &str,
         default_redirect: &str,
+        step_up: &[String],
     ) -> Result<LoginStarted, LoginError> {
         self.expire_old();
-        let plan = match config.auth.get(profile) {
+        let mut plan = match config.auth.get(profile) {
             None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
             Some(AuthProfile::OAuth(o)) => {
                 plan::oauth(config, profile, o, clients, default_redirect).await?
@@ -102,6 +104,11 @@ impl Logins {
                 )))
             }
         };
+        for scope in step_up {
+            if !plan.scopes.contains(scope) {
+                plan.scopes.push(scope.clone());
+            }
+        }
         self.begin(profile, plan, config.limits.login_timeout)
     }
 

@@ -23,6 +23,7 @@ pub mod oauth;
 pub mod refresher;
 pub mod schedule;
 pub mod slot;
+pub mod step_up;
 pub mod terminal_login;
 pub mod token_store;
 pub mod tokens;

@@ -4,6 +4,7 @@
 //! A refresh is single-flight: callers pass the token generation they saw, and whoever gets
 //! the lock second finds the generation moved on and uses the token the first one got.
 
+use crate::auth::step_up::StepUp;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +44,8 @@ pub(crate) struct Slot {
     streams: Mutex<CancellationToken>,
     /// Unix seconds the refresher last went round its loop (for the watchdog).
     beat: AtomicU64,
+    /// Scopes the profile's upstreams asked for beyond its token.
+    pub(crate) step_up: Mutex<StepUp>,
     deps: Deps,
 }
 
@@ -59,6 +62,7 @@ impl Slot {
             wake: Notify::new(),
             streams: Mutex::new(CancellationToken::new()),
             beat: AtomicU64::new(deps.clock.now()),
+            step_up: Mutex::new(StepUp::default()),
             deps,
         }
     }
@@ -233,6 +237,7 @@ impl Slot {
         tokio::task::spawn_blocking(move || store.save(&name, &to_save))
             .await?
             .map_err(TokenError::Save)?;
+        lock(&self.step_up).granted(&record.scopes());
         self.set_valid(record);
         Ok(())
     }

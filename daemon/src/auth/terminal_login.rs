@@ -55,6 +55,7 @@ async fn login(shared: &Arc<Shared>, profile: &str) {
             &clients,
             profile,
             &shared.callback_uri(),
+            &shared.tokens.needed_scopes(profile),
         )
         .await
     {

@@ -17,6 +17,7 @@ use crate::auth::errors::{RefreshError, TokenError};
 use crate::auth::refresher::{self, CLOCK_CHECK};
 use crate::auth::schedule;
 use crate::auth::slot::{lock, Deps, Slot};
+use crate::auth::step_up::Challenged;
 use crate::auth::token_store::{StoreInfo, TokenRecord, TokenStore};
 use crate::clock::Clock;
 use crate::config::{AuthProfile, Config};
@@ -52,6 +53,8 @@ pub struct ProfileView {
     pub refresh_expires_at: Option<u64>,
     /// The token held has a refresh token (false: the login ends with the access token).
     pub refreshable: bool,
+    /// Scopes an upstream asked for that a new login must grant.
+    pub needed_scopes: Vec<String>,
     pub last_error: Option<String>,
 }
 
@@ -247,6 +250,24 @@ impl Tokens {
         self.known(profile)?.logged_in(record).await
     }
 
+    /// An upstream of `profile` answered 403 `insufficient_scope` asking for `asked`: recorded
+    /// (with the scopes the token holds) for the next login.
+    pub fn insufficient_scope(&self, profile: &str, asked: &[String]) -> Option<Challenged> {
+        let slot = self.slot(profile)?;
+        let held = slot.read(|l| l.record().map(TokenRecord::scopes).unwrap_or_default());
+        let challenged = lock(&slot.step_up).challenged(asked, &held);
+        self.deps.metrics.step_up(profile);
+        tracing::warn!(profile, asked = %asked.join(" "), "the upstream needs more scopes: `mcpproxyctl login` must grant them");
+        Some(challenged)
+    }
+
+    /// The scopes a new login of `profile` must ask for beyond its own (step-up).
+    pub fn needed_scopes(&self, profile: &str) -> Vec<String> {
+        self.slot(profile)
+            .map(|s| lock(&s.step_up).scopes())
+            .unwrap_or_default()
+    }
+
     /// Wipes the profile's token locally and closes its streams; returns the record it had.
     pub async fn wipe(
         &self,
@@ -291,6 +312,7 @@ fn view(slot: &Slot) -> ProfileView {
         refresh_at: if is_static { None } else { l.next_refresh() },
         refresh_expires_at: l.record().and_then(|r| r.refresh_expires_at),
         refreshable: l.record().is_some_and(|r| r.refresh_token.is_some()),
+        needed_scopes: lock(&slot.step_up).scopes(),
         last_error: l.last_error().map(str::to_string),
     })
 }

@@ -8,6 +8,7 @@
 //! - [`forward`]: the request sent upstream with the profile's token.
 //! - [`headers`], [`body`], [`sse`]: what crosses the proxy, streamed; SSE endpoint rewriting.
 //! - [`rpc_scan`]: the JSON-RPC method and tool name, read as the body streams by (audit).
+//! - [`step_up`]: an upstream's 403 `insufficient_scope`, recorded and explained.
 //! - [`error`]: every error the proxy answers itself, mapped to a status in one place.
 
 pub mod acl;
@@ -21,3 +22,4 @@ pub mod pipeline;
 pub mod rpc_scan;
 pub mod server;
 pub mod sse;
+pub mod step_up;

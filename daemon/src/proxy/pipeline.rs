@@ -193,6 +193,9 @@ async fn pipeline(
                 forward::send(client, upstream, parts, target, &fresh, &mut out, limits).await?;
         }
     }
+    if upstream_response.status() == StatusCode::FORBIDDEN {
+        crate::proxy::step_up::check(shared, upstream, &out, upstream_response.headers())?;
+    }
     // 6. Respond.
     shared
         .metrics

@@ -376,6 +376,16 @@ impl OAuthServer {
         self.shared.auth().is_active(token)
     }
 
+    /// The space-separated scope granted to an active `token`.
+    pub fn scope_of(&self, token: &str) -> Option<String> {
+        let auth = self.shared.auth();
+        if !auth.is_active(token) {
+            return None;
+        }
+        auth.token_owner(token)
+            .and_then(|(_, s)| s.map(str::to_string))
+    }
+
     /// Clients configured or registered so far.
     pub fn clients(&self) -> Vec<ClientSpec> {
         self.shared.auth().clients().to_vec()

@@ -39,7 +39,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::TestCa;
-pub use prm::ResourceOptions;
+pub use prm::{ResourceOptions, ScopeLookup};
 use tools::TestTools;
 
 /// How the legacy SSE `endpoint` event names the message URL.

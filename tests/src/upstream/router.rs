@@ -39,6 +39,9 @@ pub(crate) async fn handle(
     if !authorized(&shared, &req) {
         return Ok(unauthorized(&shared));
     }
+    if let Some(scope) = bearer(&req).and_then(|t| shared.resource.missing_scope(t)) {
+        return Ok(insufficient_scope(&shared, scope));
+    }
     Ok(route(&shared, req).await)
 }
 
@@ -138,6 +141,30 @@ fn unauthorized(shared: &Shared) -> Response<RespBody> {
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         challenge.parse().expect("base URL is a valid header value"),
+    );
+    resp
+}
+
+fn bearer(req: &Req) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ")
+}
+
+/// 403 asking for `scope` (RFC 6750 §3.1; MCP Scope Challenge Handling).
+fn insufficient_scope(shared: &Shared, scope: &str) -> Response<RespBody> {
+    let mut resp = json(
+        StatusCode::FORBIDDEN,
+        &serde_json::json!({ "error": "insufficient_scope" }),
+    );
+    let challenge = format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}{WELL_KNOWN_PRM}\"",
+        shared.base_url
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        challenge
+            .parse()
+            .expect("scope and base URL are valid header values"),
     );
     resp
 }

@@ -38,6 +38,14 @@ pub struct TokenRecord {
     pub obtained_at: u64,
 }
 
+impl TokenRecord {
+    /// The scopes granted, as the token response named them (empty when it did not).
+    pub fn scopes(&self) -> Vec<String> {
+        let granted = self.scope.as_deref().unwrap_or_default();
+        granted.split_whitespace().map(str::to_string).collect()
+    }
+}
+
 /// The JSON written: borrows the secrets, so they are not copied before serialization.
 #[derive(Serialize)]
 struct RecordOut<'a> {

@@ -41,6 +41,7 @@ pub async fn login(shared: &Shared, req: api::LoginStart) -> Result<Resp, Failur
             &clients,
             &profile,
             &shared.callback_uri(),
+            &shared.tokens.needed_scopes(&profile),
         )
         .await
         .map_err(failure)?;

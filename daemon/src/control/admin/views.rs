@@ -93,9 +93,11 @@ fn profiles(shared: &Shared, c: &Config) -> Vec<api::ProfileStatus> {
             valid_until: v.valid_until,
             refresh_at: v.refresh_at,
             detail: detail(&v, c.auth.get(&v.name)),
-            warning: v
-                .refresh_expires_at
-                .and_then(|t| login_warning(&v.name, t, now, warn_within)),
+            warning: step_up_warning(&v).or_else(|| {
+                v.refresh_expires_at
+                    .and_then(|t| login_warning(&v.name, t, now, warn_within))
+            }),
+            needed_scopes: v.needed_scopes.clone(),
             last_error: v.last_error,
         })
         .collect()
@@ -141,6 +143,18 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
             None => "OAuth token".to_string(),
         },
     }
+}
+
+/// A warning when an upstream asked for scopes the token lacks.
+fn step_up_warning(v: &ProfileView) -> Option<String> {
+    if v.needed_scopes.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "an upstream needs more scopes: run `mcpproxyctl login --profile {}` to grant `{}`",
+        v.name,
+        v.needed_scopes.join(" ")
+    ))
 }
 
 /// Why a server would issue no refresh token, where the profile's kind tells.
