@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use mcpproxy_tests::admin::{get_json, post_json, request};
-use mcpproxy_tests::daemon::{proxy_client, Setup, TestDaemon};
-use mcpproxy_tests::oauth::{self, OAuthOptions, OAuthServer};
+use mcpproxy_tests::daemon::{proxy_client, run_once, write_private, Setup, TestDaemon};
+use mcpproxy_tests::oauth::{self, ClientSpec, OAuthOptions, OAuthServer};
 use mcpproxy_tests::upstream::{
     self, ResourceOptions, ScopeLookup, TestUpstream, TokenValidator, UpstreamOptions,
 };
@@ -357,4 +357,119 @@ async fn an_insufficient_scope_answer_is_explained_and_the_next_login_asks_for_t
     assert_eq!(r.status(), 200);
     let p = status(&d).await;
     assert!(p.get("needed_scopes").is_none(), "{p}");
+}
+
+/// A login, then one request after the server revoked the access token: the daemon refreshes
+/// (authenticating as its client) and the request succeeds.
+async fn login_then_refresh(w: &World, d: &TestDaemon) {
+    assert_eq!(login(w, d).await["status"], "succeeded");
+    let access = w
+        .auth
+        .issued_tokens()
+        .into_iter()
+        .rfind(|t| t.starts_with("at_"))
+        .unwrap();
+    w.auth.revoke_token(&access);
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.auth.token_requests("refresh_token"), 1);
+}
+
+fn token_requests(auth: &OAuthServer) -> Vec<oauth::Recorded> {
+    auth.requests()
+        .into_iter()
+        .filter(|r| r.path == "/token")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pre_registered_client_authenticates_as_the_server_supports() {
+    for method in ["client_secret_post", "client_secret_basic"] {
+        let opts = OAuthOptions {
+            clients: vec![ClientSpec::confidential(
+                "conf-client",
+                "s3cret-of-the-client",
+            )],
+            auth_methods: vec![method.into()],
+            ..Default::default()
+        };
+        let setup = Setup::new().unwrap();
+        let secret_file = setup.path("client-secret");
+        write_private(&secret_file, "s3cret-of-the-client\n").unwrap();
+        let extra = format!("client_secret_file = {secret_file:?}");
+        let mut w = world(opts, true, &extra).await;
+        w.config = rewrite_client(&w.config, "conf-client");
+        let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+        login_then_refresh(&w, &d).await;
+        for r in token_requests(&w.auth) {
+            match method {
+                "client_secret_post" => {
+                    assert_eq!(r.form_value("client_secret"), Some("s3cret-of-the-client"));
+                    assert_eq!(r.basic_client, None);
+                }
+                _ => {
+                    assert_eq!(r.basic_client.as_deref(), Some("conf-client"));
+                    assert_eq!(r.form_value("client_secret"), None);
+                }
+            }
+        }
+        assert!(
+            !d.logs().contains("s3cret-of-the-client"),
+            "the secret reached the log"
+        );
+    }
+}
+
+/// The config with `client_id = "test-client"` replaced.
+fn rewrite_client(config: &std::path::Path, client_id: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text.replace(
+        "client_id = \"test-client\"",
+        &format!("client_id = {client_id:?}"),
+    );
+    std::fs::write(config, text).unwrap();
+    config.to_path_buf()
+}
+
+#[tokio::test]
+async fn a_secret_from_dynamic_registration_is_kept_for_refreshes() {
+    let opts = OAuthOptions {
+        clients: vec![],
+        auth_methods: vec!["client_secret_basic".into()],
+        confidential_registration: true,
+        ..Default::default()
+    };
+    let w = world(opts, true, "").await;
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, text.replace("client_id = \"test-client\"\n", "")).unwrap();
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    login_then_refresh(&w, &d).await;
+    let registered = w.auth.clients();
+    assert!(registered[0].secret.is_some());
+    for r in token_requests(&w.auth) {
+        assert_eq!(
+            r.basic_client.as_deref(),
+            Some(registered[0].client_id.as_str())
+        );
+    }
+    let logs = d.logs();
+    for secret in w.auth.issued_tokens() {
+        assert!(!logs.contains(&secret), "a token or secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn an_inline_client_secret_is_refused_with_a_clear_error() {
+    let w = world(
+        OAuthOptions::default(),
+        true,
+        "client_secret = \"inline-secret\"",
+    )
+    .await;
+    let (code, _, stderr) = run_once(&["--config", w.config.to_str().unwrap(), "--port", "0"])
+        .await
+        .unwrap();
+    assert_ne!(code, 0);
+    assert!(stderr.contains("client_secret_file"), "{stderr}");
+    assert!(!stderr.contains("inline-secret"), "{stderr}");
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 pub use crate::auth::errors::LoginError;
 pub use crate::auth::login_plan::Clients;
 use crate::auth::login_plan::{self as plan, Plan};
-use crate::auth::oauth::{self, Endpoints, Grant};
+use crate::auth::oauth::{self, AuthMethod, Endpoints, Grant};
 use crate::auth::tokens::Tokens;
 use crate::clock::now;
 use crate::config::{AuthProfile, Config};
@@ -25,6 +25,8 @@ struct Pending {
     redirect_uri: String,
     endpoints: Endpoints,
     client_id: String,
+    secret: Option<(SecretString, AuthMethod)>,
+    secret_registered: bool,
     resource: Option<String>,
     expires_at: u64,
     outcome: watch::Sender<LoginStatus>,
@@ -123,6 +125,8 @@ impl Logins {
         let Plan {
             endpoints,
             client_id,
+            secret,
+            secret_registered,
             scopes,
             resource,
             redirect_uri,
@@ -154,6 +158,8 @@ impl Logins {
                 redirect_uri: redirect_uri.clone(),
                 endpoints,
                 client_id,
+                secret,
+                secret_registered,
                 resource,
                 expires_at,
                 outcome: tx,
@@ -297,6 +303,8 @@ impl Logins {
             let grant = Grant {
                 endpoints: &p.endpoints,
                 client_id: &p.client_id,
+                secret: p.secret.as_ref().map(|(s, m)| (s, *m)),
+                keep_secret: p.secret_registered,
                 resource: p.resource.as_deref(),
             };
             let http = tokens.http_for(&p.profile);

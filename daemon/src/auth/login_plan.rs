@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
+use secrecy::SecretString;
+
 use crate::auth::errors::LoginError;
 use crate::auth::oauth::resource::{self, Discovered};
-use crate::auth::oauth::{discovery, Endpoints};
+use crate::auth::oauth::{discovery, AuthMethod, Endpoints};
 use crate::config::{AlibabaProfile, Config, OAuthProfile, Resource};
 
 /// The HTTP clients a login plan may use: the profile's own (its CA; HTTPS only) for the
@@ -20,6 +22,10 @@ pub struct Clients<'a> {
 pub(crate) struct Plan {
     pub(crate) endpoints: Endpoints,
     pub(crate) client_id: String,
+    /// A confidential client's secret, how to send it, and whether it came from registration
+    /// (then the token record keeps it).
+    pub(crate) secret: Option<(SecretString, AuthMethod)>,
+    pub(crate) secret_registered: bool,
     pub(crate) scopes: Vec<String>,
     pub(crate) resource: Option<String>,
     pub(crate) redirect_uri: String,
@@ -42,13 +48,22 @@ pub(crate) async fn oauth(
         resource_scopes,
     } = endpoints(config, profile, o, clients).await?;
     let redirect_uri = default_redirect.to_string();
-    let client_id = match &o.client_id {
-        Some(c) => c.clone(),
+    let (client_id, secret, secret_registered) = match &o.client_id {
+        Some(c) => {
+            let secret = o.client_secret.as_ref().map(|s| {
+                (
+                    s.secret.clone(),
+                    AuthMethod::for_secret(&endpoints.auth_methods),
+                )
+            });
+            (c.clone(), secret, false)
+        }
         None => {
             let reg = endpoints.registration.clone().ok_or_else(|| LoginError::Profile(format!(
                 "profile `{profile}` has no client_id and the server offers no dynamic registration; set client_id"
             )))?;
-            discovery::register(http, &reg, &redirect_uri).await?
+            let r = discovery::register(http, &endpoints, &reg, &redirect_uri).await?;
+            (r.client_id, r.secret, true)
         }
     };
     let resource = match &o.resource {
@@ -65,6 +80,8 @@ pub(crate) async fn oauth(
     Ok(Plan {
         endpoints,
         client_id,
+        secret,
+        secret_registered,
         scopes,
         resource,
         redirect_uri,
@@ -146,6 +163,8 @@ pub(crate) async fn alibaba(
     Ok(Plan {
         endpoints: crate::alibaba::oauth_endpoints(a),
         client_id: app.client_id().to_string(),
+        secret: None,
+        secret_registered: false,
         scopes: vec![a.scope.clone()],
         resource: None,
         redirect_uri: crate::alibaba::app_spec(a, default_redirect).redirect_uri,

@@ -4,7 +4,6 @@
 //! A refresh is single-flight: callers pass the token generation they saw, and whoever gets
 //! the lock second finds the generation moved on and uses the token the first one got.
 
-use crate::auth::step_up::StepUp;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::errors::{RefreshError, TokenError};
 use crate::auth::lifecycle::{Lifecycle, Phase};
-use crate::auth::oauth::{self, Endpoints, Grant, OAuthError};
+use crate::auth::oauth::{self, AuthMethod, Endpoints, Grant, OAuthError};
 use crate::auth::schedule;
+use crate::auth::step_up::StepUp;
 use crate::auth::token_store::{StoreLock, TokenRecord, TokenStore};
 use crate::clock::Clock;
 use crate::config::{AuthProfile, RefreshMargin};
@@ -200,13 +200,28 @@ impl Slot {
             .as_ref()
             .ok_or(OAuthError::NoRefreshToken)?;
         let endpoints = Endpoints::of_record(record);
+        let configured = self.configured_secret(&record.client_id);
+        let secret = configured.as_ref().or(record.client_secret.as_ref());
+        let method = AuthMethod::parse(record.auth_method.as_deref());
         let grant = Grant {
             endpoints: &endpoints,
             client_id: &record.client_id,
+            secret: secret.map(|s| (s, method)),
+            keep_secret: configured.is_none() && secret.is_some(),
             resource: record.resource.as_deref(),
         };
         let http = lock(&self.http).clone();
         oauth::refresh(&http, &grant, refresh_token).await
+    }
+
+    /// The secret the profile's config gives the client `client_id`, if it is that client.
+    fn configured_secret(&self, client_id: &str) -> Option<SecretString> {
+        match &*lock(&self.profile) {
+            AuthProfile::OAuth(o) if o.client_id.as_deref() == Some(client_id) => {
+                o.client_secret.as_ref().map(|c| c.secret.clone())
+            }
+            _ => None,
+        }
     }
 
     /// A refresh that failed: `NeedsLogin` if the server refused the grant, else a retry after

@@ -334,6 +334,8 @@ fn static_record(token: &SecretString, now: u64) -> TokenRecord {
         token_endpoint: None,
         revocation_endpoint: None,
         client_id: String::new(),
+        client_secret: None,
+        auth_method: None,
         scope: None,
         resource: None,
         obtained_at: now,

@@ -249,6 +249,13 @@ impl AuthProfile {
     }
 }
 
+/// A client secret and where it was read from (`Debug` shows `[REDACTED]`).
+#[derive(Debug, Clone)]
+pub struct ClientSecret {
+    pub source: TokenSource,
+    pub secret: SecretString,
+}
+
 #[derive(Debug, Clone)]
 pub enum TokenSource {
     File(PathBuf),
@@ -269,6 +276,8 @@ pub struct OAuthProfile {
     pub token_endpoint: Option<Url>,
     pub revocation_endpoint: Option<Url>,
     pub client_id: Option<String>,
+    /// A pre-registered (confidential) client's secret.
+    pub client_secret: Option<ClientSecret>,
     pub scopes: Vec<String>,
     pub resource: Resource,
     pub refresh_margin: RefreshMargin,

@@ -152,6 +152,10 @@ pub struct RawAuth {
     pub token_endpoint: Option<String>,
     pub revocation_endpoint: Option<String>,
     pub client_id: Option<String>,
+    /// Refused: a secret never sits in the config file.
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_credential: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub resource: Option<String>,
     // --- alibaba and oauth ---
@@ -184,6 +188,9 @@ impl RawAuth {
             token_endpoint,
             revocation_endpoint,
             client_id,
+            client_secret,
+            client_secret_file,
+            client_secret_credential,
             scopes,
             resource,
             refresh_margin,

@@ -55,6 +55,9 @@ pub struct ClientSpec {
     /// Exact redirect URIs; empty allows any `http://127.0.0.1:*`, `http://localhost:*`
     /// or `http://[::1]:*` URI (RFC 8252 loopback redirects).
     pub redirect_uris: Vec<String>,
+    /// A confidential client's secret: token requests must authenticate with it, by
+    /// `client_secret_basic` or `client_secret_post` as advertised.
+    pub secret: Option<String>,
 }
 
 impl ClientSpec {
@@ -63,6 +66,15 @@ impl ClientSpec {
         Self {
             client_id: client_id.into(),
             redirect_uris: Vec::new(),
+            secret: None,
+        }
+    }
+
+    /// A confidential client with `secret`, allowed any loopback redirect URI.
+    pub fn confidential(client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            secret: Some(secret.into()),
+            ..Self::loopback(client_id)
         }
     }
 }
@@ -94,6 +106,11 @@ pub struct OAuthOptions {
     /// When set, authorization and token requests must carry RFC 8707 `resource`
     /// equal to it (else `invalid_target`).
     pub resource: Option<String>,
+    /// Registration issues a `client_secret` to clients that ask for a secret-based method.
+    pub confidential_registration: bool,
+    /// Advertised `token_endpoint_auth_methods_supported`; a confidential client must use
+    /// one of them.
+    pub auth_methods: Vec<String>,
     /// Advertised scopes; when not empty, requests for other scopes fail with
     /// `invalid_scope` and a request without `scope` is granted all of them.
     pub scopes_supported: Vec<String>,
@@ -113,6 +130,8 @@ impl Default for OAuthOptions {
             clients: vec![ClientSpec::loopback(DEFAULT_CLIENT_ID)],
             resource: None,
             scopes_supported: Vec::new(),
+            auth_methods: vec!["none".into()],
+            confidential_registration: false,
         }
     }
 }
@@ -142,6 +161,8 @@ pub struct Recorded {
     pub query: Vec<(String, String)>,
     /// Form parameters of an `application/x-www-form-urlencoded` body, decoded, in order.
     pub form: Vec<(String, String)>,
+    /// The client id of an `Authorization: Basic` header.
+    pub basic_client: Option<String>,
 }
 
 impl Recorded {
@@ -384,6 +405,11 @@ impl OAuthServer {
         }
         auth.token_owner(token)
             .and_then(|(_, s)| s.map(str::to_string))
+    }
+
+    /// Revokes `token` at once, as an operator at the server would.
+    pub fn revoke_token(&self, token: &str) {
+        let _ = self.shared.auth().revoke(token, None);
     }
 
     /// Clients configured or registered so far.

@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::{Endpoints, OAuthError};
+use secrecy::SecretString;
+
+use super::{AuthMethod, Endpoints, OAuthError};
 
 /// The `resource_metadata` parameter of a `WWW-Authenticate: Bearer ...` header.
 pub fn resource_metadata_url(header: &str) -> Option<String> {
@@ -58,6 +60,8 @@ struct ServerMetadata {
     code_challenge_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     scopes_supported: Vec<String>,
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Vec<String>,
 }
 
 pub(crate) fn https(what: &str, text: &str) -> Result<String, OAuthError> {
@@ -171,28 +175,48 @@ pub async fn find_server_metadata(
                 .map(|u| https("registration_endpoint", &u))
                 .transpose()?,
             scopes_supported: meta.scopes_supported,
+            auth_methods: meta.token_endpoint_auth_methods_supported,
         }));
     }
     Ok(None)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct Registered {
     client_id: String,
+    /// Moved into a `SecretString` at once.
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
 }
 
-/// RFC 7591 dynamic registration of a public client with `redirect_uri`.
+/// A client registered dynamically; the secret, if the server issued one, is kept.
+pub struct Registration {
+    pub client_id: String,
+    pub secret: Option<(SecretString, AuthMethod)>,
+}
+
+/// RFC 7591 dynamic registration with `redirect_uri`: a public client where the server
+/// supports `none` (or lists no methods), else a confidential one.
 pub async fn register(
     http: &reqwest::Client,
+    endpoints: &Endpoints,
     registration_endpoint: &str,
     redirect_uri: &str,
-) -> Result<String, OAuthError> {
+) -> Result<Registration, OAuthError> {
+    let supported = &endpoints.auth_methods;
+    let asked = if supported.is_empty() || supported.iter().any(|m| m == "none") {
+        AuthMethod::None
+    } else {
+        AuthMethod::for_secret(supported)
+    };
     let body = serde_json::json!({
         "client_name": "mcpproxyd",
         "redirect_uris": [redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
+        "token_endpoint_auth_method": asked.name(),
     });
     let resp = http
         .post(registration_endpoint)
@@ -214,7 +238,15 @@ pub async fn register(
     }
     let r: Registered = serde_json::from_slice(&bytes)
         .map_err(|e| OAuthError::BadResponse(format!("registration: {e}")))?;
-    Ok(r.client_id)
+    let method = match r.token_endpoint_auth_method.as_deref() {
+        Some(name) => AuthMethod::parse(Some(name)),
+        None if r.client_secret.is_some() => AuthMethod::for_secret(supported),
+        None => AuthMethod::None,
+    };
+    Ok(Registration {
+        client_id: r.client_id,
+        secret: r.client_secret.map(|s| (SecretString::from(s), method)),
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,49 @@ pub struct Endpoints {
     pub registration: Option<String>,
     /// The metadata's `scopes_supported` (empty when unknown).
     pub scopes_supported: Vec<String>,
+    /// The metadata's `token_endpoint_auth_methods_supported` (empty when unknown).
+    pub auth_methods: Vec<String>,
+}
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `client_secret_basic`: HTTP Basic with the id and secret.
+    Basic,
+    /// `client_secret_post`: both in the form.
+    Post,
+    /// `none`: a public client, its id in the form.
+    None,
+}
+
+impl AuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+
+    /// The method of a stored name; unknown or absent names are `none`.
+    pub fn parse(name: Option<&str>) -> AuthMethod {
+        match name {
+            Some("client_secret_basic") => AuthMethod::Basic,
+            Some("client_secret_post") => AuthMethod::Post,
+            _ => AuthMethod::None,
+        }
+    }
+
+    /// For a client with a secret: `client_secret_basic` unless the server lists only
+    /// `client_secret_post` (a server that lists nothing gets basic, RFC 6749's default).
+    pub fn for_secret(supported: &[String]) -> AuthMethod {
+        let lists = |m: AuthMethod| supported.iter().any(|s| s == m.name());
+        if !lists(AuthMethod::Basic) && lists(AuthMethod::Post) {
+            AuthMethod::Post
+        } else {
+            AuthMethod::Basic
+        }
+    }
 }
 
 impl Endpoints {
@@ -114,6 +157,7 @@ impl OAuthError {
 fn client(
     endpoints: &Endpoints,
     client_id: &str,
+    secret: Option<(&SecretString, AuthMethod)>,
     redirect: Option<&str>,
 ) -> Result<OClient, OAuthError> {
     let bad = |what: &str, e: oauth2::url::ParseError| OAuthError::Config(format!("{what}: {e}"));
@@ -128,11 +172,18 @@ fn client(
         .map(|u| RevocationUrl::new(u.to_string()).map_err(|e| bad("revocation endpoint", e)))
         .transpose()?;
     let token = TokenUrl::new(endpoints.token.clone()).map_err(|e| bad("token endpoint", e))?;
+    let auth_type = match secret {
+        Some((_, AuthMethod::Basic)) => AuthType::BasicAuth,
+        _ => AuthType::RequestBody,
+    };
     let mut c = oauth2::Client::new(ClientId::new(client_id.to_string()))
-        .set_auth_type(AuthType::RequestBody)
+        .set_auth_type(auth_type)
         .set_auth_uri_option(auth)
         .set_token_uri_option(Some(token))
         .set_revocation_url_option(revoke);
+    if let Some((s, _)) = secret.filter(|(_, m)| *m != AuthMethod::None) {
+        c = c.set_client_secret(oauth2::ClientSecret::new(s.expose_secret().to_string()));
+    }
     if let Some(r) = redirect {
         c = c
             .set_redirect_uri(RedirectUrl::new(r.to_string()).map_err(|e| bad("redirect URI", e))?);
@@ -280,7 +331,7 @@ pub fn authorize_url(
     scopes: &[String],
     resource: Option<&str>,
 ) -> Result<Authorization, OAuthError> {
-    let c = client(endpoints, client_id, Some(redirect_uri))?;
+    let c = client(endpoints, client_id, None, Some(redirect_uri))?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = c
         .authorize_url(CsrfToken::new_random)
@@ -304,7 +355,17 @@ pub fn authorize_url(
 pub struct Grant<'a> {
     pub endpoints: &'a Endpoints,
     pub client_id: &'a str,
+    /// A confidential client's secret and how to send it.
+    pub secret: Option<(&'a SecretString, AuthMethod)>,
+    /// The secret came from dynamic registration: the record keeps it for refreshes.
+    pub keep_secret: bool,
     pub resource: Option<&'a str>,
+}
+
+impl Grant<'_> {
+    fn method(&self) -> AuthMethod {
+        self.secret.map_or(AuthMethod::None, |(_, m)| m)
+    }
 }
 
 fn record_from(
@@ -330,6 +391,11 @@ fn record_from(
         token_endpoint: Some(grant.endpoints.token.clone()),
         revocation_endpoint: grant.endpoints.revocation.clone(),
         client_id: grant.client_id.to_string(),
+        client_secret: grant
+            .secret
+            .filter(|_| grant.keep_secret)
+            .map(|(s, _)| s.clone()),
+        auth_method: Some(grant.method().name().to_string()),
         scope: resp.scopes().map(|s| {
             s.iter()
                 .map(|x| x.to_string())
@@ -349,7 +415,12 @@ pub async fn exchange_code(
     code: &str,
     verifier: &SecretString,
 ) -> Result<TokenRecord, OAuthError> {
-    let c = client(grant.endpoints, grant.client_id, Some(redirect_uri))?;
+    let c = client(
+        grant.endpoints,
+        grant.client_id,
+        grant.secret,
+        Some(redirect_uri),
+    )?;
     let mut req = c
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|_| OAuthError::Config("no token endpoint".into()))?
@@ -370,7 +441,7 @@ pub async fn refresh(
     grant: &Grant<'_>,
     refresh_token: &SecretString,
 ) -> Result<TokenRecord, OAuthError> {
-    let c = client(grant.endpoints, grant.client_id, None)?;
+    let c = client(grant.endpoints, grant.client_id, grant.secret, None)?;
     let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
     let mut req = c
         .exchange_refresh_token(&rt)
@@ -393,7 +464,7 @@ pub async fn revoke(
     token: &SecretString,
     is_refresh: bool,
 ) -> Result<bool, OAuthError> {
-    let c = client(endpoints, client_id, None)?;
+    let c = client(endpoints, client_id, None, None)?;
     let revocable = if is_refresh {
         StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose_secret().to_string()))
     } else {
