@@ -473,3 +473,48 @@ async fn an_inline_client_secret_is_refused_with_a_clear_error() {
     assert!(stderr.contains("client_secret_file"), "{stderr}");
     assert!(!stderr.contains("inline-secret"), "{stderr}");
 }
+
+#[tokio::test]
+async fn client_credentials_tokens_are_fetched_and_renewed_without_a_login() {
+    let opts = OAuthOptions {
+        clients: vec![ClientSpec::confidential("machine", "machine-secret")],
+        auth_methods: vec!["client_secret_basic".into()],
+        access_lifetime: std::time::Duration::from_secs(4),
+        ..Default::default()
+    };
+    let auth = Arc::new(oauth::start(opts).await.unwrap());
+    let setup = Setup::new().unwrap();
+    let secret_file = setup.path("client-secret");
+    write_private(&secret_file, "machine-secret\n").unwrap();
+    let extra = format!(
+        "grant = \"client_credentials\"\nissuer = {:?}\nclient_secret_file = {secret_file:?}",
+        auth.issuer()
+    );
+    let mut w = world_on(auth, true, &extra, ResourceOptions::default(), "").await;
+    w.config = rewrite_client(&w.config, "machine");
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.auth.token_requests("client_credentials"), 1);
+    let p = status(&d).await;
+    assert_eq!(p["state"], "valid", "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("client credentials"),
+        "{p}"
+    );
+    // Renewed ahead of expiry by the daemon itself, with no request waiting.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        w.auth.wait_token_requests("client_credentials", 2),
+    )
+    .await
+    .expect("the token was never renewed");
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // There is nothing to log in to.
+    let (status, v) = post_json(&d.admin_socket(), "/v1/login", "{}")
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{v}");
+    assert!(!d.logs().contains("machine-secret"));
+}

@@ -76,6 +76,15 @@ impl Lifecycle {
         self.generation += 1;
     }
 
+    /// Plans a renewal `margin` before expiry even without a refresh token (a machine profile
+    /// fetches a new token instead).
+    pub(crate) fn plan_renewal(&mut self, margin: RefreshMargin) {
+        self.next_refresh = self
+            .record
+            .as_ref()
+            .map(|r| schedule::refresh_at(r, margin));
+    }
+
     /// `Valid` (or any phase holding a token) → `Refreshing`.
     pub(crate) fn refreshing(&mut self) {
         self.phase = Phase::Refreshing;

@@ -94,6 +94,12 @@ impl Logins {
         self.expire_old();
         let mut plan = match config.auth.get(profile) {
             None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
+            Some(AuthProfile::OAuth(o)) if crate::auth::machine::is_machine(o) => {
+                return Err(LoginError::Profile(format!(
+                    "profile `{profile}` uses grant = \"client_credentials\": the daemon fetches \
+                     its tokens itself, there is nothing to log in to"
+                )))
+            }
             Some(AuthProfile::OAuth(o)) => {
                 plan::oauth(config, profile, o, clients, default_redirect).await?
             }

@@ -19,6 +19,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod login;
 pub mod login_plan;
+pub mod machine;
 pub mod oauth;
 pub mod refresher;
 pub mod schedule;

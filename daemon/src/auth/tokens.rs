@@ -202,6 +202,15 @@ impl Tokens {
                         )),
                     }
                 }
+                (Phase::LoggedOut | Phase::NeedsLogin, _) if slot.machine().is_some() => {
+                    // No login for a machine profile: fetch a token now (single-flight).
+                    match slot.refresh(generation).await {
+                        Ok(()) => continue,
+                        Err(e) => TokenState::Unavailable(format!(
+                            "profile `{profile}` could not fetch a token with its client credentials: {e}"
+                        )),
+                    }
+                }
                 (Phase::Revoked, _) => TokenState::NeedsLogin(format!(
                     "the token of profile `{profile}` was revoked; run `mcpproxyctl login --profile {profile}`"
                 )),

@@ -156,6 +156,8 @@ pub struct RawAuth {
     pub client_secret: Option<String>,
     pub client_secret_file: Option<String>,
     pub client_secret_credential: Option<String>,
+    /// `authorization_code` | `client_credentials`.
+    pub grant: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub resource: Option<String>,
     // --- alibaba and oauth ---
@@ -191,6 +193,7 @@ impl RawAuth {
             client_secret,
             client_secret_file,
             client_secret_credential,
+            grant,
             scopes,
             resource,
             refresh_margin,

@@ -191,6 +191,11 @@ fn profile(p: &AuthProfile) -> Table {
             };
             t.insert("client_secret_file".into(), s(file));
             t.insert("client_secret_credential".into(), s(credential));
+            let grant = match o.grant {
+                GrantType::AuthorizationCode => "authorization_code",
+                GrantType::ClientCredentials => "client_credentials",
+            };
+            t.insert("grant".into(), s(grant));
             t.insert("scopes".into(), list(&o.scopes));
             let resource = match &o.resource {
                 Resource::Auto => "auto".to_string(),

@@ -35,6 +35,7 @@ const OAUTH_KEYS: &[&str] = &[
     "client_secret",
     "client_secret_file",
     "client_secret_credential",
+    "grant",
     "scopes",
     "resource",
     "refresh_margin",
@@ -152,7 +153,30 @@ fn oauth_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Res
         ),
     };
     let client_secret = client_secret(p, at)?;
+    let grant = match p.grant.as_deref().unwrap_or("authorization_code") {
+        "authorization_code" => GrantType::AuthorizationCode,
+        "client_credentials" => {
+            if client_secret.is_none() {
+                return Err(at.error(
+                    "grant",
+                    "client_credentials needs a confidential client: set client_id and \
+                     client_secret_file or client_secret_credential",
+                ));
+            }
+            if p.token_endpoint.is_none() && p.issuer.is_none() {
+                return Err(at.error("grant", "client_credentials needs token_endpoint or issuer"));
+            }
+            GrantType::ClientCredentials
+        }
+        other => {
+            return Err(at.error(
+                "grant",
+                format!("unknown grant `{other}`; use authorization_code or client_credentials"),
+            ))
+        }
+    };
     Ok(AuthProfile::OAuth(OAuthProfile {
+        grant,
         issuer: url("issuer", &p.issuer, at)?,
         authorization_endpoint: url("authorization_endpoint", &p.authorization_endpoint, at)?,
         token_endpoint: url("token_endpoint", &p.token_endpoint, at)?,

@@ -20,7 +20,7 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
         "revocation_endpoint": format!("{issuer}/revoke"),
         "introspection_endpoint": format!("{issuer}/introspect"),
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth.opts.auth_methods,
         "revocation_endpoint_auth_methods_supported": ["none"],
@@ -54,7 +54,10 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
     require_form(req)?;
     let params = Params(&req.form);
     let grant_type = params.require("grant_type")?;
-    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+    if !matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type {grant_type} is not supported"),
@@ -63,6 +66,15 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
     let client_id = authenticate(&auth.opts.auth_methods, &auth, req)?;
     let client_id = client_id.as_str();
     let resource = params.get("resource")?;
+    if grant_type == "client_credentials" {
+        if auth.client(client_id).is_some_and(|c| c.secret.is_none()) {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                "client_credentials needs a confidential client",
+            ));
+        }
+        return Ok(auth.client_credentials(client_id, params.get("scope")?));
+    }
     if grant_type == "authorization_code" {
         return auth.exchange_code(CodeExchange {
             code: params.require("code")?,

@@ -214,6 +214,16 @@ impl AuthState {
         Ok(self.respond(family, request.scope, refresh))
     }
 
+    /// The `client_credentials` grant (OAuth 2.1 §4.2): an access token, no refresh token.
+    pub fn client_credentials(&mut self, client_id: &str, scope: Option<&str>) -> TokenResponse {
+        let family = self.families.len();
+        self.families.push(Family {
+            client_id: client_id.to_owned(),
+            scope: scope.map(str::to_owned),
+        });
+        self.respond(family, scope.map(str::to_owned), None)
+    }
+
     /// The `refresh_token` grant, with rotation and reuse detection.
     pub fn refresh(&mut self, grant: RefreshGrant<'_>) -> Result<TokenResponse, OAuthError> {
         let Some(old) = self.refresh.get(grant.refresh_token) else {

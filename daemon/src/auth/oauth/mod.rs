@@ -456,6 +456,29 @@ pub async fn refresh(
     record_from(&resp, grant, Some(refresh_token))
 }
 
+/// The client-credentials grant (OAuth 2.1 §4.2): a token for the client itself.
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    grant: &Grant<'_>,
+    scopes: &[String],
+) -> Result<TokenRecord, OAuthError> {
+    let c = client(grant.endpoints, grant.client_id, grant.secret, None)?;
+    let mut req = c
+        .exchange_client_credentials()
+        .map_err(|_| OAuthError::Config("no token endpoint".into()))?;
+    if !scopes.is_empty() {
+        req = req.add_extra_param("scope", scopes.join(" "));
+    }
+    if let Some(r) = grant.resource {
+        req = req.add_extra_param("resource", r.to_string());
+    }
+    let resp = req
+        .request_async(&Http(http.clone()))
+        .await
+        .map_err(map_token_error)?;
+    record_from(&resp, grant, None)
+}
+
 /// RFC 7009 revocation of one token; `Ok(false)` when the server has no revocation endpoint.
 pub async fn revoke(
     http: &reqwest::Client,

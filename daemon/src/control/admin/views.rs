@@ -111,6 +111,12 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
             TokenSource::Credential(n) => format!("static token from systemd credential {n}"),
         };
     }
+    if let Some(AuthProfile::OAuth(o)) = profile {
+        if crate::auth::machine::is_machine(o) {
+            return "client credentials: the daemon fetches and renews its tokens itself (no login)"
+                .to_string();
+        }
+    }
     match v.phase {
         api::ProfileState::LoggedOut => format!(
             "not logged in: run `mcpproxyctl login --profile {}`",
