@@ -518,3 +518,64 @@ async fn client_credentials_tokens_are_fetched_and_renewed_without_a_login() {
     assert_eq!(status, 400, "{v}");
     assert!(!d.logs().contains("machine-secret"));
 }
+
+#[tokio::test]
+async fn a_redirect_from_another_issuer_is_refused() {
+    let w = world(OAuthOptions::default(), true, "").await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let (status, v) = post_json(&d.admin_socket(), "/v1/login", r#"{"paste": true}"#)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let resp = w
+        .auth
+        .http_client()
+        .get(v["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let mut mixed_up = location.clone();
+    let pairs: Vec<(String, String)> = location
+        .query_pairs()
+        .map(|(k, v)| match k.as_ref() {
+            "iss" => (k.into_owned(), "https://attacker.example".to_string()),
+            _ => (k.into_owned(), v.into_owned()),
+        })
+        .collect();
+    mixed_up.query_pairs_mut().clear().extend_pairs(pairs);
+    let body = serde_json::json!({ "url": mixed_up.as_str() }).to_string();
+    let (_, s) = post_json(&d.admin_socket(), &format!("/v1/login/{id}/code"), &body)
+        .await
+        .unwrap();
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(s["message"].as_str().unwrap().contains("RFC 9207"), "{s}");
+    assert_eq!(w.auth.token_requests("authorization_code"), 0);
+}
+
+#[tokio::test]
+async fn a_stored_token_from_another_issuer_is_not_used() {
+    let w = world(OAuthOptions::default(), true, "").await;
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let with_issuer = |issuer: &str| {
+        text.replace(
+            "[auth.corp]\n",
+            &format!("[auth.corp]\nissuer = {issuer:?}\n"),
+        )
+    };
+    std::fs::write(&w.config, with_issuer(w.auth.issuer())).unwrap();
+    let mut d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    assert_eq!(login(&w, &d).await["status"], "succeeded");
+    d.signal("TERM").await.unwrap();
+    d.wait_exit().await.unwrap();
+
+    // The profile now names another authorization server: the old token stays unused.
+    let other = oauth::start(OAuthOptions::default()).await.unwrap();
+    std::fs::write(&w.config, with_issuer(other.issuer())).unwrap();
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    assert_eq!(status(&d).await["state"], "logged_out");
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(w.up.requests().iter().all(|r| r.path != "/raw/echo"));
+}

@@ -305,6 +305,8 @@ impl Logins {
             Err(format!(
                 "the authorization server refused the login: {error}{desc}"
             ))
+        } else if let Err(m) = check_iss(&p.endpoints, params) {
+            Err(m)
         } else if let Some(code) = params.get("code") {
             let grant = Grant {
                 endpoints: &p.endpoints,
@@ -353,6 +355,27 @@ impl Logins {
             },
         );
         Ok(status)
+    }
+}
+
+/// RFC 9207: where the server says it sends `iss`, a redirect must carry its issuer (a mix-up
+/// attack sends another server's code). A bare pasted code has no redirect to check.
+fn check_iss(endpoints: &Endpoints, params: &HashMap<String, String>) -> Result<(), String> {
+    let from_redirect = params.contains_key("state");
+    if !endpoints.iss_in_response || !from_redirect {
+        return Ok(());
+    }
+    match (params.get("iss"), &endpoints.issuer) {
+        (Some(iss), Some(issuer)) if iss == issuer => Ok(()),
+        (Some(iss), _) => Err(format!(
+            "the redirect came from issuer `{iss}`, not from this profile's authorization server; \
+             refused (RFC 9207)"
+        )),
+        (None, _) => Err(
+            "the redirect carries no `iss` although the authorization server promises one; \
+             refused (RFC 9207)"
+                .into(),
+        ),
     }
 }
 

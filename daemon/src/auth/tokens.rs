@@ -135,6 +135,10 @@ impl Tokens {
             return;
         };
         match store.load(&slot.name) {
+            Ok(Some(record)) if !issued_by_profile(&record, &lock(&slot.profile)) => {
+                // Keyed by issuer: a token never goes back to another authorization server.
+                tracing::warn!(profile = %slot.name, "the stored token was issued by another authorization server than the profile names; a new login is needed");
+            }
             Ok(Some(record)) => {
                 tracing::info!(profile = %slot.name, store = %store.info().name, "token loaded from the store");
                 slot.set_valid(record);
@@ -324,6 +328,19 @@ fn view(slot: &Slot) -> ProfileView {
         needed_scopes: lock(&slot.step_up).scopes(),
         last_error: l.last_error().map(str::to_string),
     })
+}
+
+/// Whether `record` comes from the authorization server `profile` names (always, where the
+/// profile names none: it was discovered).
+fn issued_by_profile(record: &TokenRecord, profile: &AuthProfile) -> bool {
+    let AuthProfile::OAuth(o) = profile else {
+        return true;
+    };
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    match (&o.issuer, &record.issuer) {
+        (Some(configured), Some(stored)) => same(configured.as_str(), stored),
+        _ => true,
+    }
 }
 
 fn needs_login_message(profile: &str, e: &RefreshError) -> String {

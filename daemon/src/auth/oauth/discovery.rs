@@ -62,6 +62,8 @@ struct ServerMetadata {
     scopes_supported: Vec<String>,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 pub(crate) fn https(what: &str, text: &str) -> Result<String, OAuthError> {
@@ -176,6 +178,7 @@ pub async fn find_server_metadata(
                 .transpose()?,
             scopes_supported: meta.scopes_supported,
             auth_methods: meta.token_endpoint_auth_methods_supported,
+            iss_in_response: meta.authorization_response_iss_parameter_supported,
         }));
     }
     Ok(None)

@@ -33,6 +33,9 @@ pub struct Endpoints {
     pub scopes_supported: Vec<String>,
     /// The metadata's `token_endpoint_auth_methods_supported` (empty when unknown).
     pub auth_methods: Vec<String>,
+    /// The metadata's `authorization_response_iss_parameter_supported` (RFC 9207): redirects
+    /// must then carry `iss` equal to the issuer.
+    pub iss_in_response: bool,
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7591 §2).
