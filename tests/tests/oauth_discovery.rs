@@ -579,3 +579,33 @@ async fn a_stored_token_from_another_issuer_is_not_used() {
     assert_eq!(r.status(), 401);
     assert!(w.up.requests().iter().all(|r| r.path != "/raw/echo"));
 }
+
+#[tokio::test]
+async fn a_client_id_metadata_document_is_used_where_the_server_supports_it() {
+    const DOC: &str = "https://mcpproxyd.example/client.json";
+    for supported in [true, false] {
+        let opts = OAuthOptions {
+            clients: vec![ClientSpec::loopback(DOC)],
+            client_id_metadata_documents: supported,
+            ..Default::default()
+        };
+        let mut w = world(opts, true, "").await;
+        w.config = rewrite_client(&w.config, DOC);
+        let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+        assert_eq!(login(&w, &d).await["status"], "succeeded");
+        let authorize = w
+            .auth
+            .requests()
+            .into_iter()
+            .find(|r| r.path == "/authorize")
+            .unwrap();
+        let registered = w.auth.requests().iter().any(|r| r.path == "/register");
+        if supported {
+            assert_eq!(authorize.query_value("client_id"), Some(DOC));
+            assert!(!registered);
+        } else {
+            assert_ne!(authorize.query_value("client_id"), Some(DOC));
+            assert!(registered);
+        }
+    }
+}

@@ -48,7 +48,23 @@ pub(crate) async fn oauth(
         resource_scopes,
     } = endpoints(config, profile, o, clients).await?;
     let redirect_uri = default_redirect.to_string();
-    let (client_id, secret, secret_registered) = match &o.client_id {
+    // A client id that is an https URL is a Client ID Metadata Document: used where the server
+    // supports those, else the daemon registers (when it can) instead.
+    let cimd = o
+        .client_id
+        .as_deref()
+        .is_some_and(|c| c.starts_with("https://"));
+    let configured = o
+        .client_id
+        .as_ref()
+        .filter(|_| !cimd || endpoints.cimd_supported || endpoints.registration.is_none());
+    if cimd && !endpoints.cimd_supported && endpoints.registration.is_none() {
+        return Err(LoginError::Profile(format!(
+            "profile `{profile}`: client_id is a client ID metadata document URL, but the \
+             authorization server supports neither those nor dynamic registration"
+        )));
+    }
+    let (client_id, secret, secret_registered) = match configured {
         Some(c) => {
             let secret = o.client_secret.as_ref().map(|s| {
                 (

@@ -32,6 +32,9 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
     if !auth.opts.scopes_supported.is_empty() {
         doc["scopes_supported"] = json!(auth.opts.scopes_supported);
     }
+    if auth.opts.client_id_metadata_documents {
+        doc["client_id_metadata_document_supported"] = json!(true);
+    }
     json(StatusCode::OK, &doc)
 }
 

@@ -106,6 +106,9 @@ pub struct OAuthOptions {
     /// When set, authorization and token requests must carry RFC 8707 `resource`
     /// equal to it (else `invalid_target`).
     pub resource: Option<String>,
+    /// Advertise `client_id_metadata_document_supported` (the document itself is not fetched:
+    /// list the URL in `clients`).
+    pub client_id_metadata_documents: bool,
     /// Registration issues a `client_secret` to clients that ask for a secret-based method.
     pub confidential_registration: bool,
     /// Advertised `token_endpoint_auth_methods_supported`; a confidential client must use
@@ -132,6 +135,7 @@ impl Default for OAuthOptions {
             scopes_supported: Vec::new(),
             auth_methods: vec!["none".into()],
             confidential_registration: false,
+            client_id_metadata_documents: false,
         }
     }
 }

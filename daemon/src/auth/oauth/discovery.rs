@@ -64,6 +64,8 @@ struct ServerMetadata {
     token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    client_id_metadata_document_supported: bool,
 }
 
 pub(crate) fn https(what: &str, text: &str) -> Result<String, OAuthError> {
@@ -179,6 +181,7 @@ pub async fn find_server_metadata(
             scopes_supported: meta.scopes_supported,
             auth_methods: meta.token_endpoint_auth_methods_supported,
             iss_in_response: meta.authorization_response_iss_parameter_supported,
+            cimd_supported: meta.client_id_metadata_document_supported,
         }));
     }
     Ok(None)

@@ -36,6 +36,9 @@ pub struct Endpoints {
     /// The metadata's `authorization_response_iss_parameter_supported` (RFC 9207): redirects
     /// must then carry `iss` equal to the issuer.
     pub iss_in_response: bool,
+    /// The metadata's `client_id_metadata_document_supported`: an https URL may be the
+    /// client id (Client ID Metadata Documents).
+    pub cimd_supported: bool,
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7591 §2).
