@@ -9,6 +9,8 @@
 //!   `oauth-test-server` binary.
 //! - [`aliyun_fake`]: the AccessKey-signed Alibaba Cloud services (IMS applications, the
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
+//! - [`oauth_world`]: the OAuth server, a discovering upstream and a daemon config, for the
+//!   OAuth end-to-end tests.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@ pub mod aliyun_fake;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;
+pub mod oauth_world;
 pub mod sse;
 pub mod tls;
 pub mod upstream;
