@@ -37,6 +37,7 @@ fn sample_status() -> Status {
                 last_error: None,
                 warning: Some("the login expires in 30h; run `mcpproxyctl login --profile alibaba` before then".into()),
                 detail: "OAuth app aliyun-cli-mcp-proxy, region CN".into(),
+                needed_scopes: vec![],
             },
             ProfileStatus {
                 name: "github".into(),
@@ -47,6 +48,7 @@ fn sample_status() -> Status {
                 last_error: Some("invalid_grant: refresh token expired".into()),
                 warning: None,
                 detail: "https://github.com/login/oauth".into(),
+                needed_scopes: vec![],
             },
         ],
         token_store: "keyring (survives reboot)".into(),

@@ -115,6 +115,11 @@ impl Generation {
     pub fn client(&self, upstream: &str) -> Option<&reqwest::Client> {
         self.clients.get(upstream)
     }
+
+    /// Every upstream's client, by upstream name.
+    pub fn clients(&self) -> &HashMap<String, reqwest::Client> {
+        &self.clients
+    }
 }
 
 /// Request counters, kept across reloads.

@@ -9,6 +9,8 @@
 //!   `oauth-test-server` binary.
 //! - [`aliyun_fake`]: the AccessKey-signed Alibaba Cloud services (IMS applications, the
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
+//! - [`oauth_world`]: the OAuth server, a discovering upstream and a daemon config, for the
+//!   OAuth end-to-end tests.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
 //! - `accept`: the accept/TLS/shutdown loop the three peers share.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
@@ -23,6 +25,7 @@ pub mod aliyun_fake;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;
+pub mod oauth_world;
 pub mod prereq;
 pub mod procs;
 pub mod sse;

@@ -174,6 +174,10 @@ pub struct ProfileStatus {
     pub warning: Option<String>,
     /// One line on where the token comes from.
     pub detail: String,
+    /// Scopes an upstream asked for (403 `insufficient_scope`) that the next login will ask
+    /// for, together with those held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needed_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,7 +90,7 @@ pub fn oauth_endpoints(profile: &AlibabaProfile) -> crate::auth::oauth::Endpoint
         authorization: Some(profile.signin_url.to_string()),
         token: format!("{oauth}/v1/token"),
         revocation: Some(format!("{oauth}/v1/revoke")),
-        registration: None,
+        ..Default::default()
     }
 }
 

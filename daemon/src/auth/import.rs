@@ -116,6 +116,8 @@ pub fn record(
         token_endpoint: Some(endpoints.token),
         revocation_endpoint: endpoints.revocation,
         client_id: app_id.to_string(),
+        client_secret: None,
+        auth_method: None,
         scope: Some(a.scope.clone()),
         resource: None,
         obtained_at: now()

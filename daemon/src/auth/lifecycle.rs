@@ -62,14 +62,27 @@ impl Lifecycle {
 
 impl Lifecycle {
     /// Any phase → `Valid`: a token from a login, the store, a refresh or a static profile. The
-    /// next refresh is planned `margin` before its expiry; failures and errors are forgotten.
+    /// next refresh is planned `margin` before its expiry (none without a refresh token: such a
+    /// login ends with its access token); failures and errors are forgotten.
     pub(crate) fn valid(&mut self, record: TokenRecord, margin: RefreshMargin) {
-        self.next_refresh = Some(schedule::refresh_at(&record, margin));
+        self.next_refresh = record
+            .refresh_token
+            .as_ref()
+            .map(|_| schedule::refresh_at(&record, margin));
         self.record = Some(record);
         self.phase = Phase::Valid;
         self.failures = 0;
         self.last_error = None;
         self.generation += 1;
+    }
+
+    /// Plans a renewal `margin` before expiry even without a refresh token (a machine profile
+    /// fetches a new token instead).
+    pub(crate) fn plan_renewal(&mut self, margin: RefreshMargin) {
+        self.next_refresh = self
+            .record
+            .as_ref()
+            .map(|r| schedule::refresh_at(r, margin));
     }
 
     /// `Valid` (or any phase holding a token) → `Refreshing`.
@@ -141,6 +154,18 @@ mod tests {
         assert_eq!(l.generation(), 1);
         let at = l.next_refresh().unwrap();
         assert!((4_000 - 61..=4_000).contains(&at), "{at}");
+    }
+
+    #[test]
+    fn a_token_without_refresh_token_plans_no_refresh() {
+        let mut l = Lifecycle::default();
+        let r = TokenRecord {
+            refresh_token: None,
+            ..record(1_000, 3_600)
+        };
+        l.valid(r, RefreshMargin::Auto);
+        assert_eq!(l.phase(), Phase::Valid);
+        assert_eq!(l.next_refresh(), None);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 pub use crate::auth::errors::LoginError;
+pub use crate::auth::login_plan::Clients;
 use crate::auth::login_plan::{self as plan, Plan};
-use crate::auth::oauth::{self, Endpoints, Grant};
+use crate::auth::oauth::{self, AuthMethod, Endpoints, Grant};
 use crate::auth::tokens::Tokens;
 use crate::clock::now;
 use crate::config::{AuthProfile, Config};
@@ -24,6 +25,8 @@ struct Pending {
     redirect_uri: String,
     endpoints: Endpoints,
     client_id: String,
+    secret: Option<(SecretString, AuthMethod)>,
+    secret_registered: bool,
     resource: Option<String>,
     expires_at: u64,
     outcome: watch::Sender<LoginStatus>,
@@ -78,22 +81,30 @@ pub fn pick_profile(config: &Config, named: Option<&str>) -> Result<String, Logi
 }
 
 impl Logins {
-    /// Starts a login; returns where to send the user.
+    /// Starts a login; returns where to send the user. `step_up`: scopes an upstream asked
+    /// for beyond the last login, asked for on top of the plan's.
     pub async fn start(
         &self,
         config: &Config,
-        http: &reqwest::Client,
+        clients: &Clients<'_>,
         profile: &str,
         default_redirect: &str,
+        step_up: &[String],
     ) -> Result<LoginStarted, LoginError> {
         self.expire_old();
-        let plan = match config.auth.get(profile) {
+        let mut plan = match config.auth.get(profile) {
             None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
+            Some(AuthProfile::OAuth(o)) if crate::auth::machine::is_machine(o) => {
+                return Err(LoginError::Profile(format!(
+                    "profile `{profile}` uses grant = \"client_credentials\": the daemon fetches \
+                     its tokens itself, there is nothing to log in to"
+                )))
+            }
             Some(AuthProfile::OAuth(o)) => {
-                plan::oauth(config, profile, o, http, default_redirect).await?
+                plan::oauth(config, profile, o, clients, default_redirect).await?
             }
             Some(AuthProfile::Alibaba(a)) => {
-                plan::alibaba(profile, a, http, default_redirect).await?
+                plan::alibaba(profile, a, clients.auth, default_redirect).await?
             }
             Some(AuthProfile::Static(_)) => {
                 return Err(LoginError::Profile(format!(
@@ -101,6 +112,11 @@ impl Logins {
                 )))
             }
         };
+        for scope in step_up {
+            if !plan.scopes.contains(scope) {
+                plan.scopes.push(scope.clone());
+            }
+        }
         self.begin(profile, plan, config.limits.login_timeout)
     }
 
@@ -115,6 +131,8 @@ impl Logins {
         let Plan {
             endpoints,
             client_id,
+            secret,
+            secret_registered,
             scopes,
             resource,
             redirect_uri,
@@ -146,6 +164,8 @@ impl Logins {
                 redirect_uri: redirect_uri.clone(),
                 endpoints,
                 client_id,
+                secret,
+                secret_registered,
                 resource,
                 expires_at,
                 outcome: tx,
@@ -285,10 +305,14 @@ impl Logins {
             Err(format!(
                 "the authorization server refused the login: {error}{desc}"
             ))
+        } else if let Err(m) = check_iss(&p.endpoints, params) {
+            Err(m)
         } else if let Some(code) = params.get("code") {
             let grant = Grant {
                 endpoints: &p.endpoints,
                 client_id: &p.client_id,
+                secret: p.secret.as_ref().map(|(s, m)| (s, *m)),
+                keep_secret: p.secret_registered,
                 resource: p.resource.as_deref(),
             };
             let http = tokens.http_for(&p.profile);
@@ -331,6 +355,27 @@ impl Logins {
             },
         );
         Ok(status)
+    }
+}
+
+/// RFC 9207: where the server says it sends `iss`, a redirect must carry its issuer (a mix-up
+/// attack sends another server's code). A bare pasted code has no redirect to check.
+fn check_iss(endpoints: &Endpoints, params: &HashMap<String, String>) -> Result<(), String> {
+    let from_redirect = params.contains_key("state");
+    if !endpoints.iss_in_response || !from_redirect {
+        return Ok(());
+    }
+    match (params.get("iss"), &endpoints.issuer) {
+        (Some(iss), Some(issuer)) if iss == issuer => Ok(()),
+        (Some(iss), _) => Err(format!(
+            "the redirect came from issuer `{iss}`, not from this profile's authorization server; \
+             refused (RFC 9207)"
+        )),
+        (None, _) => Err(
+            "the redirect carries no `iss` although the authorization server promises one; \
+             refused (RFC 9207)"
+                .into(),
+        ),
     }
 }
 

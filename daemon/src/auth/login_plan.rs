@@ -2,14 +2,30 @@
 //! client id, scopes, `resource` and redirect URI of a profile, discovered, registered or (for
 //! Alibaba Cloud) provisioned as the profile says.
 
+use std::collections::HashMap;
+
+use secrecy::SecretString;
+
 use crate::auth::errors::LoginError;
-use crate::auth::oauth::{discovery, Endpoints};
+use crate::auth::oauth::resource::{self, Discovered};
+use crate::auth::oauth::{discovery, AuthMethod, Endpoints};
 use crate::config::{AlibabaProfile, Config, OAuthProfile, Resource};
+
+/// The HTTP clients a login plan may use: the profile's own (its CA; HTTPS only) for the
+/// authorization server, and each upstream's (its CA, proxy, `allow_http`) for discovery.
+pub struct Clients<'a> {
+    pub auth: &'a reqwest::Client,
+    pub upstreams: &'a HashMap<String, reqwest::Client>,
+}
 
 /// The plan of one login.
 pub(crate) struct Plan {
     pub(crate) endpoints: Endpoints,
     pub(crate) client_id: String,
+    /// A confidential client's secret, how to send it, and whether it came from registration
+    /// (then the token record keeps it).
+    pub(crate) secret: Option<(SecretString, AuthMethod)>,
+    pub(crate) secret_registered: bool,
     pub(crate) scopes: Vec<String>,
     pub(crate) resource: Option<String>,
     pub(crate) redirect_uri: String,
@@ -21,18 +37,49 @@ pub(crate) async fn oauth(
     config: &Config,
     profile: &str,
     o: &OAuthProfile,
-    http: &reqwest::Client,
+    clients: &Clients<'_>,
     default_redirect: &str,
 ) -> Result<Plan, LoginError> {
-    let (endpoints, discovered_resource) = endpoints(config, profile, o, http).await?;
+    let http = clients.auth;
+    let Discovered {
+        endpoints,
+        resource: discovered_resource,
+        challenge_scopes,
+        resource_scopes,
+    } = endpoints(config, profile, o, clients).await?;
     let redirect_uri = default_redirect.to_string();
-    let client_id = match &o.client_id {
-        Some(c) => c.clone(),
+    // A client id that is an https URL is a Client ID Metadata Document: used where the server
+    // supports those, else the daemon registers (when it can) instead.
+    let cimd = o
+        .client_id
+        .as_deref()
+        .is_some_and(|c| c.starts_with("https://"));
+    let configured = o
+        .client_id
+        .as_ref()
+        .filter(|_| !cimd || endpoints.cimd_supported || endpoints.registration.is_none());
+    if cimd && !endpoints.cimd_supported && endpoints.registration.is_none() {
+        return Err(LoginError::Profile(format!(
+            "profile `{profile}`: client_id is a client ID metadata document URL, but the \
+             authorization server supports neither those nor dynamic registration"
+        )));
+    }
+    let (client_id, secret, secret_registered) = match configured {
+        Some(c) => {
+            let secret = o.client_secret.as_ref().map(|s| {
+                (
+                    s.secret.clone(),
+                    AuthMethod::for_secret(&endpoints.auth_methods),
+                )
+            });
+            (c.clone(), secret, false)
+        }
         None => {
             let reg = endpoints.registration.clone().ok_or_else(|| LoginError::Profile(format!(
                 "profile `{profile}` has no client_id and the server offers no dynamic registration; set client_id"
             )))?;
-            discovery::register(http, &reg, &redirect_uri).await?
+            let r = discovery::register(http, &endpoints, &reg, &redirect_uri).await?;
+            (r.client_id, r.secret, true)
         }
     };
     let resource = match &o.resource {
@@ -40,13 +87,32 @@ pub(crate) async fn oauth(
         Resource::Uri(u) => Some(u.to_string()),
         Resource::Auto => discovered_resource,
     };
+    let wanted = [&o.scopes, &challenge_scopes, &resource_scopes]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let scopes = with_offline_access(wanted, &endpoints.scopes_supported);
     Ok(Plan {
         endpoints,
         client_id,
-        scopes: o.scopes.clone(),
+        secret,
+        secret_registered,
+        scopes,
         resource,
         redirect_uri,
     })
+}
+
+/// The scopes asked for (the profile's, else the challenge's, else the resource's
+/// `scopes_supported`: the MCP scope selection strategy), plus `offline_access` when the
+/// authorization server lists it (SEP-2207), so that a refresh token is issued where one can be.
+fn with_offline_access(mut scopes: Vec<String>, supported: &[String]) -> Vec<String> {
+    let offline = "offline_access";
+    if supported.iter().any(|s| s == offline) && !scopes.iter().any(|s| s == offline) {
+        scopes.push(offline.to_string());
+    }
+    scopes
 }
 
 /// The endpoints of a generic profile: explicit, from the issuer's metadata (RFC 8414), or
@@ -55,25 +121,29 @@ async fn endpoints(
     config: &Config,
     profile: &str,
     o: &OAuthProfile,
-    http: &reqwest::Client,
-) -> Result<(Endpoints, Option<String>), LoginError> {
+    clients: &Clients<'_>,
+) -> Result<Discovered, LoginError> {
+    let http = clients.auth;
     match (&o.authorization_endpoint, &o.token_endpoint, &o.issuer) {
-        (Some(a), Some(t), issuer) => Ok((
-            Endpoints {
+        (Some(a), Some(t), issuer) => Ok(Discovered {
+            endpoints: Endpoints {
                 issuer: issuer.as_ref().map(|u| u.to_string()),
                 authorization: Some(a.to_string()),
                 token: t.to_string(),
                 revocation: o.revocation_endpoint.as_ref().map(|u| u.to_string()),
-                registration: None,
+                ..Endpoints::default()
             },
-            None,
-        )),
+            ..Discovered::default()
+        }),
         (_, _, Some(issuer)) => {
             let mut e = discovery::server_metadata(http, issuer.as_str()).await?;
             if let Some(r) = &o.revocation_endpoint {
                 e.revocation = Some(r.to_string());
             }
-            Ok((e, None))
+            Ok(Discovered {
+                endpoints: e,
+                ..Discovered::default()
+            })
         }
         _ => {
             let upstream = config
@@ -83,7 +153,10 @@ async fn endpoints(
                 .ok_or_else(|| LoginError::Profile(format!(
                     "profile `{profile}` has no issuer or endpoints and no upstream uses it to discover them"
                 )))?;
-            Ok(discovery::from_upstream(http, &upstream.url).await?)
+            let upstream_http = clients.upstreams.get(&upstream.name).ok_or_else(|| {
+                LoginError::Profile(format!("upstream `{}` has no HTTP client", upstream.name))
+            })?;
+            Ok(resource::from_upstream(upstream_http, http, &upstream.url).await?)
         }
     }
 }
@@ -106,6 +179,8 @@ pub(crate) async fn alibaba(
     Ok(Plan {
         endpoints: crate::alibaba::oauth_endpoints(a),
         client_id: app.client_id().to_string(),
+        secret: None,
+        secret_registered: false,
         scopes: vec![a.scope.clone()],
         resource: None,
         redirect_uri: crate::alibaba::app_spec(a, default_redirect).redirect_uri,

@@ -27,6 +27,8 @@ fn slot(clock: &Clock, margin: RefreshMargin) -> Arc<Slot> {
         token_endpoint: None,
         revocation_endpoint: None,
         client_id: None,
+        client_secret: None,
+        grant: crate::config::GrantType::AuthorizationCode,
         scopes: vec![],
         resource: Resource::Auto,
         refresh_margin: margin,

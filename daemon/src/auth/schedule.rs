@@ -85,6 +85,8 @@ mod tests {
             token_endpoint: None,
             revocation_endpoint: None,
             client_id: String::new(),
+            client_secret: None,
+            auth_method: None,
             scope: None,
             resource: None,
             obtained_at: obtained,

@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::errors::{RefreshError, TokenError};
 use crate::auth::lifecycle::{Lifecycle, Phase};
-use crate::auth::oauth::{self, Endpoints, Grant, OAuthError};
+use crate::auth::machine;
+use crate::auth::oauth::{self, AuthMethod, Endpoints, Grant, OAuthError};
 use crate::auth::schedule;
+use crate::auth::step_up::StepUp;
 use crate::auth::token_store::{StoreLock, TokenRecord, TokenStore};
 use crate::clock::Clock;
-use crate::config::{AuthProfile, RefreshMargin};
+use crate::config::{AuthProfile, OAuthProfile, RefreshMargin};
 use crate::control::metrics::Metrics;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -43,6 +45,8 @@ pub(crate) struct Slot {
     streams: Mutex<CancellationToken>,
     /// Unix seconds the refresher last went round its loop (for the watchdog).
     beat: AtomicU64,
+    /// Scopes the profile's upstreams asked for beyond its token.
+    pub(crate) step_up: Mutex<StepUp>,
     deps: Deps,
 }
 
@@ -59,6 +63,7 @@ impl Slot {
             wake: Notify::new(),
             streams: Mutex::new(CancellationToken::new()),
             beat: AtomicU64::new(deps.clock.now()),
+            step_up: Mutex::new(StepUp::default()),
             deps,
         }
     }
@@ -86,6 +91,14 @@ impl Slot {
         matches!(&*lock(&self.profile), AuthProfile::Static(_))
     }
 
+    /// A `client_credentials` profile: tokens are fetched, never logged in to.
+    pub(crate) fn machine(&self) -> Option<OAuthProfile> {
+        match &*lock(&self.profile) {
+            AuthProfile::OAuth(o) if machine::is_machine(o) => Some(o.clone()),
+            _ => None,
+        }
+    }
+
     fn margin(&self) -> RefreshMargin {
         match &*lock(&self.profile) {
             AuthProfile::OAuth(o) => o.refresh_margin,
@@ -97,7 +110,13 @@ impl Slot {
     /// A new token: used from now on, and the refresher re-plans.
     pub(crate) fn set_valid(&self, record: TokenRecord) {
         let margin = self.margin();
-        lock(&self.life).valid(record, margin);
+        let machine = self.machine().is_some();
+        let mut life = lock(&self.life);
+        life.valid(record, margin);
+        if machine {
+            life.plan_renewal(margin);
+        }
+        drop(life);
         self.wake.notify_one();
     }
 
@@ -157,9 +176,11 @@ impl Slot {
     /// One refresh, under the refresh lock: lock the store and read it, adopt a newer token
     /// another process stored, else spend the refresh token and persist what comes back.
     async fn refresh_now(&self) -> Result<(), RefreshError> {
-        let record = self
-            .read(|l| l.record().cloned())
-            .ok_or(TokenError::NotLoggedIn)?;
+        let record = self.read(|l| l.record().cloned());
+        let machine = self.machine();
+        if record.is_none() && machine.is_none() {
+            return Err(TokenError::NotLoggedIn.into());
+        }
         let store = self.deps.store.clone().ok_or(TokenError::NoStore)?;
         lock(&self.life).refreshing();
         let (guard, stored) = match lock_and_load(&store, &self.name).await {
@@ -168,13 +189,24 @@ impl Slot {
         };
         if let Some(s) = stored {
             let now = self.deps.clock.now();
-            if s.obtained_at > record.obtained_at && schedule::fresh(&s, self.margin(), now) {
+            let newer = record
+                .as_ref()
+                .is_none_or(|r| s.obtained_at > r.obtained_at);
+            if newer && schedule::fresh(&s, self.margin(), now) {
                 tracing::info!(profile = %self.name, "adopting a token refreshed by another process");
                 self.set_valid(s);
                 return Ok(());
             }
         }
-        let new = match self.spend(&record).await {
+        let spent = match (&machine, &record) {
+            (Some(profile), _) => {
+                let http = lock(&self.http).clone();
+                machine::fetch(profile, &http).await
+            }
+            (None, Some(record)) => self.spend(record).await,
+            (None, None) => return Err(TokenError::NotLoggedIn.into()),
+        };
+        let new = match spent {
             Ok(new) => new,
             Err(e) => return Err(self.failed(e.into())),
         };
@@ -196,13 +228,28 @@ impl Slot {
             .as_ref()
             .ok_or(OAuthError::NoRefreshToken)?;
         let endpoints = Endpoints::of_record(record);
+        let configured = self.configured_secret(&record.client_id);
+        let secret = configured.as_ref().or(record.client_secret.as_ref());
+        let method = AuthMethod::parse(record.auth_method.as_deref());
         let grant = Grant {
             endpoints: &endpoints,
             client_id: &record.client_id,
+            secret: secret.map(|s| (s, method)),
+            keep_secret: configured.is_none() && secret.is_some(),
             resource: record.resource.as_deref(),
         };
         let http = lock(&self.http).clone();
         oauth::refresh(&http, &grant, refresh_token).await
+    }
+
+    /// The secret the profile's config gives the client `client_id`, if it is that client.
+    fn configured_secret(&self, client_id: &str) -> Option<SecretString> {
+        match &*lock(&self.profile) {
+            AuthProfile::OAuth(o) if o.client_id.as_deref() == Some(client_id) => {
+                o.client_secret.as_ref().map(|c| c.secret.clone())
+            }
+            _ => None,
+        }
     }
 
     /// A refresh that failed: `NeedsLogin` if the server refused the grant, else a retry after
@@ -233,6 +280,7 @@ impl Slot {
         tokio::task::spawn_blocking(move || store.save(&name, &to_save))
             .await?
             .map_err(TokenError::Save)?;
+        lock(&self.step_up).granted(&record.scopes());
         self.set_valid(record);
         Ok(())
     }

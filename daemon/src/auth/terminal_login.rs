@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use mcpproxyd_api::LoginPhase;
 
+use crate::auth::login::Clients;
 use crate::auth::tokens::Phase;
 use crate::config::AuthProfile;
 use crate::state::Shared;
@@ -43,9 +44,19 @@ pub async fn run(shared: Arc<Shared>) {
 async fn login(shared: &Arc<Shared>, profile: &str) {
     let generation = shared.current();
     let http = shared.tokens.http_for(profile);
+    let clients = Clients {
+        auth: &http,
+        upstreams: generation.clients(),
+    };
     let started = match shared
         .logins
-        .start(&generation.config, &http, profile, &shared.callback_uri())
+        .start(
+            &generation.config,
+            &clients,
+            profile,
+            &shared.callback_uri(),
+            &shared.tokens.needed_scopes(profile),
+        )
         .await
     {
         Ok(s) => s,

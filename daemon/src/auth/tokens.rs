@@ -17,6 +17,7 @@ use crate::auth::errors::{RefreshError, TokenError};
 use crate::auth::refresher::{self, CLOCK_CHECK};
 use crate::auth::schedule;
 use crate::auth::slot::{lock, Deps, Slot};
+use crate::auth::step_up::Challenged;
 use crate::auth::token_store::{StoreInfo, TokenRecord, TokenStore};
 use crate::clock::Clock;
 use crate::config::{AuthProfile, Config};
@@ -50,6 +51,10 @@ pub struct ProfileView {
     pub valid_until: Option<u64>,
     pub refresh_at: Option<u64>,
     pub refresh_expires_at: Option<u64>,
+    /// The token held has a refresh token (false: the login ends with the access token).
+    pub refreshable: bool,
+    /// Scopes an upstream asked for that a new login must grant.
+    pub needed_scopes: Vec<String>,
     pub last_error: Option<String>,
 }
 
@@ -130,6 +135,10 @@ impl Tokens {
             return;
         };
         match store.load(&slot.name) {
+            Ok(Some(record)) if !issued_by_profile(&record, &lock(&slot.profile)) => {
+                // Keyed by issuer: a token never goes back to another authorization server.
+                tracing::warn!(profile = %slot.name, "the stored token was issued by another authorization server than the profile names; a new login is needed");
+            }
             Ok(Some(record)) => {
                 tracing::info!(profile = %slot.name, store = %store.info().name, "token loaded from the store");
                 slot.set_valid(record);
@@ -197,6 +206,15 @@ impl Tokens {
                         )),
                     }
                 }
+                (Phase::LoggedOut | Phase::NeedsLogin, _) if slot.machine().is_some() => {
+                    // No login for a machine profile: fetch a token now (single-flight).
+                    match slot.refresh(generation).await {
+                        Ok(()) => continue,
+                        Err(e) => TokenState::Unavailable(format!(
+                            "profile `{profile}` could not fetch a token with its client credentials: {e}"
+                        )),
+                    }
+                }
                 (Phase::Revoked, _) => TokenState::NeedsLogin(format!(
                     "the token of profile `{profile}` was revoked; run `mcpproxyctl login --profile {profile}`"
                 )),
@@ -245,6 +263,24 @@ impl Tokens {
         self.known(profile)?.logged_in(record).await
     }
 
+    /// An upstream of `profile` answered 403 `insufficient_scope` asking for `asked`: recorded
+    /// (with the scopes the token holds) for the next login.
+    pub fn insufficient_scope(&self, profile: &str, asked: &[String]) -> Option<Challenged> {
+        let slot = self.slot(profile)?;
+        let held = slot.read(|l| l.record().map(TokenRecord::scopes).unwrap_or_default());
+        let challenged = lock(&slot.step_up).challenged(asked, &held);
+        self.deps.metrics.step_up(profile);
+        tracing::warn!(profile, asked = %asked.join(" "), "the upstream needs more scopes: `mcpproxyctl login` must grant them");
+        Some(challenged)
+    }
+
+    /// The scopes a new login of `profile` must ask for beyond its own (step-up).
+    pub fn needed_scopes(&self, profile: &str) -> Vec<String> {
+        self.slot(profile)
+            .map(|s| lock(&s.step_up).scopes())
+            .unwrap_or_default()
+    }
+
     /// Wipes the profile's token locally and closes its streams; returns the record it had.
     pub async fn wipe(
         &self,
@@ -288,8 +324,23 @@ fn view(slot: &Slot) -> ProfileView {
         },
         refresh_at: if is_static { None } else { l.next_refresh() },
         refresh_expires_at: l.record().and_then(|r| r.refresh_expires_at),
+        refreshable: l.record().is_some_and(|r| r.refresh_token.is_some()),
+        needed_scopes: lock(&slot.step_up).scopes(),
         last_error: l.last_error().map(str::to_string),
     })
+}
+
+/// Whether `record` comes from the authorization server `profile` names (always, where the
+/// profile names none: it was discovered).
+fn issued_by_profile(record: &TokenRecord, profile: &AuthProfile) -> bool {
+    let AuthProfile::OAuth(o) = profile else {
+        return true;
+    };
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    match (&o.issuer, &record.issuer) {
+        (Some(configured), Some(stored)) => same(configured.as_str(), stored),
+        _ => true,
+    }
 }
 
 fn needs_login_message(profile: &str, e: &RefreshError) -> String {
@@ -309,6 +360,8 @@ fn static_record(token: &SecretString, now: u64) -> TokenRecord {
         token_endpoint: None,
         revocation_endpoint: None,
         client_id: String::new(),
+        client_secret: None,
+        auth_method: None,
         scope: None,
         resource: None,
         obtained_at: now,

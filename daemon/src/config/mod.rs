@@ -303,6 +303,22 @@ impl AuthProfile {
     }
 }
 
+/// The OAuth grant of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// A user logs in (`mcpproxyctl login`); refresh tokens keep it going.
+    AuthorizationCode,
+    /// Machine to machine (OAuth 2.1 §4.2): the daemon fetches and renews tokens itself.
+    ClientCredentials,
+}
+
+/// A client secret and where it was read from (`Debug` shows `[REDACTED]`).
+#[derive(Debug, Clone)]
+pub struct ClientSecret {
+    pub source: TokenSource,
+    pub secret: SecretString,
+}
+
 #[derive(Debug, Clone)]
 pub enum TokenSource {
     File(PathBuf),
@@ -323,6 +339,10 @@ pub struct OAuthProfile {
     pub token_endpoint: Option<Url>,
     pub revocation_endpoint: Option<Url>,
     pub client_id: Option<String>,
+    /// A pre-registered (confidential) client's secret.
+    pub client_secret: Option<ClientSecret>,
+    /// How tokens are obtained: a user's login, or the client's own credentials.
+    pub grant: GrantType,
     pub scopes: Vec<String>,
     pub resource: Resource,
     pub refresh_margin: RefreshMargin,

@@ -174,6 +174,12 @@ pub struct RawAuth {
     pub token_endpoint: Option<String>,
     pub revocation_endpoint: Option<String>,
     pub client_id: Option<String>,
+    /// Refused: a secret never sits in the config file.
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_credential: Option<String>,
+    /// `authorization_code` | `client_credentials`.
+    pub grant: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub resource: Option<String>,
     // --- alibaba and oauth ---
@@ -206,6 +212,10 @@ impl RawAuth {
             token_endpoint,
             revocation_endpoint,
             client_id,
+            client_secret,
+            client_secret_file,
+            client_secret_credential,
+            grant,
             scopes,
             resource,
             refresh_margin,

@@ -190,6 +190,18 @@ fn profile(p: &AuthProfile) -> Table {
                 "client_id".into(),
                 s(o.client_id.clone().unwrap_or_default()),
             );
+            let (file, credential) = match o.client_secret.as_ref().map(|c| &c.source) {
+                Some(TokenSource::File(f)) => (f.display().to_string(), String::new()),
+                Some(TokenSource::Credential(n)) => (String::new(), n.clone()),
+                None => (String::new(), String::new()),
+            };
+            t.insert("client_secret_file".into(), s(file));
+            t.insert("client_secret_credential".into(), s(credential));
+            let grant = match o.grant {
+                GrantType::AuthorizationCode => "authorization_code",
+                GrantType::ClientCredentials => "client_credentials",
+            };
+            t.insert("grant".into(), s(grant));
             t.insert("scopes".into(), list(&o.scopes));
             let resource = match &o.resource {
                 Resource::Auto => "auto".to_string(),

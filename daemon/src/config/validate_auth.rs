@@ -32,6 +32,10 @@ const OAUTH_KEYS: &[&str] = &[
     "token_endpoint",
     "revocation_endpoint",
     "client_id",
+    "client_secret",
+    "client_secret_file",
+    "client_secret_credential",
+    "grant",
     "scopes",
     "resource",
     "refresh_margin",
@@ -148,7 +152,31 @@ fn oauth_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Res
             Url::parse(text).map_err(|e| at.error("resource", format!("`{text}`: {e}")))?,
         ),
     };
+    let client_secret = client_secret(p, at)?;
+    let grant = match p.grant.as_deref().unwrap_or("authorization_code") {
+        "authorization_code" => GrantType::AuthorizationCode,
+        "client_credentials" => {
+            if client_secret.is_none() {
+                return Err(at.error(
+                    "grant",
+                    "client_credentials needs a confidential client: set client_id and \
+                     client_secret_file or client_secret_credential",
+                ));
+            }
+            if p.token_endpoint.is_none() && p.issuer.is_none() {
+                return Err(at.error("grant", "client_credentials needs token_endpoint or issuer"));
+            }
+            GrantType::ClientCredentials
+        }
+        other => {
+            return Err(at.error(
+                "grant",
+                format!("unknown grant `{other}`; use authorization_code or client_credentials"),
+            ))
+        }
+    };
     Ok(AuthProfile::OAuth(OAuthProfile {
+        grant,
         issuer: url("issuer", &p.issuer, at)?,
         authorization_endpoint: url("authorization_endpoint", &p.authorization_endpoint, at)?,
         token_endpoint: url("token_endpoint", &p.token_endpoint, at)?,
@@ -158,11 +186,46 @@ fn oauth_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Res
             .as_deref()
             .and_then(non_empty)
             .map(str::to_string),
+        client_secret,
         scopes: p.scopes.clone().unwrap_or_default(),
         resource,
         refresh_margin: margin(p, at)?,
         ca_file,
     }))
+}
+
+/// A pre-registered client's secret: from a 0600 file or a systemd credential, read now;
+/// never inline.
+fn client_secret(p: &RawAuth, at: Here<'_, '_>) -> Result<Option<ClientSecret>> {
+    if p.client_secret.is_some() {
+        return Err(at.error(
+            "client_secret",
+            "a client secret is never taken from the config file: put it in a 0600 file named \
+             by client_secret_file, or a systemd credential named by client_secret_credential",
+        ));
+    }
+    let (source, k) = match (
+        p.client_secret_file.as_deref().and_then(non_empty),
+        p.client_secret_credential.as_deref().and_then(non_empty),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(f), None) => (TokenSource::File(PathBuf::from(f)), "client_secret_file"),
+        (None, Some(c)) => (
+            TokenSource::Credential(c.to_string()),
+            "client_secret_credential",
+        ),
+        (Some(_), Some(_)) => {
+            return Err(at.error(
+                "client_secret_file",
+                "set client_secret_file or client_secret_credential, not both",
+            ))
+        }
+    };
+    if p.client_id.as_deref().and_then(non_empty).is_none() {
+        return Err(at.error(k, "a client secret needs the client_id it belongs to"));
+    }
+    let secret = read_token(&source).map_err(|m| at.error(k, m))?;
+    Ok(Some(ClientSecret { source, secret }))
 }
 
 /// `kind = "alibaba"`: the region fills every endpoint that is not set.

@@ -46,6 +46,7 @@ struct Inner {
     refreshes: BTreeMap<(String, String), u64>,
     /// Requests by client key name and status.
     keys: BTreeMap<(String, u16), u64>,
+    step_ups: BTreeMap<String, u64>,
 }
 
 /// The daemon's metrics; cheap to update from request paths.
@@ -109,6 +110,11 @@ impl Metrics {
             .refreshes
             .entry((profile.to_string(), outcome.to_string()))
             .or_default() += 1;
+    }
+
+    /// An upstream asked a profile's token for more scopes (403 `insufficient_scope`).
+    pub fn step_up(&self, profile: &str) {
+        *self.lock().step_ups.entry(profile.to_string()).or_default() += 1;
     }
 
     /// The Prometheus text exposition.
@@ -201,6 +207,19 @@ impl Metrics {
                 "mcpproxyd_token_refreshes_total{{profile=\"{}\",outcome=\"{}\"}} {v}",
                 esc(profile),
                 esc(outcome)
+            );
+        }
+        header(
+            &mut out,
+            "mcpproxyd_scope_step_ups_total",
+            "counter",
+            "Upstream answers asking for more scopes (403 insufficient_scope), by profile.",
+        );
+        for (profile, v) in &inner.step_ups {
+            let _ = writeln!(
+                out,
+                "mcpproxyd_scope_step_ups_total{{profile=\"{}\"}} {v}",
+                esc(profile)
             );
         }
         header(

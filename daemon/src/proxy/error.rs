@@ -28,6 +28,14 @@ pub enum ProxyError {
     NotLoggedIn { profile: String, message: String },
     #[error("{message}")]
     TokenUnavailable { profile: String, message: String },
+    /// The upstream answered 403 `insufficient_scope` (step-up).
+    #[error("{message}")]
+    InsufficientScope {
+        profile: String,
+        scopes: Vec<String>,
+        rpc_id: Option<serde_json::Value>,
+        message: String,
+    },
     #[error("the request body could not be read")]
     BadBody,
     #[error(
@@ -68,6 +76,7 @@ impl ProxyError {
             ProxyError::Reserved(_) => (StatusCode::NOT_FOUND, "not_found"),
             ProxyError::Denied(_) => (StatusCode::FORBIDDEN, "access_denied"),
             ProxyError::NotLoggedIn { .. } => (StatusCode::UNAUTHORIZED, "login_required"),
+            ProxyError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
             ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ProxyError::TokenUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable")
@@ -91,6 +100,21 @@ impl ProxyError {
     /// must not start an OAuth flow of its own.
     pub fn into_response(self) -> Response<ProxyBody> {
         let (status, code) = self.status_and_code();
+        if let ProxyError::InsufficientScope {
+            profile,
+            scopes,
+            rpc_id: Some(id),
+            message,
+        } = &self
+        {
+            // Answered to the JSON-RPC request, so the app sees why its call failed.
+            let body = serde_json::json!({
+                "jsonrpc": "2.0", "id": id,
+                "error": { "code": -32001, "message": message,
+                           "data": { "code": code, "profile": profile, "needed_scopes": scopes } },
+            });
+            return json_response(StatusCode::OK, &body);
+        }
         let mut body = serde_json::json!({
             "error": { "code": code, "message": self.to_string() }
         });

@@ -200,14 +200,24 @@ pub fn normalize_origin(text: &str) -> Option<String> {
     Some(out)
 }
 
-/// Headers for a response to an allowed cross-origin request.
+/// MCP headers a browser app may read (2025-06-18 and the 2026-07-28 transport).
+const EXPOSED: &str = "Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name";
+
+/// Headers for a response to an allowed cross-origin request. The response's own
+/// `Mcp-Param-*` headers (named per request) are exposed too.
 pub fn add_cors_headers(headers: &mut HeaderMap, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         headers.insert("access-control-allow-origin", v);
-        headers.insert(
-            "access-control-expose-headers",
-            HeaderValue::from_static("Mcp-Session-Id, MCP-Protocol-Version"),
-        );
+        let mut exposed = EXPOSED.to_string();
+        for name in headers.keys() {
+            if name.as_str().starts_with("mcp-param-") {
+                exposed.push_str(", ");
+                exposed.push_str(name.as_str());
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&exposed) {
+            headers.insert("access-control-expose-headers", v);
+        }
         headers.append(VARY, HeaderValue::from_static("Origin"));
     }
 }
@@ -229,7 +239,8 @@ pub fn preflight_headers(origin: &str, request_headers: Option<&HeaderValue>) ->
         .cloned()
         .unwrap_or_else(|| {
             HeaderValue::from_static(
-                "Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID",
+                "Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, \
+                 Mcp-Method, Mcp-Name",
             )
         });
     h.insert("access-control-allow-headers", allowed);

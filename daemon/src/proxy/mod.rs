@@ -14,6 +14,7 @@
 //! - [`tool_policy`]: the tool policy step; [`policy`] its pure matching, [`jsonrpc`] the
 //!   strict body check, [`tool_filter`] `tools/list` filtering, [`tool_audit`] call outcomes,
 //!   [`tool_reply`] the proxy's JSON-RPC answers, [`legacy_denial`] denials on legacy streams.
+//! - [`step_up`]: an upstream's 403 `insufficient_scope`, recorded and explained.
 //! - [`error`]: every error the proxy answers itself, mapped to a status in one place.
 
 pub mod acl;
@@ -33,6 +34,7 @@ pub mod policy;
 pub mod rpc_scan;
 pub mod server;
 pub mod sse;
+pub mod step_up;
 pub mod tool_audit;
 pub mod tool_filter;
 pub mod tool_policy;

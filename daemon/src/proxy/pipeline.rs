@@ -313,6 +313,9 @@ async fn forward_step(
                 forward::send(client, upstream, parts, target, &fresh, &mut out, limits).await?;
         }
     }
+    if response.status() == StatusCode::FORBIDDEN {
+        crate::proxy::step_up::check(shared, upstream, &out, response.headers())?;
+    }
     shared
         .metrics
         .upstream_latency(&upstream.name, started.elapsed());
@@ -433,9 +436,26 @@ fn respond(
     } else {
         (None, None)
     };
-    let idle = generation.config.limits.stream_idle_timeout;
+    let idle = if is_listen(parts) {
+        LISTEN_IDLE
+    } else {
+        generation.config.limits.stream_idle_timeout
+    };
     let body = ResponseBody::new(upstream_body, idle, rewriter, stream, revoked).boxed();
     Response::from_parts(head, body)
+}
+
+/// How long a `subscriptions/listen` stream may stay quiet: it is meant to be open for as long
+/// as the client listens, so no idle timeout applies (a year stands for "never").
+const LISTEN_IDLE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// A 2026-07-28 `subscriptions/listen` POST (named by its `Mcp-Method` header).
+fn is_listen(parts: &Parts) -> bool {
+    parts.method == Method::POST
+        && parts
+            .headers
+            .get("mcp-method")
+            .is_some_and(|v| v.as_bytes() == b"subscriptions/listen")
 }
 
 /// `http://HOST` as the client addressed the proxy (already accepted by the guard).

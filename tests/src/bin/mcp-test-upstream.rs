@@ -91,6 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         authorization_server: None,
         validator: None,
+        resource: Default::default(),
     };
     let server = upstream::serve(listener, opts)?;
     if let Some(dir) = &args.state_dir {

@@ -34,6 +34,9 @@ struct Args {
     /// Issue no refresh tokens.
     #[arg(long)]
     no_refresh_token: bool,
+    /// Issue refresh tokens only to grants whose scope holds `offline_access`.
+    #[arg(long)]
+    refresh_needs_offline_access: bool,
     /// Keep refresh tokens across refresh grants instead of rotating them.
     #[arg(long)]
     no_rotate_refresh: bool,
@@ -115,6 +118,7 @@ fn options(args: &Args) -> OAuthOptions {
         access_lifetime: args.access_lifetime,
         refresh_lifetime: args.refresh_lifetime.0,
         issue_refresh_token: !args.no_refresh_token,
+        refresh_needs_offline_access: args.refresh_needs_offline_access,
         rotate_refresh: !args.no_rotate_refresh,
         registration: !args.no_registration,
         clients: if args.client_ids.is_empty() {

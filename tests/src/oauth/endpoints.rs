@@ -20,9 +20,9 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
         "revocation_endpoint": format!("{issuer}/revoke"),
         "introspection_endpoint": format!("{issuer}/introspect"),
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": auth.opts.auth_methods,
         "revocation_endpoint_auth_methods_supported": ["none"],
         "authorization_response_iss_parameter_supported": true,
     });
@@ -31,6 +31,9 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
     }
     if !auth.opts.scopes_supported.is_empty() {
         doc["scopes_supported"] = json!(auth.opts.scopes_supported);
+    }
+    if auth.opts.client_id_metadata_documents {
+        doc["client_id_metadata_document_supported"] = json!(true);
     }
     json(StatusCode::OK, &doc)
 }
@@ -54,17 +57,27 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
     require_form(req)?;
     let params = Params(&req.form);
     let grant_type = params.require("grant_type")?;
-    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+    if !matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type {grant_type} is not supported"),
         ));
     }
-    let client_id = params.require("client_id")?;
-    if auth.client(client_id).is_none() {
-        return Err(OAuthError::new("invalid_client", "unknown client_id"));
-    }
+    let client_id = authenticate(&auth.opts.auth_methods, &auth, req)?;
+    let client_id = client_id.as_str();
     let resource = params.get("resource")?;
+    if grant_type == "client_credentials" {
+        if auth.client(client_id).is_some_and(|c| c.secret.is_none()) {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                "client_credentials needs a confidential client",
+            ));
+        }
+        return Ok(auth.client_credentials(client_id, params.get("scope")?));
+    }
     if grant_type == "authorization_code" {
         return auth.exchange_code(CodeExchange {
             code: params.require("code")?,
@@ -84,6 +97,41 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
         return Err(OAuthError::invalid_grant("injected fault"));
     }
     auth.refresh(grant)
+}
+
+/// The client of a token request, authenticated as its kind and the advertised methods say.
+fn authenticate(
+    methods: &[String],
+    auth: &super::state::AuthState,
+    req: &Req,
+) -> Result<String, OAuthError> {
+    let params = Params(&req.form);
+    let (client_id, secret, method) = match &req.basic {
+        Some((id, secret)) => (id.clone(), Some(secret.clone()), "client_secret_basic"),
+        None => {
+            let id = params.require("client_id")?.to_string();
+            match params.get("client_secret")? {
+                Some(s) => (id, Some(s.to_string()), "client_secret_post"),
+                None => (id, None, "none"),
+            }
+        }
+    };
+    let Some(client) = auth.client(&client_id) else {
+        return Err(OAuthError::new("invalid_client", "unknown client_id"));
+    };
+    if client.secret.is_some() && !methods.iter().any(|m| m == method) {
+        return Err(OAuthError::new(
+            "invalid_client",
+            format!("{method} is not an advertised authentication method"),
+        ));
+    }
+    if client.secret != secret {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "client authentication failed",
+        ));
+    }
+    Ok(client_id)
 }
 
 /// `POST /revoke`: 200 for any token, known or not, once the request is well formed.
@@ -147,18 +195,26 @@ struct Registration {
     response_types: Option<Vec<String>>,
 }
 
-/// `POST /register`: public clients only (`token_endpoint_auth_method` `none`).
+/// `POST /register`: public clients (`token_endpoint_auth_method` `none`), and with
+/// [`super::OAuthOptions::confidential_registration`] confidential ones, issued a secret.
 pub(crate) fn register(shared: &Shared, req: &Req) -> Resp {
     let registration = match serde_json::from_slice::<Registration>(&req.body) {
         Ok(registration) => registration,
         Err(e) => return registration_error("invalid_client_metadata", &e.to_string()),
     };
-    if let Err(err) = check_registration(&registration) {
+    let confidential = shared.auth().opts.confidential_registration;
+    if let Err(err) = check_registration(&registration, confidential) {
         return registration_error(err.error, &err.description);
     }
+    let method = registration
+        .token_endpoint_auth_method
+        .clone()
+        .unwrap_or_else(|| "client_secret_basic".into());
+    let secret = (confidential && method != "none").then(|| new_secret("cs_"));
     let client = ClientSpec {
         client_id: new_secret("dcr_"),
         redirect_uris: registration.redirect_uris.unwrap_or_default(),
+        secret: secret.clone(),
     };
     let issued_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -167,10 +223,14 @@ pub(crate) fn register(shared: &Shared, req: &Req) -> Resp {
         "client_id": client.client_id,
         "client_id_issued_at": issued_at,
         "redirect_uris": client.redirect_uris,
-        "token_endpoint_auth_method": "none",
+        "token_endpoint_auth_method": if secret.is_some() { method.as_str() } else { "none" },
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
     });
+    if let Some(secret) = secret {
+        body["client_secret"] = json!(secret);
+        shared.auth().issued.push(secret);
+    }
     if let Some(name) = registration.client_name {
         body["client_name"] = json!(name);
     }
@@ -178,10 +238,11 @@ pub(crate) fn register(shared: &Shared, req: &Req) -> Resp {
     json(StatusCode::CREATED, &body)
 }
 
-fn check_registration(registration: &Registration) -> Result<(), OAuthError> {
+fn check_registration(registration: &Registration, confidential: bool) -> Result<(), OAuthError> {
     let metadata = |d: &str| OAuthError::new("invalid_client_metadata", d);
     match registration.token_endpoint_auth_method.as_deref() {
         None | Some("none") => {}
+        Some("client_secret_basic" | "client_secret_post") if confidential => {}
         Some(_) => return Err(metadata("only public clients (none) are supported")),
     }
     let mut grants = registration.grant_types.iter().flatten();

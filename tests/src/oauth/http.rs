@@ -40,12 +40,14 @@ pub(crate) async fn handle(
         method: parts.method,
         is_form,
         body,
+        basic: basic(&parts.headers),
     };
     shared.record(Recorded {
         method: req.method.to_string(),
         path: path.clone(),
         query: req.query.clone(),
         form: req.form.clone(),
+        basic_client: req.basic.as_ref().map(|(id, _)| id.clone()),
     });
     if matches!(path.as_str(), "/token" | "/revoke") {
         match shared.fault() {
@@ -68,6 +70,25 @@ pub(crate) async fn handle(
         }
     }
     Ok(route(&shared, &path, req))
+}
+
+/// The form-urlencoded id and secret of `Authorization: Basic` (RFC 6749 §2.3.1).
+fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unescape(id), unescape(secret)))
 }
 
 fn route(shared: &Shared, path: &str, req: Req) -> Resp {

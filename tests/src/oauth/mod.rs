@@ -53,6 +53,9 @@ pub struct ClientSpec {
     /// Exact redirect URIs; empty allows any `http://127.0.0.1:*`, `http://localhost:*`
     /// or `http://[::1]:*` URI (RFC 8252 loopback redirects).
     pub redirect_uris: Vec<String>,
+    /// A confidential client's secret: token requests must authenticate with it, by
+    /// `client_secret_basic` or `client_secret_post` as advertised.
+    pub secret: Option<String>,
 }
 
 impl ClientSpec {
@@ -61,6 +64,15 @@ impl ClientSpec {
         Self {
             client_id: client_id.into(),
             redirect_uris: Vec::new(),
+            secret: None,
+        }
+    }
+
+    /// A confidential client with `secret`, allowed any loopback redirect URI.
+    pub fn confidential(client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            secret: Some(secret.into()),
+            ..Self::loopback(client_id)
         }
     }
 }
@@ -80,6 +92,8 @@ pub struct OAuthOptions {
     pub code_lifetime: Duration,
     /// Issue refresh tokens at all.
     pub issue_refresh_token: bool,
+    /// Issue refresh tokens only to grants whose scope holds `offline_access` (SEP-2207).
+    pub refresh_needs_offline_access: bool,
     /// Each refresh grant returns a new refresh token and spends the old one; without
     /// rotation the response carries no refresh token and the old one stays valid.
     pub rotate_refresh: bool,
@@ -90,6 +104,14 @@ pub struct OAuthOptions {
     /// When set, authorization and token requests must carry RFC 8707 `resource`
     /// equal to it (else `invalid_target`).
     pub resource: Option<String>,
+    /// Advertise `client_id_metadata_document_supported` (the document itself is not fetched:
+    /// list the URL in `clients`).
+    pub client_id_metadata_documents: bool,
+    /// Registration issues a `client_secret` to clients that ask for a secret-based method.
+    pub confidential_registration: bool,
+    /// Advertised `token_endpoint_auth_methods_supported`; a confidential client must use
+    /// one of them.
+    pub auth_methods: Vec<String>,
     /// Advertised scopes; when not empty, requests for other scopes fail with
     /// `invalid_scope` and a request without `scope` is granted all of them.
     pub scopes_supported: Vec<String>,
@@ -103,11 +125,15 @@ impl Default for OAuthOptions {
             refresh_lifetime: Some(DEFAULT_REFRESH_LIFETIME),
             code_lifetime: DEFAULT_CODE_LIFETIME,
             issue_refresh_token: true,
+            refresh_needs_offline_access: false,
             rotate_refresh: true,
             registration: true,
             clients: vec![ClientSpec::loopback(DEFAULT_CLIENT_ID)],
             resource: None,
             scopes_supported: Vec::new(),
+            auth_methods: vec!["none".into()],
+            confidential_registration: false,
+            client_id_metadata_documents: false,
         }
     }
 }
@@ -137,6 +163,8 @@ pub struct Recorded {
     pub query: Vec<(String, String)>,
     /// Form parameters of an `application/x-www-form-urlencoded` body, decoded, in order.
     pub form: Vec<(String, String)>,
+    /// The client id of an `Authorization: Basic` header.
+    pub basic_client: Option<String>,
 }
 
 impl Recorded {
@@ -345,6 +373,21 @@ impl OAuthServer {
     /// Whether `token` would be accepted now (not expired, revoked or rotated away).
     pub fn is_active(&self, token: &str) -> bool {
         self.shared.auth().is_active(token)
+    }
+
+    /// The space-separated scope granted to an active `token`.
+    pub fn scope_of(&self, token: &str) -> Option<String> {
+        let auth = self.shared.auth();
+        if !auth.is_active(token) {
+            return None;
+        }
+        auth.token_owner(token)
+            .and_then(|(_, s)| s.map(str::to_string))
+    }
+
+    /// Revokes `token` at once, as an operator at the server would.
+    pub fn revoke_token(&self, token: &str) {
+        let _ = self.shared.auth().revoke(token, None);
     }
 
     /// Clients configured or registered so far.

@@ -18,6 +18,8 @@ pub(crate) struct Req {
     pub form: Vec<(String, String)>,
     pub is_form: bool,
     pub body: Bytes,
+    /// Client id and secret of an `Authorization: Basic` header (RFC 6749 §2.3.1).
+    pub basic: Option<(String, String)>,
 }
 
 /// Parameters of a query or form body: each at most once, and an empty value is absent

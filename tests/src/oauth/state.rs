@@ -204,11 +204,24 @@ impl AuthState {
         if let Some(code) = self.codes.get_mut(grant.code) {
             code.family = Some(family);
         }
-        let refresh = self
-            .opts
-            .issue_refresh_token
+        let offline = request
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|x| x == "offline_access"));
+        let refresh = (self.opts.issue_refresh_token
+            && (offline || !self.opts.refresh_needs_offline_access))
             .then(|| self.new_refresh(family));
         Ok(self.respond(family, request.scope, refresh))
+    }
+
+    /// The `client_credentials` grant (OAuth 2.1 §4.2): an access token, no refresh token.
+    pub fn client_credentials(&mut self, client_id: &str, scope: Option<&str>) -> TokenResponse {
+        let family = self.families.len();
+        self.families.push(Family {
+            client_id: client_id.to_owned(),
+            scope: scope.map(str::to_owned),
+        });
+        self.respond(family, scope.map(str::to_owned), None)
     }
 
     /// The `refresh_token` grant, with rotation and reuse detection.

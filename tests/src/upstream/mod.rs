@@ -17,6 +17,7 @@
 
 pub mod catalog;
 mod legacy;
+pub mod prm;
 pub mod raw;
 mod router;
 pub mod tools;
@@ -38,6 +39,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::TestCa;
+pub use prm::{ResourceOptions, ScopeLookup};
 use tools::TestTools;
 
 /// How the legacy SSE `endpoint` event names the message URL.
@@ -73,6 +75,8 @@ pub struct UpstreamOptions {
     pub legacy_endpoint: EndpointStyle,
     /// Issuer URL advertised in the protected-resource metadata; `None` answers it with 404.
     pub authorization_server: Option<String>,
+    /// The shape of the challenge and metadata.
+    pub resource: ResourceOptions,
 }
 
 impl Default for UpstreamOptions {
@@ -83,6 +87,7 @@ impl Default for UpstreamOptions {
             tls: true,
             legacy_endpoint: EndpointStyle::Relative,
             authorization_server: None,
+            resource: ResourceOptions::default(),
         }
     }
 }
@@ -133,6 +138,7 @@ pub(crate) struct Shared {
     base_url: String,
     legacy_endpoint: EndpointStyle,
     authorization_server: Option<String>,
+    resource: ResourceOptions,
     records: Mutex<Vec<RecordedRequest>>,
     requests_seen: watch::Sender<usize>,
     release: Semaphore,
@@ -253,6 +259,7 @@ pub fn serve(listener: TcpListener, opts: UpstreamOptions) -> anyhow::Result<Tes
         base_url,
         legacy_endpoint: opts.legacy_endpoint,
         authorization_server: opts.authorization_server,
+        resource: opts.resource,
         records: Mutex::new(Vec::new()),
         requests_seen: watch::Sender::new(0),
         release: Semaphore::new(0),

@@ -1,6 +1,6 @@
 //! `/raw/…` helpers: plain HTTP behaviours a proxy must pass on faithfully.
 //!
-//! - `GET /raw/slow-sse`: `data: one`, then after [`release`] `data: two`, then after
+//! - `GET` or `POST /raw/slow-sse`: `data: one`, then after [`release`] `data: two`, then after
 //!   another release the end; dropped early it counts in [`closed_streams`].
 //! - `GET /raw/hang`: never answers; dropped it counts in [`closed_streams`].
 //! - `ANY /raw/echo`: the request as JSON, with awkward response headers
@@ -37,7 +37,10 @@ pub const REDIRECT_LOCATION: &str = "https://127.0.0.1:1/elsewhere";
 pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
-        "/raw/slow-sse" if is(&req, Method::GET) => slow_sse(shared.clone()),
+        // POST too: a 2026-07-28 `subscriptions/listen` stream is a POST.
+        "/raw/slow-sse" if is(&req, Method::GET) || is(&req, Method::POST) => {
+            slow_sse(shared.clone())
+        }
         "/raw/hang" if is(&req, Method::GET) => hang(shared.clone()).await,
         "/raw/echo" => echo(req).await,
         "/raw/redirect" if is(&req, Method::GET) => redirect(),

@@ -39,6 +39,9 @@ pub(crate) async fn handle(
     if !authorized(&shared, &req) {
         return Ok(unauthorized(&shared));
     }
+    if let Some(scope) = bearer(&req).and_then(|t| shared.resource.missing_scope(t)) {
+        return Ok(insufficient_scope(&shared, scope));
+    }
     Ok(route(&shared, req).await)
 }
 
@@ -122,13 +125,48 @@ fn unauthorized(shared: &Shared) -> Response<RespBody> {
             "error_description": "missing or wrong bearer token",
         }),
     );
+    let r = &shared.resource;
+    let mut params = Vec::new();
+    if !r.challenge_without_metadata {
+        params.push(format!(
+            "resource_metadata=\"{}{WELL_KNOWN_PRM}\"",
+            shared.base_url
+        ));
+    }
+    if let Some(scope) = &r.challenge_scope {
+        params.push(format!("scope=\"{scope}\""));
+    }
+    if params.is_empty() {
+        params.push("error=\"invalid_token\"".into());
+    }
+    let challenge = format!("Bearer {}", params.join(", "));
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        challenge.parse().expect("base URL is a valid header value"),
+    );
+    resp
+}
+
+fn bearer(req: &Req) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ")
+}
+
+/// 403 asking for `scope` (RFC 6750 §3.1; MCP Scope Challenge Handling).
+fn insufficient_scope(shared: &Shared, scope: &str) -> Response<RespBody> {
+    let mut resp = json(
+        StatusCode::FORBIDDEN,
+        &serde_json::json!({ "error": "insufficient_scope" }),
+    );
     let challenge = format!(
-        "Bearer resource_metadata=\"{}{WELL_KNOWN_PRM}\"",
+        "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}{WELL_KNOWN_PRM}\"",
         shared.base_url
     );
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        challenge.parse().expect("base URL is a valid header value"),
+        challenge
+            .parse()
+            .expect("scope and base URL are valid header values"),
     );
     resp
 }
@@ -142,14 +180,22 @@ fn protected_resource_metadata(shared: &Shared, path: &str) -> Response<RespBody
         );
     };
     let suffix = &path[WELL_KNOWN_PRM.len()..];
-    json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "resource": format!("{}{suffix}", shared.base_url),
-            "authorization_servers": [issuer],
-            "bearer_methods_supported": ["header"],
-        }),
-    )
+    let r = &shared.resource;
+    if r.metadata_at_root_only && !suffix.is_empty() {
+        return json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "not_found" }),
+        );
+    }
+    let mut doc = serde_json::json!({
+        "resource": r.resource_override.clone().unwrap_or_else(|| format!("{}{suffix}", shared.base_url)),
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+    });
+    if !r.scopes_supported.is_empty() {
+        doc["scopes_supported"] = serde_json::json!(r.scopes_supported);
+    }
+    json(StatusCode::OK, &doc)
 }
 
 /// A complete JSON response.

@@ -1,21 +1,30 @@
-//! Finding an authorization server: RFC 9728 protected-resource metadata (named by the
-//! upstream's `WWW-Authenticate`), RFC 8414 server metadata (OpenID configuration as fallback),
-//! and RFC 7591 dynamic client registration.
+//! Finding an authorization server: RFC 8414 server metadata (OpenID configuration as
+//! fallback), `WWW-Authenticate` parameters, and RFC 7591 dynamic client registration. The
+//! protected resource's side (RFC 9728) is in [`super::resource`].
 
 use serde::Deserialize;
 use url::Url;
 
-use super::{Endpoints, OAuthError};
+use secrecy::SecretString;
+
+use super::{AuthMethod, Endpoints, OAuthError};
 
 /// The `resource_metadata` parameter of a `WWW-Authenticate: Bearer ...` header.
 pub fn resource_metadata_url(header: &str) -> Option<String> {
+    challenge_param(header, "resource_metadata")
+}
+
+/// The parameter `name` of a `WWW-Authenticate: Bearer ...` header (RFC 6750 §3).
+pub fn challenge_param(header: &str, name: &str) -> Option<String> {
     let rest = header.trim();
     let params = rest
         .strip_prefix("Bearer")
         .or_else(|| rest.strip_prefix("bearer"))?;
     for part in split_params(params) {
-        let (k, v) = part.split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("resource_metadata") {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case(name) {
             return Some(v.trim().trim_matches('"').to_string());
         }
     }
@@ -41,13 +50,6 @@ fn split_params(s: &str) -> Vec<&str> {
 }
 
 #[derive(Debug, Deserialize)]
-struct ProtectedResource {
-    resource: Option<String>,
-    #[serde(default)]
-    authorization_servers: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
 struct ServerMetadata {
     issuer: String,
     authorization_endpoint: Option<String>,
@@ -56,9 +58,17 @@ struct ServerMetadata {
     registration_endpoint: Option<String>,
     #[serde(default)]
     code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    scopes_supported: Vec<String>,
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    client_id_metadata_document_supported: bool,
 }
 
-fn https(what: &str, text: &str) -> Result<String, OAuthError> {
+pub(crate) fn https(what: &str, text: &str) -> Result<String, OAuthError> {
     let u =
         Url::parse(text).map_err(|e| OAuthError::BadResponse(format!("{what} `{text}`: {e}")))?;
     if u.scheme() != "https" {
@@ -69,7 +79,7 @@ fn https(what: &str, text: &str) -> Result<String, OAuthError> {
     Ok(u.to_string())
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<Option<T>, OAuthError> {
@@ -98,7 +108,7 @@ async fn get_json<T: for<'de> Deserialize<'de>>(
 }
 
 /// `/.well-known/NAME` inserted between the origin and the path (RFC 8414 §3.1).
-fn well_known(base: &Url, name: &str) -> String {
+pub(crate) fn well_known(base: &Url, name: &str) -> String {
     let path = base.path().trim_end_matches('/');
     format!(
         "{}/.well-known/{name}{path}",
@@ -111,6 +121,18 @@ pub async fn server_metadata(
     http: &reqwest::Client,
     issuer: &str,
 ) -> Result<Endpoints, OAuthError> {
+    find_server_metadata(http, issuer).await?.ok_or_else(|| {
+        OAuthError::Config(format!(
+            "no authorization server metadata found for issuer {issuer}"
+        ))
+    })
+}
+
+/// Like [`server_metadata`]; `None` when no metadata document exists.
+pub async fn find_server_metadata(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<Option<Endpoints>, OAuthError> {
     let base =
         Url::parse(issuer).map_err(|e| OAuthError::Config(format!("issuer `{issuer}`: {e}")))?;
     let candidates = [
@@ -141,7 +163,7 @@ pub async fn server_metadata(
         let token = meta.token_endpoint.ok_or_else(|| {
             OAuthError::BadResponse(format!("metadata at {url} has no token_endpoint"))
         })?;
-        return Ok(Endpoints {
+        return Ok(Some(Endpoints {
             issuer: Some(meta.issuer),
             authorization: meta
                 .authorization_endpoint
@@ -156,63 +178,51 @@ pub async fn server_metadata(
                 .registration_endpoint
                 .map(|u| https("registration_endpoint", &u))
                 .transpose()?,
-        });
+            scopes_supported: meta.scopes_supported,
+            auth_methods: meta.token_endpoint_auth_methods_supported,
+            iss_in_response: meta.authorization_response_iss_parameter_supported,
+            cimd_supported: meta.client_id_metadata_document_supported,
+        }));
     }
-    Err(OAuthError::Config(format!(
-        "no authorization server metadata found for issuer {issuer}"
-    )))
+    Ok(None)
 }
 
-/// Discovers the authorization server of an MCP server from its 401 (RFC 9728). Returns the
-/// server's endpoints and the resource identifier to request tokens for.
-pub async fn from_upstream(
-    http: &reqwest::Client,
-    upstream: &Url,
-) -> Result<(Endpoints, Option<String>), OAuthError> {
-    // Asked without any token: the credential goes nowhere before we know where it belongs.
-    let resp = http
-        .get(upstream.as_str())
-        .header("accept", "application/json, text/event-stream")
-        .send()
-        .await
-        .map_err(|e| OAuthError::Transient(format!("upstream: {}", e.without_url())))?;
-    let named = resp
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(resource_metadata_url);
-    let prm_url = named.unwrap_or_else(|| well_known(upstream, "oauth-protected-resource"));
-    let prm: ProtectedResource = get_json(http, &prm_url).await?.ok_or_else(|| {
-        OAuthError::Config(format!(
-            "the upstream names no protected-resource metadata ({prm_url} not found); set \
-             `issuer` or the endpoints in the profile"
-        ))
-    })?;
-    let issuer = prm.authorization_servers.first().ok_or_else(|| {
-        OAuthError::BadResponse(format!("{prm_url} lists no authorization_servers"))
-    })?;
-    let endpoints = server_metadata(http, issuer).await?;
-    Ok((endpoints, prm.resource))
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct Registered {
     client_id: String,
+    /// Moved into a `SecretString` at once.
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
 }
 
-/// RFC 7591 dynamic registration of a public client with `redirect_uri`.
+/// A client registered dynamically; the secret, if the server issued one, is kept.
+pub struct Registration {
+    pub client_id: String,
+    pub secret: Option<(SecretString, AuthMethod)>,
+}
+
+/// RFC 7591 dynamic registration with `redirect_uri`: a public client where the server
+/// supports `none` (or lists no methods), else a confidential one.
 pub async fn register(
     http: &reqwest::Client,
+    endpoints: &Endpoints,
     registration_endpoint: &str,
     redirect_uri: &str,
-) -> Result<String, OAuthError> {
+) -> Result<Registration, OAuthError> {
+    let supported = &endpoints.auth_methods;
+    let asked = if supported.is_empty() || supported.iter().any(|m| m == "none") {
+        AuthMethod::None
+    } else {
+        AuthMethod::for_secret(supported)
+    };
     let body = serde_json::json!({
         "client_name": "mcpproxyd",
         "redirect_uris": [redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
+        "token_endpoint_auth_method": asked.name(),
     });
     let resp = http
         .post(registration_endpoint)
@@ -234,7 +244,15 @@ pub async fn register(
     }
     let r: Registered = serde_json::from_slice(&bytes)
         .map_err(|e| OAuthError::BadResponse(format!("registration: {e}")))?;
-    Ok(r.client_id)
+    let method = match r.token_endpoint_auth_method.as_deref() {
+        Some(name) => AuthMethod::parse(Some(name)),
+        None if r.client_secret.is_some() => AuthMethod::for_secret(supported),
+        None => AuthMethod::None,
+    };
+    Ok(Registration {
+        client_id: r.client_id,
+        secret: r.client_secret.map(|s| (SecretString::from(s), method)),
+    })
 }
 
 #[cfg(test)]

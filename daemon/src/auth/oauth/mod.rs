@@ -3,6 +3,7 @@
 //! over the daemon's one HTTP client setup. Discovery and registration live in [`discovery`].
 
 pub mod discovery;
+pub mod resource;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
@@ -19,14 +20,66 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::token_store::TokenRecord;
 
-/// Where a profile's authorization server takes requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a profile's authorization server takes requests, and what its metadata says it
+/// supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {
     pub issuer: Option<String>,
     pub authorization: Option<String>,
     pub token: String,
     pub revocation: Option<String>,
     pub registration: Option<String>,
+    /// The metadata's `scopes_supported` (empty when unknown).
+    pub scopes_supported: Vec<String>,
+    /// The metadata's `token_endpoint_auth_methods_supported` (empty when unknown).
+    pub auth_methods: Vec<String>,
+    /// The metadata's `authorization_response_iss_parameter_supported` (RFC 9207): redirects
+    /// must then carry `iss` equal to the issuer.
+    pub iss_in_response: bool,
+    /// The metadata's `client_id_metadata_document_supported`: an https URL may be the
+    /// client id (Client ID Metadata Documents).
+    pub cimd_supported: bool,
+}
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `client_secret_basic`: HTTP Basic with the id and secret.
+    Basic,
+    /// `client_secret_post`: both in the form.
+    Post,
+    /// `none`: a public client, its id in the form.
+    None,
+}
+
+impl AuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+
+    /// The method of a stored name; unknown or absent names are `none`.
+    pub fn parse(name: Option<&str>) -> AuthMethod {
+        match name {
+            Some("client_secret_basic") => AuthMethod::Basic,
+            Some("client_secret_post") => AuthMethod::Post,
+            _ => AuthMethod::None,
+        }
+    }
+
+    /// For a client with a secret: `client_secret_basic` unless the server lists only
+    /// `client_secret_post` (a server that lists nothing gets basic, RFC 6749's default).
+    pub fn for_secret(supported: &[String]) -> AuthMethod {
+        let lists = |m: AuthMethod| supported.iter().any(|s| s == m.name());
+        if !lists(AuthMethod::Basic) && lists(AuthMethod::Post) {
+            AuthMethod::Post
+        } else {
+            AuthMethod::Basic
+        }
+    }
 }
 
 impl Endpoints {
@@ -38,7 +91,7 @@ impl Endpoints {
             authorization: None,
             token: r.token_endpoint.clone().unwrap_or_default(),
             revocation: r.revocation_endpoint.clone(),
-            registration: None,
+            ..Endpoints::default()
         }
     }
 }
@@ -85,10 +138,10 @@ pub enum OAuthError {
     BadResponse(String),
     #[error("{0}")]
     Config(String),
+    /// The login ended with its access token: the server issued no refresh token.
     #[error(
-        "the OAuth flow returned no refresh token, so the login could not last: the OAuth \
-         application must be a native (public) application, and the user must be a real account \
-         or RAM user (an assumed RAM role cannot obtain a refresh token)"
+        "the login ended when its access token expired: the authorization server issued no \
+         refresh token"
     )]
     NoRefreshToken,
 }
@@ -110,6 +163,7 @@ impl OAuthError {
 fn client(
     endpoints: &Endpoints,
     client_id: &str,
+    secret: Option<(&SecretString, AuthMethod)>,
     redirect: Option<&str>,
 ) -> Result<OClient, OAuthError> {
     let bad = |what: &str, e: oauth2::url::ParseError| OAuthError::Config(format!("{what}: {e}"));
@@ -124,11 +178,18 @@ fn client(
         .map(|u| RevocationUrl::new(u.to_string()).map_err(|e| bad("revocation endpoint", e)))
         .transpose()?;
     let token = TokenUrl::new(endpoints.token.clone()).map_err(|e| bad("token endpoint", e))?;
+    let auth_type = match secret {
+        Some((_, AuthMethod::Basic)) => AuthType::BasicAuth,
+        _ => AuthType::RequestBody,
+    };
     let mut c = oauth2::Client::new(ClientId::new(client_id.to_string()))
-        .set_auth_type(AuthType::RequestBody)
+        .set_auth_type(auth_type)
         .set_auth_uri_option(auth)
         .set_token_uri_option(Some(token))
         .set_revocation_url_option(revoke);
+    if let Some((s, _)) = secret.filter(|(_, m)| *m != AuthMethod::None) {
+        c = c.set_client_secret(oauth2::ClientSecret::new(s.expose_secret().to_string()));
+    }
     if let Some(r) = redirect {
         c = c
             .set_redirect_uri(RedirectUrl::new(r.to_string()).map_err(|e| bad("redirect URI", e))?);
@@ -276,7 +337,7 @@ pub fn authorize_url(
     scopes: &[String],
     resource: Option<&str>,
 ) -> Result<Authorization, OAuthError> {
-    let c = client(endpoints, client_id, Some(redirect_uri))?;
+    let c = client(endpoints, client_id, None, Some(redirect_uri))?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = c
         .authorize_url(CsrfToken::new_random)
@@ -300,7 +361,17 @@ pub fn authorize_url(
 pub struct Grant<'a> {
     pub endpoints: &'a Endpoints,
     pub client_id: &'a str,
+    /// A confidential client's secret and how to send it.
+    pub secret: Option<(&'a SecretString, AuthMethod)>,
+    /// The secret came from dynamic registration: the record keeps it for refreshes.
+    pub keep_secret: bool,
     pub resource: Option<&'a str>,
+}
+
+impl Grant<'_> {
+    fn method(&self) -> AuthMethod {
+        self.secret.map_or(AuthMethod::None, |(_, m)| m)
+    }
 }
 
 fn record_from(
@@ -314,9 +385,6 @@ fn record_from(
         .map(|r| SecretString::from(r.secret().clone()))
         .filter(|r| !r.expose_secret().is_empty())
         .or_else(|| old_refresh.cloned());
-    if refresh.is_none() {
-        return Err(OAuthError::NoRefreshToken);
-    }
     if resp.access_token().secret().is_empty() {
         return Err(OAuthError::BadResponse("empty access_token".into()));
     }
@@ -329,6 +397,11 @@ fn record_from(
         token_endpoint: Some(grant.endpoints.token.clone()),
         revocation_endpoint: grant.endpoints.revocation.clone(),
         client_id: grant.client_id.to_string(),
+        client_secret: grant
+            .secret
+            .filter(|_| grant.keep_secret)
+            .map(|(s, _)| s.clone()),
+        auth_method: Some(grant.method().name().to_string()),
         scope: resp.scopes().map(|s| {
             s.iter()
                 .map(|x| x.to_string())
@@ -348,7 +421,12 @@ pub async fn exchange_code(
     code: &str,
     verifier: &SecretString,
 ) -> Result<TokenRecord, OAuthError> {
-    let c = client(grant.endpoints, grant.client_id, Some(redirect_uri))?;
+    let c = client(
+        grant.endpoints,
+        grant.client_id,
+        grant.secret,
+        Some(redirect_uri),
+    )?;
     let mut req = c
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|_| OAuthError::Config("no token endpoint".into()))?
@@ -369,7 +447,7 @@ pub async fn refresh(
     grant: &Grant<'_>,
     refresh_token: &SecretString,
 ) -> Result<TokenRecord, OAuthError> {
-    let c = client(grant.endpoints, grant.client_id, None)?;
+    let c = client(grant.endpoints, grant.client_id, grant.secret, None)?;
     let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
     let mut req = c
         .exchange_refresh_token(&rt)
@@ -384,6 +462,29 @@ pub async fn refresh(
     record_from(&resp, grant, Some(refresh_token))
 }
 
+/// The client-credentials grant (OAuth 2.1 §4.2): a token for the client itself.
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    grant: &Grant<'_>,
+    scopes: &[String],
+) -> Result<TokenRecord, OAuthError> {
+    let c = client(grant.endpoints, grant.client_id, grant.secret, None)?;
+    let mut req = c
+        .exchange_client_credentials()
+        .map_err(|_| OAuthError::Config("no token endpoint".into()))?;
+    if !scopes.is_empty() {
+        req = req.add_extra_param("scope", scopes.join(" "));
+    }
+    if let Some(r) = grant.resource {
+        req = req.add_extra_param("resource", r.to_string());
+    }
+    let resp = req
+        .request_async(&Http(http.clone()))
+        .await
+        .map_err(map_token_error)?;
+    record_from(&resp, grant, None)
+}
+
 /// RFC 7009 revocation of one token; `Ok(false)` when the server has no revocation endpoint.
 pub async fn revoke(
     http: &reqwest::Client,
@@ -392,7 +493,7 @@ pub async fn revoke(
     token: &SecretString,
     is_refresh: bool,
 ) -> Result<bool, OAuthError> {
-    let c = client(endpoints, client_id, None)?;
+    let c = client(endpoints, client_id, None, None)?;
     let revocable = if is_refresh {
         StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose_secret().to_string()))
     } else {

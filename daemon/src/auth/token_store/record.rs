@@ -32,10 +32,23 @@ pub struct TokenRecord {
     pub token_endpoint: Option<String>,
     pub revocation_endpoint: Option<String>,
     pub client_id: String,
+    /// The secret dynamic registration issued with `client_id` (RFC 7591 §3.2.1).
+    pub client_secret: Option<SecretString>,
+    /// The token endpoint authentication method in use: `client_secret_basic`,
+    /// `client_secret_post` or `none` (none recorded: `none`).
+    pub auth_method: Option<String>,
     pub scope: Option<String>,
     pub resource: Option<String>,
     /// Unix seconds.
     pub obtained_at: u64,
+}
+
+impl TokenRecord {
+    /// The scopes granted, as the token response named them (empty when it did not).
+    pub fn scopes(&self) -> Vec<String> {
+        let granted = self.scope.as_deref().unwrap_or_default();
+        granted.split_whitespace().map(str::to_string).collect()
+    }
 }
 
 /// The JSON written: borrows the secrets, so they are not copied before serialization.
@@ -50,6 +63,10 @@ struct RecordOut<'a> {
     token_endpoint: Option<&'a str>,
     revocation_endpoint: Option<&'a str>,
     client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_method: Option<&'a str>,
     scope: Option<&'a str>,
     resource: Option<&'a str>,
     obtained_at: u64,
@@ -73,6 +90,10 @@ struct RecordIn {
     #[serde(default)]
     revocation_endpoint: Option<String>,
     client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    auth_method: Option<String>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -100,6 +121,8 @@ impl<'a> From<&'a TokenRecord> for RecordOut<'a> {
             token_endpoint: r.token_endpoint.as_deref(),
             revocation_endpoint: r.revocation_endpoint.as_deref(),
             client_id: &r.client_id,
+            client_secret: r.client_secret.as_ref().map(|t| t.expose_secret()),
+            auth_method: r.auth_method.as_deref(),
             scope: r.scope.as_deref(),
             resource: r.resource.as_deref(),
             obtained_at: r.obtained_at,
@@ -118,6 +141,8 @@ impl From<RecordIn> for TokenRecord {
             token_endpoint: r.token_endpoint,
             revocation_endpoint: r.revocation_endpoint,
             client_id: r.client_id,
+            client_secret: r.client_secret.map(Into::into),
+            auth_method: r.auth_method,
             scope: r.scope,
             resource: r.resource,
             obtained_at: r.obtained_at,
@@ -253,6 +278,8 @@ pub(crate) mod tests {
             token_endpoint: Some("https://as.example/token".into()),
             revocation_endpoint: None,
             client_id: "client-1".into(),
+            client_secret: None,
+            auth_method: None,
             scope: Some("/acs/mcp-server".into()),
             resource: None,
             obtained_at: 1_800_000_000,

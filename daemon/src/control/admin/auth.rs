@@ -30,9 +30,19 @@ pub async fn login(shared: &Shared, req: api::LoginStart) -> Result<Resp, Failur
     let profile =
         login::pick_profile(&generation.config, req.profile.as_deref()).map_err(failure)?;
     let http = shared.tokens.http_for(&profile);
+    let clients = login::Clients {
+        auth: &http,
+        upstreams: generation.clients(),
+    };
     let started = shared
         .logins
-        .start(&generation.config, &http, &profile, &shared.callback_uri())
+        .start(
+            &generation.config,
+            &clients,
+            &profile,
+            &shared.callback_uri(),
+            &shared.tokens.needed_scopes(&profile),
+        )
         .await
         .map_err(failure)?;
     Ok(json(StatusCode::OK, &started))

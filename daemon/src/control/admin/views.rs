@@ -103,9 +103,11 @@ fn profiles(shared: &Shared, c: &Config) -> Vec<api::ProfileStatus> {
             valid_until: v.valid_until,
             refresh_at: v.refresh_at,
             detail: detail(&v, c.auth.get(&v.name)),
-            warning: v
-                .refresh_expires_at
-                .and_then(|t| login_warning(&v.name, t, now, warn_within)),
+            warning: step_up_warning(&v).or_else(|| {
+                v.refresh_expires_at
+                    .and_then(|t| login_warning(&v.name, t, now, warn_within))
+            }),
+            needed_scopes: v.needed_scopes.clone(),
             last_error: v.last_error,
         })
         .collect()
@@ -119,9 +121,21 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
             TokenSource::Credential(n) => format!("static token from systemd credential {n}"),
         };
     }
+    if let Some(AuthProfile::OAuth(o)) = profile {
+        if crate::auth::machine::is_machine(o) {
+            return "client credentials: the daemon fetches and renews its tokens itself (no login)"
+                .to_string();
+        }
+    }
     match v.phase {
         api::ProfileState::LoggedOut => format!(
             "not logged in: run `mcpproxyctl login --profile {}`",
+            v.name
+        ),
+        api::ProfileState::NeedsLogin if !v.refreshable => format!(
+            "the login ended with its access token (the authorization server issued no refresh \
+             token{}): run `mcpproxyctl login --profile {}`",
+            no_refresh_hint(profile),
             v.name
         ),
         api::ProfileState::NeedsLogin => format!(
@@ -132,10 +146,41 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
             "revoked: run `mcpproxyctl login --profile {}` for a new token",
             v.name
         ),
+        _ if !v.refreshable => format!(
+            "OAuth token without a refresh token: the login lasts only until the access token \
+             expires at {} (the authorization server issued no refresh token{}); then run \
+             `mcpproxyctl login --profile {}`",
+            v.valid_until.unwrap_or_default(),
+            no_refresh_hint(profile),
+            v.name
+        ),
         _ => match v.refresh_expires_at {
             Some(t) => format!("OAuth token; the login itself lasts until {}", t),
             None => "OAuth token".to_string(),
         },
+    }
+}
+
+/// A warning when an upstream asked for scopes the token lacks.
+fn step_up_warning(v: &ProfileView) -> Option<String> {
+    if v.needed_scopes.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "an upstream needs more scopes: run `mcpproxyctl login --profile {}` to grant `{}`",
+        v.name,
+        v.needed_scopes.join(" ")
+    ))
+}
+
+/// Why a server would issue no refresh token, where the profile's kind tells.
+fn no_refresh_hint(profile: Option<&AuthProfile>) -> &'static str {
+    match profile {
+        Some(AuthProfile::Alibaba(_)) => {
+            "; for Alibaba Cloud the OAuth application must be a native (public) application and \
+             the user a real account or RAM user: an assumed RAM role cannot obtain a refresh token"
+        }
+        _ => "",
     }
 }
 
