@@ -11,10 +11,12 @@
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
 //! - [`sse`]: server-sent event formatting and incremental parsing.
+//! - [`bench`]: the `mcpproxy-bench` program (mcpproxyd against direct access, one run).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod aliyun_fake;
+pub mod bench;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;
