@@ -156,6 +156,10 @@ impl Daemon {
         }
     }
 
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub(super) async fn stop(&mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;

@@ -1,25 +1,31 @@
 //! `mcpproxy-bench`: what the proxy costs, measured in one run against the same upstream.
 //!
-//! Starts the in-process test MCP upstream (HTTPS, test CA, a bearer token) and the real
-//! `mcpproxyd` binary with a static-token config, both on ephemeral loopback ports, then runs
-//! each workload twice with the same client code: direct to the upstream (HTTPS + bearer) and
-//! through the proxy (plain HTTP). Each side has one reqwest client with a pooled HTTP/1.1
-//! keep-alive connection set, warmed up before anything is timed.
+//! Starts the in-process test upstream (HTTPS, test CA, a bearer token), the real `mcpproxyd`
+//! binary with a static-token config and, as the yardstick, nginx with `proxy_pass` and a
+//! static `Authorization` header, all on loopback ports. Every scenario runs on three columns
+//! with the same client: direct to the upstream (HTTPS + bearer), through mcpproxyd and
+//! through nginx (plain HTTP). The proxies' memory, open files and CPU come from `/proc`.
 //!
-//! Workloads: a small JSON-RPC `tools/call` (echo) to `/mcp-demo` at each concurrency level;
-//! a streamed POST of a large body to `/raw/count`; time to the first server-sent event of
-//! `/raw/slow-sse`. Everything is bounded in count and in time (`--max-seconds`).
+//! Scenarios: JSON-RPC `tools/call` at each concurrency (wrk when installed, else a built-in
+//! generator); streamed uploads; SSE time to first event and per-event latency of one long
+//! stream; N concurrent idle SSE streams; one connection over `max_connections`. Everything
+//! is bounded in count and in time (`--max-seconds`); `--quick` runs each scenario tiny.
 //!
-//! Absolute numbers depend on the machine and its load; the proxy/direct ratios of one run are
-//! what to compare.
+//! Absolute numbers depend on the machine and its load; the ratios of one run are what to
+//! compare.
 //!
-//! Files by concern: [`daemon`] starts and stops the daemon under test, [`load`] has the
-//! clients and the workloads, [`wrk`] prints equivalent `wrk` command lines, [`report`]
-//! formats the results.
+//! Files by concern: `daemon` starts and stops the daemon under test, `nginx` the nginx
+//! column, `load` has the clients and the HTTP workloads, `wrk` runs and reads wrk,
+//! `streams` the SSE workloads, `procstat` reads `/proc`, `scenarios` runs each scenario on
+//! the three columns, `report` formats the results (text, Markdown, JSON).
 
 mod daemon;
 mod load;
+mod nginx;
+mod procstat;
 mod report;
+mod scenarios;
+mod streams;
 mod wrk;
 
 use std::path::PathBuf;
@@ -33,10 +39,9 @@ use clap::Parser;
 use crate::daemon::Setup;
 use crate::upstream::{self, TestUpstream, UpstreamOptions};
 use daemon::{daemon_version, find_daemon, Daemon};
-use load::{
-    http1_client, rpc_call, rpc_run, sse_first_event, upload, versions_since, Samples, Side,
-};
-use report::{loadavg, Report};
+use load::{http1_client, Side};
+use nginx::Nginx;
+use report::{loadavg, Kind, Report};
 
 /// How long the daemon may take to print its banner.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -45,23 +50,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The daemon's `[limits] max_request_body` default: uploads must stay below it.
 const MAX_UPLOAD_MIB: u64 = 15;
 const MIB: u64 = 1024 * 1024;
-/// The `tools/call` every JSON-RPC request sends.
-const RPC_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"bench"}}}"#;
+/// The `tools/call` every JSON-RPC request sends (about 300 bytes, like a real one).
+const RPC_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"describe_instances","arguments":{"RegionId":"cn-hangzhou","PageSize":50,"PageNumber":1,"Status":"Running","InstanceChargeType":"PostPaid","Tag":[{"Key":"env","Value":"prod"}],"Description":"a tools/call of about three hundred bytes"}}}"#;
+/// The upstream route that answers it with a fixed ~1 KB result.
+const RPC_PATH: &str = "/raw/rpc";
 
-/// Measures mcpproxyd against direct access to the same in-process test MCP upstream.
+/// Measures mcpproxyd and nginx against direct access to the same in-process test upstream.
 ///
 /// Everything runs on loopback with ephemeral ports. The daemon is the real binary:
 /// target/release/mcpproxyd if it exists, else target/debug/mcpproxyd (not representative).
-/// The machine's noise affects both sides: compare the proxy/direct ratios of one run.
+/// The machine's noise affects every column: compare the ratios of one run.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub(crate) struct Args {
-    /// JSON-RPC requests per side at each concurrency level.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    /// Run every scenario tiny (proves the harness works; the numbers mean nothing).
+    #[arg(long)]
+    quick: bool,
+    /// Seconds of each wrk JSON-RPC run (wrk bounds itself by it).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// JSON-RPC requests per side at each concurrency level when wrk is not installed.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     requests: u64,
-    /// Concurrency levels of the JSON-RPC workload (comma-separated, each 1..=256).
-    #[arg(long, value_delimiter = ',', default_value = "1,32",
-          value_parser = clap::value_parser!(u64).range(1..=256))]
+    /// Concurrency levels of the JSON-RPC workload (comma-separated, each 1..=1024).
+    #[arg(long, value_delimiter = ',', default_value = "1,32,256",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: Vec<u64>,
     /// Streamed uploads to /raw/count per side (one at a time).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -69,15 +82,30 @@ pub(crate) struct Args {
     /// Size of each upload in MiB (the daemon refuses bodies over 16 MiB by default).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_UPLOAD_MIB))]
     upload_mib: u64,
-    /// SSE streams per side (one at a time; each is read to its end).
+    /// SSE streams per side for the time to the first event (one at a time).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     sse_streams: u64,
+    /// Events of the one long SSE stream (per-event latency), one every --tick-us.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    ticks: u64,
+    /// Microseconds between the long stream's events.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tick_us: u64,
+    /// Concurrent idle SSE streams per proxy (capped by the open-file limit).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    streams: u64,
     /// Warm-up JSON-RPC requests per side, at the highest concurrency level.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     warmup: u64,
     /// Also write the results as Markdown to FILE.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Skip the nginx column.
+    #[arg(long)]
+    no_nginx: bool,
     /// The daemon binary (default: target/release/mcpproxyd, else target/debug/mcpproxyd,
     /// beside this binary's target directory).
     #[arg(long, value_name = "PATH")]
@@ -86,17 +114,32 @@ pub(crate) struct Args {
     #[arg(long, default_value = "info", value_name = "FILTER")]
     daemon_log: String,
     /// Give up (exit 1) if setup and measuring take longer than this many seconds.
-    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     max_seconds: u64,
-    /// After measuring, keep the upstream and the daemon running until Ctrl-C (to run the
-    /// printed wrk commands against them).
+    /// After measuring, keep the servers running until Ctrl-C.
     #[arg(long)]
     hold: bool,
 }
 
+impl Args {
+    /// `--quick`: every scenario tiny.
+    fn shrink(&mut self) {
+        self.seconds = 1;
+        self.requests = self.requests.min(50);
+        self.uploads = 2;
+        self.sse_streams = 3;
+        self.ticks = self.ticks.min(50);
+        self.streams = self.streams.min(20);
+        self.warmup = self.warmup.min(20);
+    }
+}
+
 /// The `mcpproxy-bench` program: parses the arguments, runs, reports.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.quick {
+        args.shrink();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -123,12 +166,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     };
     print!("{}", report.text());
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, report.markdown())
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("\nMarkdown written to {}", path.display());
+    for (path, text) in [
+        (&args.markdown, report.markdown()),
+        (&args.json, report.json()),
+    ] {
+        if let Some(path) = path {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("Written to {}", path.display());
+        }
     }
-    env.print_wrk_commands()?;
     if args.hold {
         println!(
             "\nHolding: upstream {} and proxy http://{} run until Ctrl-C.",
@@ -138,38 +184,56 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
     }
     env.daemon.stop().await;
+    if let Some(nginx) = &mut env.nginx {
+        nginx.stop().await;
+    }
     Ok(())
 }
 
-/// The servers under test and the two clients.
+/// The servers under test and the clients of the three columns.
 struct Env {
     upstream: Arc<TestUpstream>,
     daemon: Daemon,
+    nginx: Option<Nginx>,
     direct: Side,
     proxy: Side,
+    via_nginx: Option<Side>,
     setup: Setup,
+    daemon_bin: PathBuf,
 }
 
-async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
-    let started = Instant::now();
-    let mut report = Report::new(args);
+impl Env {
+    /// The three columns' clients in order; `None` where nginx is not measured.
+    fn sides(&self) -> [Option<&Side>; 3] {
+        [
+            Some(&self.direct),
+            Some(&self.proxy),
+            self.via_nginx.as_ref(),
+        ]
+    }
+
+    fn nginx_pid(&self) -> Option<u32> {
+        self.nginx.as_ref()?.pid()
+    }
+}
+
+async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
     let daemon_bin = find_daemon(args.daemon.as_deref())?;
-    report.daemon_bin = daemon_bin.display().to_string();
-    report.daemon_debug = daemon_bin
+    let debug = daemon_bin
         .parent()
         .is_some_and(|dir| dir.ends_with("debug"));
-    println!("Daemon: {}", daemon_bin.display());
-    if report.daemon_debug {
+    let mut daemon_fact = format!(
+        "{} ({})",
+        daemon_bin.display(),
+        daemon_version(&daemon_bin).await
+    );
+    if debug {
         println!(
             "WARNING: this is a debug build of mcpproxyd: its numbers are not representative."
         );
-        println!("         Build it with `cargo build --release -p mcpproxyd` first.");
+        daemon_fact.push_str(": DEBUG BUILD, not representative");
     }
-    if cfg!(debug_assertions) {
-        println!("WARNING: mcpproxy-bench itself is a debug build: the client and the upstream are slow.");
-    }
-    report.daemon_version = daemon_version(&daemon_bin).await;
-
+    report.fact("daemon", daemon_fact);
     let upstream = Arc::new(
         upstream::start(UpstreamOptions {
             tls: true,
@@ -183,9 +247,32 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
     let extra = format!("[log]\nlevel = {:?}\n", args.daemon_log);
     let config = setup.write_config(&setup.static_config(&upstream, &extra)?)?;
     let daemon = Daemon::start(&daemon_bin, &config, setup.dir.path()).await?;
-    println!("Upstream: {}", upstream.base_url());
-    println!("Proxy:    http://{}", daemon.addr);
-
+    let nginx = if args.no_nginx {
+        report.fact("nginx", "not measured: --no-nginx");
+        None
+    } else {
+        match Nginx::start(&upstream, setup.dir.path()).await {
+            Ok(nginx) => {
+                report.fact("nginx", format!("{} on {}", nginx.version, nginx.addr));
+                Some(nginx)
+            }
+            Err(why) => {
+                println!("nginx column not measured: {why}");
+                report.fact("nginx", format!("not measured: {why}"));
+                None
+            }
+        }
+    };
+    println!(
+        "Upstream: {}\nProxy:    http://{}",
+        upstream.base_url(),
+        daemon.addr
+    );
+    let plain = || {
+        http1_client(crate::tls::client_config_with_roots(
+            rustls::RootCertStore::empty(),
+        ))
+    };
     let direct = Side {
         name: "direct",
         client: http1_client(upstream.client_config())?,
@@ -193,99 +280,87 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
         auth: Some(format!("Bearer {}", upstream.token())),
     };
     let proxy = Side {
-        name: "proxy",
-        client: http1_client(crate::tls::client_config_with_roots(
-            rustls::RootCertStore::empty(),
-        ))?,
+        name: "mcpproxyd",
+        client: plain()?,
         base: format!("http://{}", daemon.addr),
         auth: None,
     };
-    let env = Env {
+    let via_nginx = match &nginx {
+        Some(n) => Some(Side {
+            name: "nginx",
+            client: plain()?,
+            base: format!("http://{}", n.addr),
+            auth: None,
+        }),
+        None => None,
+    };
+    Ok(Env {
         upstream,
         daemon,
+        nginx,
         direct,
         proxy,
+        via_nginx,
         setup,
-    };
+        daemon_bin,
+    })
+}
 
-    // Warm up both sides: pooled connections, the proxy's upstream connections, lazy state.
-    let warm_conc = args.concurrency.iter().copied().max().unwrap_or(1);
-    for side in [&env.direct, &env.proxy] {
-        let seen_before = env.upstream.requests().len();
-        rpc_call(side).await.with_context(|| {
-            format!(
-                "first request ({}) failed{}",
-                side.name,
-                env.daemon.stderr_hint()
-            )
-        })?;
-        rpc_run(side, args.warmup.max(warm_conc), warm_conc).await?;
-        upload(side, MIB).await?;
-        sse_first_event(side, &env.upstream).await?;
-        if side.name == "proxy" {
-            report.proxy_upstream_versions = versions_since(&env.upstream, seen_before);
-        }
-    }
-    println!("Warmed up; measuring.\n");
-
-    for &conc in &args.concurrency {
-        let label = format!("JSON-RPC tools/call, c={conc}");
-        let direct = rpc_run(&env.direct, args.requests, conc).await?;
-        let proxy = rpc_run(&env.proxy, args.requests, conc).await?;
-        report.rate(
-            &label,
-            "requests/s",
-            direct.per_second(args.requests as f64),
-            proxy.per_second(args.requests as f64),
-        );
-        report.latency(&label, "p50", direct.quantile(0.50), proxy.quantile(0.50));
-        report.latency(&label, "p99", direct.quantile(0.99), proxy.quantile(0.99));
-        println!("  done: {label}");
-    }
-
-    let size = args.upload_mib * MIB;
-    let label = format!("{} MiB POST (streamed), c=1", args.upload_mib);
-    let mut up = Vec::new();
-    for side in [&env.direct, &env.proxy] {
-        let mut samples = Samples::default();
-        let t0 = Instant::now();
-        for _ in 0..args.uploads {
-            let t = Instant::now();
-            upload(side, size).await?;
-            samples.latencies.push(t.elapsed());
-        }
-        samples.wall = t0.elapsed();
-        up.push(samples);
-    }
-    let mib_total = (args.uploads * args.upload_mib) as f64;
-    report.rate(
-        &label,
-        "MiB/s",
-        up[0].per_second(mib_total),
-        up[1].per_second(mib_total),
+async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
+    let started = Instant::now();
+    let mut report = Report::new(args);
+    let env = setup(args, &mut report).await?;
+    let daemon_pid = env.daemon.pid().context("the daemon's pid")?;
+    let idle = procstat::read(daemon_pid);
+    report.row(
+        "daemon at start",
+        "RSS (KiB)",
+        Kind::Cost,
+        [
+            None,
+            Some(idle.rss_kib as f64),
+            env.nginx_pid().map(|p| procstat::read(p).rss_kib as f64),
+        ],
     );
-    report.latency(&label, "p50", up[0].quantile(0.5), up[1].quantile(0.5));
-    report.latency(&label, "p99", up[0].quantile(0.99), up[1].quantile(0.99));
-    println!("  done: {label}");
-
-    let label = "SSE time to first event, c=1".to_owned();
-    let mut sse = Vec::new();
-    for side in [&env.direct, &env.proxy] {
-        let mut samples = Samples::default();
-        let t0 = Instant::now();
-        for _ in 0..args.sse_streams {
-            samples
-                .latencies
-                .push(sse_first_event(side, &env.upstream).await?);
-        }
-        samples.wall = t0.elapsed();
-        sse.push(samples);
-    }
-    report.latency(&label, "p50", sse[0].quantile(0.5), sse[1].quantile(0.5));
-    report.latency(&label, "p99", sse[0].quantile(0.99), sse[1].quantile(0.99));
-    println!("  done: {label}\n");
-
-    report.elapsed = started.elapsed();
-    report.load_after = loadavg();
+    scenarios::warm_up(args, &env, &mut report).await?;
+    println!("Warmed up; measuring.\n");
+    scenarios::rpc(args, &env, &mut report).await?;
+    scenarios::upload(args, &env, &mut report).await?;
+    scenarios::sse(args, &env, &mut report).await?;
+    scenarios::streams(args, &env, &mut report).await?;
+    scenarios::over_max(&env, &mut report).await?;
+    let end = procstat::read(daemon_pid);
+    let nginx_end = env.nginx_pid().map(procstat::read);
+    report.row(
+        "whole run",
+        "peak RSS (KiB)",
+        Kind::Cost,
+        [
+            None,
+            Some(end.peak_rss_kib as f64),
+            nginx_end.map(|s| s.peak_rss_kib as f64),
+        ],
+    );
+    report.row(
+        "whole run",
+        "RSS at the end (KiB)",
+        Kind::Cost,
+        [
+            None,
+            Some(end.rss_kib as f64),
+            nginx_end.map(|s| s.rss_kib as f64),
+        ],
+    );
+    report.row(
+        "whole run",
+        "open files at the end",
+        Kind::Cost,
+        [None, Some(end.fds as f64), nginx_end.map(|s| s.fds as f64)],
+    );
+    report.fact(
+        "run time",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+    );
+    report.fact("load average after (1/5/15 min)", loadavg());
     Ok((env, report))
 }

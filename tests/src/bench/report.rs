@@ -1,41 +1,52 @@
-//! The report: facts about the run and the table, as text and as Markdown.
+//! The report: facts about the run and one table with three columns (direct, mcpproxyd,
+//! nginx) and their ratios, as text, Markdown and JSON.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
+
 use super::Args;
 
+#[derive(Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub(super) enum Kind {
-    /// More is better; the ratio is proxy/direct.
+    /// More is better; ratios against direct and mcpproxyd/nginx.
     Rate,
-    /// Less is better; also shows the time the proxy adds.
+    /// Less is better; the time each proxy adds over direct, and their ratio.
     Latency,
+    /// What the proxy process costs (memory, files, CPU): mcpproxyd/nginx.
+    Cost,
+    /// A count or an outcome shown as is.
+    Plain,
 }
 
+#[derive(Serialize)]
 pub(super) struct Row {
     pub(super) workload: String,
     pub(super) metric: String,
     pub(super) kind: Kind,
-    pub(super) direct: f64,
-    pub(super) proxy: f64,
+    pub(super) direct: Option<f64>,
+    pub(super) mcpproxyd: Option<f64>,
+    pub(super) nginx: Option<f64>,
 }
 
+#[derive(Serialize)]
 pub(super) struct Report {
-    pub(super) date: String,
-    pub(super) command: String,
-    pub(super) nproc: usize,
-    pub(super) cpu: String,
-    pub(super) kernel: String,
-    pub(super) load_before: String,
-    pub(super) load_after: String,
-    pub(super) daemon_bin: String,
-    pub(super) daemon_version: String,
-    pub(super) daemon_debug: bool,
-    pub(super) daemon_log: String,
-    pub(super) proxy_upstream_versions: String,
-    pub(super) settings: String,
+    pub(super) facts: Vec<(String, String)>,
     pub(super) rows: Vec<Row>,
-    pub(super) elapsed: Duration,
+    pub(super) notes: Vec<String>,
+}
+
+fn num(v: Option<f64>, prec: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.prec$}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.abs() > 1e-12 => format!("{:.2}x", a / b),
+        _ => "-".to_owned(),
+    }
 }
 
 impl Report {
@@ -46,153 +57,124 @@ impl Report {
             .find_map(|l| l.strip_prefix("model name"))
             .and_then(|l| l.split_once(':'))
             .map_or("unknown".to_owned(), |(_, m)| m.trim().to_owned());
-        let concurrency: Vec<String> = args.concurrency.iter().map(u64::to_string).collect();
-        Report {
-            date: utc_now(),
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or("unknown".to_owned(), |s| s.trim().to_owned()),
-            load_before: loadavg(),
-            load_after: String::new(),
-            daemon_bin: String::new(),
-            daemon_version: String::new(),
-            daemon_debug: false,
-            daemon_log: args.daemon_log.clone(),
-            proxy_upstream_versions: String::new(),
-            settings: format!(
-                "{} JSON-RPC requests per side at concurrency {}; {} uploads of {} MiB; \
-                 {} SSE streams; {} warm-up requests per side",
-                args.requests,
-                concurrency.join(", "),
-                args.uploads,
-                args.upload_mib,
-                args.sse_streams,
-                args.warmup
-                    .max(args.concurrency.iter().copied().max().unwrap_or(1)),
-            ),
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .map_or("unknown".to_owned(), |m| m.trim().to_owned());
+        let mut r = Report {
+            facts: Vec::new(),
             rows: Vec::new(),
-            elapsed: Duration::ZERO,
-        }
+            notes: Vec::new(),
+        };
+        r.fact("date (UTC)", utc_now());
+        r.fact("command", std::env::args().collect::<Vec<_>>().join(" "));
+        let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+        r.fact("machine", format!("nproc {nproc}, {cpu}, memory {mem}"));
+        r.fact(
+            "kernel",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or("unknown".to_owned(), |s| s.trim().to_owned()),
+        );
+        r.fact("load average before (1/5/15 min)", loadavg());
+        r.fact(
+            "mode",
+            if args.quick {
+                "--quick (tiny: proves the harness, numbers mean nothing)"
+            } else {
+                "full"
+            },
+        );
+        r.fact(
+            "bench build",
+            if cfg!(debug_assertions) {
+                "debug (not representative)"
+            } else {
+                "release"
+            },
+        );
+        r.fact("daemon log level", &args.daemon_log);
+        r
     }
 
-    pub(super) fn rate(&mut self, workload: &str, metric: &str, direct: f64, proxy: f64) {
+    pub(super) fn fact(&mut self, key: &str, value: impl Into<String>) {
+        self.facts.push((key.to_owned(), value.into()));
+    }
+
+    pub(super) fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    pub(super) fn row(&mut self, workload: &str, metric: &str, kind: Kind, v: [Option<f64>; 3]) {
         self.rows.push(Row {
             workload: workload.to_owned(),
             metric: metric.to_owned(),
-            kind: Kind::Rate,
-            direct,
-            proxy,
+            kind,
+            direct: v[0],
+            mcpproxyd: v[1],
+            nginx: v[2],
         });
     }
 
-    pub(super) fn latency(
-        &mut self,
-        workload: &str,
-        metric: &str,
-        direct: Duration,
-        proxy: Duration,
-    ) {
-        self.rows.push(Row {
-            workload: workload.to_owned(),
-            metric: format!("{metric} latency (ms)"),
-            kind: Kind::Latency,
-            direct: direct.as_secs_f64() * 1000.0,
-            proxy: proxy.as_secs_f64() * 1000.0,
-        });
+    pub(super) fn latency(&mut self, workload: &str, metric: &str, v: [Option<Duration>; 3]) {
+        let ms = v.map(|d| d.map(|d| d.as_secs_f64() * 1000.0));
+        self.row(workload, &format!("{metric} (ms)"), Kind::Latency, ms);
     }
 
-    /// Cells: workload, metric, direct, proxy, proxy/direct, added by the proxy.
-    pub(super) fn cells(&self) -> Vec<[String; 6]> {
+    pub(super) const HEADERS: [&'static str; 8] = [
+        "workload",
+        "metric",
+        "direct",
+        "mcpproxyd",
+        "nginx",
+        "mcpproxyd vs direct",
+        "nginx vs direct",
+        "mcpproxyd / nginx",
+    ];
+
+    fn cells(&self) -> Vec<[String; 8]> {
         self.rows
             .iter()
             .map(|r| {
-                let ratio = if r.direct > 0.0 {
-                    format!("{:.2}x", r.proxy / r.direct)
-                } else {
-                    "-".to_owned()
-                };
-                let (direct, proxy, added) = match r.kind {
-                    Kind::Rate => (
-                        format!("{:.1}", r.direct),
-                        format!("{:.1}", r.proxy),
-                        String::new(),
-                    ),
-                    Kind::Latency => (
-                        format!("{:.3}", r.direct),
-                        format!("{:.3}", r.proxy),
-                        format!("{:+.3} ms", r.proxy - r.direct),
-                    ),
+                let (d, m, n) = (r.direct, r.mcpproxyd, r.nginx);
+                let (prec, vs_m, vs_n, m_n) = match r.kind {
+                    Kind::Rate => (1, ratio(m, d), ratio(n, d), ratio(m, n)),
+                    Kind::Latency => {
+                        let added = |x: Option<f64>| Some(x? - d?);
+                        let show = |x: Option<f64>| {
+                            added(x).map_or("-".to_owned(), |a| format!("{a:+.3} ms"))
+                        };
+                        // A ratio of added times only means something when both are > 0.
+                        let positive = |x: Option<f64>| added(x).filter(|a| *a > 0.0);
+                        (3, show(m), show(n), ratio(positive(m), positive(n)))
+                    }
+                    Kind::Cost => (1, String::new(), String::new(), ratio(m, n)),
+                    Kind::Plain => (0, String::new(), String::new(), String::new()),
                 };
                 [
                     r.workload.clone(),
                     r.metric.clone(),
-                    direct,
-                    proxy,
-                    ratio,
-                    added,
+                    num(d, prec),
+                    num(m, prec),
+                    num(n, prec),
+                    vs_m,
+                    vs_n,
+                    m_n,
                 ]
             })
             .collect()
     }
 
-    const HEADERS: [&'static str; 6] = [
-        "workload",
-        "metric",
-        "direct",
-        "proxy",
-        "proxy/direct",
-        "added by proxy",
-    ];
-
-    pub(super) fn facts(&self) -> Vec<(&'static str, String)> {
-        let mut daemon = format!("{} ({})", self.daemon_bin, self.daemon_version);
-        if self.daemon_debug {
-            daemon.push_str(": DEBUG BUILD, not representative");
-        }
-        vec![
-            ("date (UTC)", self.date.clone()),
-            ("command", self.command.clone()),
-            ("machine", format!("nproc {}, {}", self.nproc, self.cpu)),
-            ("kernel", self.kernel.clone()),
-            (
-                "load average (1/5/15 min)",
-                format!("{} before, {} after", self.load_before, self.load_after),
-            ),
-            ("daemon", daemon),
-            ("daemon log level", self.daemon_log.clone()),
-            (
-                "bench build",
-                if cfg!(debug_assertions) {
-                    "debug (not representative)"
-                } else {
-                    "release"
-                }
-                .to_owned(),
-            ),
-            (
-                "clients",
-                "reqwest, one pooled HTTP/1.1 keep-alive client per side; direct = HTTPS + \
-                 bearer to the in-process test upstream, proxy = plain HTTP to mcpproxyd"
-                    .to_owned(),
-            ),
-            (
-                "proxy to upstream",
-                format!(
-                    "{} (mcpproxyd offers h2 and http/1.1 by ALPN)",
-                    self.proxy_upstream_versions
-                ),
-            ),
-            ("settings", self.settings.clone()),
-            ("run time", format!("{:.1} s", self.elapsed.as_secs_f64())),
-        ]
-    }
+    const LEGEND: &'static str = "Rates: higher is better. Latency rows: the vs-direct columns \
+         are the time each proxy adds; mcpproxyd / nginx is the ratio of the added times (< 1 = \
+         mcpproxyd adds less). Cost rows: mcpproxyd / nginx < 1 = mcpproxyd is cheaper. The \
+         machine may be shared and noisy: compare the ratios of one run, not absolute numbers \
+         across runs.";
 
     pub(super) fn text(&self) -> String {
         let mut out = String::new();
-        for (k, v) in self.facts() {
-            let _ = writeln!(out, "{:<26} {v}", format!("{k}:"));
+        for (k, v) in &self.facts {
+            let _ = writeln!(out, "{:<34} {v}", format!("{k}:"));
         }
         out.push('\n');
         let cells = self.cells();
@@ -213,38 +195,43 @@ impl Report {
             }
             s.trim_end().to_owned()
         };
-        let headers = Self::HEADERS.map(str::to_owned);
-        let _ = writeln!(out, "{}", line(&headers));
-        let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 10));
+        let _ = writeln!(out, "{}", line(&Self::HEADERS.map(str::to_owned)));
+        let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 14));
         for row in &cells {
             let _ = writeln!(out, "{}", line(row));
         }
-        out.push_str(
-            "\nRates: higher is better (ratio < 1 = the proxy is slower). Latencies: lower is \
-             better.\nThe machine may be shared and noisy: compare the ratios of one run, not \
-             absolute numbers across runs.\n",
-        );
+        let _ = writeln!(out, "\n{}", Self::LEGEND);
+        for n in &self.notes {
+            let _ = writeln!(out, "- {n}");
+        }
         out
     }
 
     pub(super) fn markdown(&self) -> String {
         let mut out = String::new();
-        for (k, v) in self.facts() {
-            let v = if k == "command" { format!("`{v}`") } else { v };
+        for (k, v) in &self.facts {
+            let v = if k == "command" {
+                format!("`{v}`")
+            } else {
+                v.clone()
+            };
             let _ = writeln!(out, "- {k}: {v}");
         }
         out.push('\n');
         let _ = writeln!(out, "| {} |", Self::HEADERS.join(" | "));
-        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|");
+        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|");
         for row in self.cells() {
             let _ = writeln!(out, "| {} |", row.join(" | "));
         }
-        out.push_str(
-            "\nRates: higher is better (ratio < 1 = the proxy is slower). Latencies: lower is \
-             better. The machine may be shared and noisy: compare the ratios of one run, not \
-             absolute numbers across runs.\n",
-        );
+        let _ = writeln!(out, "\n{}\n", Self::LEGEND);
+        for n in &self.notes {
+            let _ = writeln!(out, "- {n}");
+        }
         out
+    }
+
+    pub(super) fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 }
 

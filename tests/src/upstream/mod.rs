@@ -13,6 +13,7 @@
 //!
 //! Tools: `echo`, `add`, `slow_count` ([`tools::TestTools`]).
 
+pub mod bench;
 mod legacy;
 pub mod raw;
 mod router;

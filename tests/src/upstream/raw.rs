@@ -9,6 +9,7 @@
 //! - `GET /raw/status/{code}`: that status, with `WWW-Authenticate: Bearer error="invalid_token"`.
 //! - `GET /raw/redirect`: 302 to `https://127.0.0.1:1/elsewhere`.
 //! - `POST /raw/count`: `{"bytes":N}` after streaming the body.
+//! - `/raw/rpc`, `/raw/ticks`, `/raw/hold`: cheap routes for the bench (see `bench.rs`).
 //!
 //! [`release`]: super::TestUpstream::release
 //! [`closed_streams`]: super::TestUpstream::closed_streams
@@ -36,6 +37,9 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
         "/raw/echo" => echo(req).await,
         "/raw/redirect" if is(&req, Method::GET) => redirect(),
         "/raw/count" if is(&req, Method::POST) => count(req).await,
+        "/raw/rpc" if is(&req, Method::POST) => super::bench::rpc(req).await,
+        "/raw/ticks" if is(&req, Method::GET) => super::bench::ticks(&req),
+        "/raw/hold" if is(&req, Method::GET) => super::bench::hold(shared.clone()),
         p if p.starts_with("/raw/status/") && is(&req, Method::GET) => status(p),
         "/raw/slow-sse" | "/raw/hang" | "/raw/redirect" => method_not_allowed("GET"),
         "/raw/count" => method_not_allowed("POST"),
