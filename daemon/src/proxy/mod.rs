@@ -16,6 +16,7 @@ pub mod error;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod overload;
 pub mod path;
 pub mod pipeline;
 pub mod rpc_scan;

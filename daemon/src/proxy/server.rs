@@ -177,15 +177,7 @@ async fn accept_loop(
 ) {
     let local = listener.local_addr().ok();
     loop {
-        // Wait for a free connection slot before accepting, so a flood queues in the kernel.
         let mut tick = tokio::time::interval(crate::control::systemd::HEARTBEAT);
-        let permit = loop {
-            tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => return },
-                _ = tick.tick() => shared.heartbeat.accept_alive(),
-                _ = stop.cancelled() => return,
-            }
-        };
         let accepted = loop {
             tokio::select! {
                 r = listener.accept() => break r,
@@ -205,6 +197,16 @@ async fn accept_loop(
             }
             Err(e) => {
                 tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        // Over the limit: answered at once (503) rather than left hanging in the backlog.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let max = shared.current().config.limits.max_connections;
+                crate::proxy::overload::refuse(stream, addr, max);
                 continue;
             }
         };
