@@ -47,6 +47,8 @@ APT_TOOLS=(
   "make:make:make install DESTDIR= (tests/tests/systemd.rs)"
   "script:bsdutils:script(1) runs the daemon on a pseudo-terminal (foreground login test)"
   "curl:curl:the demo's tool call (scripts/demo.sh)"
+  "nginx:nginx-light:the nginx column of mcpproxy-bench --quick (a user process, never a service)"
+  "wrk:wrk:the JSON-RPC load of mcpproxy-bench --quick"
 )
 missing_pkgs=()
 for entry in "${APT_TOOLS[@]}"; do
@@ -70,6 +72,7 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   if ! $check_only && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "== $install_line"
     export DEBIAN_FRONTEND=noninteractive
+    export RUNLEVEL=1  # packages' scripts start no service (nginx stays the bench's own process)
     apt-get update -qq
     apt-get install -y -qq "${missing_pkgs[@]}"
   else

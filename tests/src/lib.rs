@@ -17,11 +17,13 @@
 //! - [`wait`]: bounded polling for conditions that send no event.
 //! - [`prereq`]: tests that need an outside tool fail (or, when asked, skip) without it.
 //! - [`procs`]: which processes are still alive (leak checks), from `/proc`.
+//! - [`bench`]: the `mcpproxy-bench` program (mcpproxyd against direct access, one run).
 #![forbid(unsafe_code)]
 
 mod accept;
 pub mod admin;
 pub mod aliyun_fake;
+pub mod bench;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;

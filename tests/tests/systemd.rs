@@ -228,9 +228,11 @@ fn units_say_what_the_daemon_and_the_operator_rely_on() {
     assert_eq!(s("KeyringMode"), "private");
     assert_eq!(s("CapabilityBoundingSet"), "");
     assert_eq!(s("RestrictAddressFamilies"), "AF_UNIX AF_INET AF_INET6");
-    // limits.max_connections (4096) client connections, plus one upstream connection each.
+    // The default limits.max_connections client connections, plus one upstream connection
+    // each, plus room for the rest (stores, logs, listing calls).
     let nofile: u64 = s("LimitNOFILE").parse().unwrap();
-    assert!(nofile >= 8192, "LimitNOFILE={nofile}");
+    let needed = 2 * mcpproxyd::config::DEFAULT_MAX_CONNECTIONS as u64 + 1024;
+    assert!(nofile >= needed, "LimitNOFILE={nofile}, needs {needed}");
     // PrivateUsers= would hide the admin socket's peer uids; the proxy must reach the cloud;
     // the unit must start before a credential is sealed (that is the credential drop-in).
     for absent in [

@@ -38,7 +38,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 << 20;
 pub const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Sized to the units' `LimitNOFILE=16384`: each client connection may hold a second file for
+/// its upstream connection (HTTP/1.1), 2 x 7168 = 14336, leaving 2048 for everything else.
+/// 5,000 concurrent SSE streams fit; connections over it get a 503 at once (proxy::overload).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 7168;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_CATALOG_REFRESH: Duration = Duration::from_secs(600);
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(600);

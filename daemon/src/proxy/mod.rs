@@ -28,6 +28,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod legacy_denial;
 pub mod listener;
+pub mod overload;
 pub mod path;
 pub mod pipeline;
 pub mod policy;

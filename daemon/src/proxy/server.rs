@@ -213,15 +213,7 @@ async fn accept_loop<L: Accept>(
 ) {
     let local = listener.describe();
     loop {
-        // Wait for a free connection slot before accepting, so a flood queues in the kernel.
         let mut tick = tokio::time::interval(crate::control::systemd::HEARTBEAT);
-        let permit = loop {
-            tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => return },
-                _ = tick.tick() => shared.heartbeat.accept_alive(),
-                _ = stop.cancelled() => return,
-            }
-        };
         let accepted = loop {
             tokio::select! {
                 r = listener.accept(&shared) => break r,
@@ -244,9 +236,19 @@ async fn accept_loop<L: Accept>(
                 continue;
             }
         };
+        let addr = peer.addr;
+        // Over the limit: answered at once (503) rather than left hanging in the backlog.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let max = shared.current().config.limits.max_connections;
+                crate::proxy::overload::refuse(stream, addr, max);
+                continue;
+            }
+        };
         let limits = shared.current().config.limits.clone();
         let activity = Activity::default();
-        let addr = peer.addr;
         let conn = serve_connection(stream, peer, &shared, &limits, activity.clone(), &graceful);
         let force = force.clone();
         tokio::spawn(async move {

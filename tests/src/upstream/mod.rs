@@ -15,6 +15,7 @@
 //!
 //! Tools: `echo`, `add`, `slow_count` ([`tools::TestTools`]).
 
+pub mod bench;
 pub mod catalog;
 mod legacy;
 pub mod prm;

@@ -15,6 +15,7 @@
 //! - `GET /raw/big-endpoint`: an SSE `endpoint` event of 70 000 bytes, then the end.
 //! - `GET /raw/reflect`: `{}` with the request's `Authorization` reflected in the response
 //!   header `X-Seen-Authorization`, as a careless server or debugging middlebox might.
+//! - `/raw/rpc`, `/raw/ticks`, `/raw/hold`: cheap routes for the bench (see `bench.rs`).
 //!
 //! [`release`]: super::TestUpstream::release
 //! [`closed_streams`]: super::TestUpstream::closed_streams
@@ -55,6 +56,9 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
             "a".repeat(70_000)
         )),
         "/raw/count" if is(&req, Method::POST) => count(req).await,
+        "/raw/rpc" if is(&req, Method::POST) => super::bench::rpc(req).await,
+        "/raw/ticks" if is(&req, Method::GET) => super::bench::ticks(&req),
+        "/raw/hold" if is(&req, Method::GET) => super::bench::hold(shared.clone()),
         p if p.starts_with("/raw/status/") && is(&req, Method::GET) => status(p),
         "/raw/slow-sse" | "/raw/hang" | "/raw/redirect" => method_not_allowed("GET"),
         "/raw/count" => method_not_allowed("POST"),

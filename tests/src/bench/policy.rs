@@ -1,57 +1,63 @@
-//! What a tool policy costs, in the same run: the JSON-RPC workload through a second daemon
-//! whose config has a `[[policy]]`, to a server the policy applies to (**on**: the body is read
-//! whole and parsed, `tools/call` decided, the answer audited) and to one it does not apply to
-//! (**off**: policies exist, this server's bodies stream as before), against the first daemon,
-//! which has no policy at all (**none**).
+//! What a tool policy costs, in the same run: the JSON-RPC workload through two more daemons
+//! whose configs have a `[[policy]]`: one naming the server the workload calls (**on**: the
+//! body is read whole and parsed, `tools/call` decided, the answer audited), one naming another
+//! server (**off**: policies exist, this server's bodies stream as before), against the main
+//! daemon, which has no policy at all (**none**).
 
 use std::fmt::Write as _;
 
 use anyhow::Context;
-use mcpproxy_tests::daemon::Setup;
 
-use super::{http1_client, rpc_call, rpc_run, Args, Daemon, Env, Samples, Side};
+use super::daemon::Daemon;
+use super::load::{http1_client, rpc_call, rpc_run, Samples, Side};
+use super::{Args, Env, RPC_PATH};
+use crate::daemon::Setup;
 
-/// The two catalogued servers of the second daemon; the policy names `on`.
-const CONFIG: &str = "[[upstream.servers]]\nname = \"on\"\nmcp = \"/pol/on/mcp-demo\"\n\
-    [[upstream.servers]]\nname = \"off\"\nmcp = \"/pol/off/mcp-demo\"\n\n\
-    [[policy]]\nname = \"bench\"\nservers = [\"on\"]\nread_only = true\nblocked_tools = [\"*Secret*\"]\n";
+/// The catalogued servers of the policy daemons: `rpc` is the workload's path.
+const SERVERS: &str = "[[upstream.servers]]\nname = \"rpc\"\nmcp = \"/raw/rpc\"\n\
+    [[upstream.servers]]\nname = \"other\"\nmcp = \"/raw/other\"\n\n";
 
-/// The second daemon and its rows, rendered.
-pub struct PolicyBench {
-    daemon: Daemon,
-    _setup: Setup,
+/// A read-only policy over `server`.
+fn policy(server: &str) -> String {
+    format!(
+        "[[policy]]\nname = \"bench\"\nservers = [\"{server}\"]\nread_only = true\n\
+         blocked_tools = [\"*Secret*\"]\n"
+    )
+}
+
+/// The policy daemons and the rows, rendered.
+pub(super) struct PolicyBench {
+    daemons: Vec<(Daemon, Setup)>,
     rows: Vec<(String, String, [f64; 3])>,
 }
 
-pub async fn measure(
-    args: &Args,
-    env: &Env,
-    daemon_bin: &std::path::Path,
-) -> anyhow::Result<PolicyBench> {
-    let setup = Setup::new()?;
-    let extra = format!("{CONFIG}\n[log]\nlevel = {:?}\n", args.daemon_log);
-    let config = setup.write_config(&setup.static_config(&env.upstream, &extra)?)?;
-    let daemon = Daemon::start(daemon_bin, &config, setup.dir.path()).await?;
-    let side = |name, path: &str| -> anyhow::Result<Side> {
-        Ok(Side {
+pub(super) async fn measure(args: &Args, env: &Env) -> anyhow::Result<PolicyBench> {
+    let mut daemons = Vec::new();
+    let mut sides = vec![env.proxy.clone()];
+    for (name, server) in [("policy off", "other"), ("policy on", "rpc")] {
+        let setup = Setup::new()?;
+        let extra = format!(
+            "{SERVERS}{}\n[log]\nlevel = {:?}\n",
+            policy(server),
+            args.daemon_log
+        );
+        let config = setup.write_config(&setup.static_config(&env.upstream, &extra)?)?;
+        let daemon = Daemon::start(&env.daemon_bin, &config, setup.dir.path()).await?;
+        sides.push(Side {
             name,
-            client: http1_client(mcpproxy_tests::tls::client_config_with_roots(
+            client: http1_client(crate::tls::client_config_with_roots(
                 rustls::RootCertStore::empty(),
             ))?,
-            base: format!("http://{}{path}", daemon.addr),
+            base: format!("http://{}", daemon.addr),
             auth: None,
-        })
-    };
-    let sides = [
-        env.proxy.clone(),
-        side("policy off", "/pol/off")?,
-        side("policy on", "/pol/on")?,
-    ];
+        });
+        daemons.push((daemon, setup));
+    }
     let warm_conc = args.concurrency.iter().copied().max().unwrap_or(1);
     for s in &sides {
-        rpc_call(s).await.with_context(|| {
-            format!("first request ({}) failed{}", s.name, daemon.stderr_hint())
-        })?;
+        rpc_call(s)
+            .await
+            .with_context(|| format!("first request ({}) through {RPC_PATH} failed", s.name))?;
         rpc_run(s, args.warmup.max(warm_conc), warm_conc).await?;
     }
     let mut rows = Vec::new();
@@ -77,20 +83,18 @@ pub async fn measure(
         }
         println!("  done: policy none/off/on, c={conc}");
     }
-    Ok(PolicyBench {
-        daemon,
-        _setup: setup,
-        rows,
-    })
+    Ok(PolicyBench { daemons, rows })
 }
 
 impl PolicyBench {
-    pub async fn stop(&mut self) {
-        self.daemon.stop().await;
+    pub(super) async fn stop(&mut self) {
+        for (daemon, _) in &mut self.daemons {
+            daemon.stop().await;
+        }
     }
 
-    /// The table as Markdown (`text` false: aligned plain text).
-    pub fn render(&self, markdown: bool) -> String {
+    /// The table as Markdown (`markdown` false: aligned plain text).
+    pub(super) fn render(&self, markdown: bool) -> String {
         let headers = [
             "workload",
             "metric",
@@ -129,7 +133,7 @@ impl PolicyBench {
             })
             .collect();
         let mut out = String::from(
-            "\nTool policy cost (one more daemon, same upstream; none = the proxy above):\n\n",
+            "Tool policy cost (two more daemons, same upstream; none = the main daemon):\n\n",
         );
         if markdown {
             let _ = writeln!(out, "| {} |", headers.join(" | "));

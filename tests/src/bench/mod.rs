@@ -1,0 +1,379 @@
+//! `mcpproxy-bench`: what the proxy costs, measured in one run against the same upstream.
+//!
+//! Starts the in-process test upstream (HTTPS, test CA, a bearer token), the real `mcpproxyd`
+//! binary with a static-token config and, as the yardstick, nginx with `proxy_pass` and a
+//! static `Authorization` header, all on loopback ports. Every scenario runs on three columns
+//! with the same client: direct to the upstream (HTTPS + bearer), through mcpproxyd and
+//! through nginx (plain HTTP). The proxies' memory, open files and CPU come from `/proc`.
+//!
+//! Scenarios: JSON-RPC `tools/call` at each concurrency (wrk when installed, else a built-in
+//! generator); streamed uploads; SSE time to first event and per-event latency of one long
+//! stream; N concurrent idle SSE streams; one connection over `max_connections`. Everything
+//! is bounded in count and in time (`--max-seconds`); `--quick` runs each scenario tiny.
+//!
+//! Absolute numbers depend on the machine and its load; the ratios of one run are what to
+//! compare.
+//!
+//! Files by concern: `daemon` starts and stops the daemon under test, `nginx` the nginx
+//! column, `load` has the clients and the HTTP workloads, `wrk` runs and reads wrk,
+//! `streams` the SSE workloads, `policy` the tool policy's cost (none/off/on), `procstat`
+//! reads `/proc`, `scenarios` runs each scenario on the three columns, `report` formats the
+//! results (text, Markdown, JSON).
+
+mod daemon;
+mod load;
+mod nginx;
+mod policy;
+mod procstat;
+mod report;
+mod scenarios;
+mod streams;
+mod wrk;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use crate::daemon::Setup;
+use crate::upstream::{self, TestUpstream, UpstreamOptions};
+use daemon::{daemon_version, find_daemon, Daemon};
+use load::{http1_client, Side};
+use nginx::Nginx;
+use report::{loadavg, Kind, Report};
+
+/// How long the daemon may take to print its banner.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Any single request (or stream) taking longer than this fails the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The daemon's `[limits] max_request_body` default: uploads must stay below it.
+const MAX_UPLOAD_MIB: u64 = 15;
+const MIB: u64 = 1024 * 1024;
+/// The `tools/call` every JSON-RPC request sends (about 300 bytes, like a real one).
+const RPC_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"describe_instances","arguments":{"RegionId":"cn-hangzhou","PageSize":50,"PageNumber":1,"Status":"Running","InstanceChargeType":"PostPaid","Tag":[{"Key":"env","Value":"prod"}],"Description":"a tools/call of about three hundred bytes"}}}"#;
+/// The upstream route that answers it with a fixed ~1 KB result.
+const RPC_PATH: &str = "/raw/rpc";
+
+/// Measures mcpproxyd and nginx against direct access to the same in-process test upstream.
+///
+/// Everything runs on loopback with ephemeral ports. The daemon is the real binary:
+/// target/release/mcpproxyd if it exists, else target/debug/mcpproxyd (not representative).
+/// The machine's noise affects every column: compare the ratios of one run.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub(crate) struct Args {
+    /// Run every scenario tiny (proves the harness works; the numbers mean nothing).
+    #[arg(long)]
+    quick: bool,
+    /// Seconds of each wrk JSON-RPC run (wrk bounds itself by it).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// JSON-RPC requests per side at each concurrency level when wrk is not installed.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    requests: u64,
+    /// Concurrency levels of the JSON-RPC workload (comma-separated, each 1..=1024).
+    #[arg(long, value_delimiter = ',', default_value = "1,32,256",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: Vec<u64>,
+    /// Streamed uploads to /raw/count per side (one at a time).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    uploads: u64,
+    /// Size of each upload in MiB (the daemon refuses bodies over 16 MiB by default).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_UPLOAD_MIB))]
+    upload_mib: u64,
+    /// SSE streams per side for the time to the first event (one at a time).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    sse_streams: u64,
+    /// Events of the one long SSE stream (per-event latency), one every --tick-us.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    ticks: u64,
+    /// Microseconds between the long stream's events.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tick_us: u64,
+    /// Concurrent idle SSE streams per proxy (capped by the open-file limit).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    streams: u64,
+    /// Warm-up JSON-RPC requests per side, at the highest concurrency level.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    warmup: u64,
+    /// Also write the results as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Skip the nginx column.
+    #[arg(long)]
+    no_nginx: bool,
+    /// The daemon binary (default: target/release/mcpproxyd, else target/debug/mcpproxyd,
+    /// beside this binary's target directory).
+    #[arg(long, value_name = "PATH")]
+    daemon: Option<PathBuf>,
+    /// The daemon's `[log] level`; `info` logs one line per request, as in production.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    daemon_log: String,
+    /// Give up (exit 1) if setup and measuring take longer than this many seconds.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    max_seconds: u64,
+    /// After measuring, keep the servers running until Ctrl-C.
+    #[arg(long)]
+    hold: bool,
+}
+
+impl Args {
+    /// `--quick`: every scenario tiny.
+    fn shrink(&mut self) {
+        self.seconds = 1;
+        // CI runs --quick: at c=256 the daemon has now and then answered the next request 502
+        // (its HTTP/2 upstream connection broken by the load; see BENCHMARKS.md), which would
+        // make CI flaky. The full run keeps c=256.
+        self.concurrency.retain(|&c| c <= 32);
+        if self.concurrency.is_empty() {
+            self.concurrency.push(1);
+        }
+        self.requests = self.requests.min(50);
+        self.uploads = 2;
+        self.sse_streams = 3;
+        self.ticks = self.ticks.min(50);
+        self.streams = self.streams.min(20);
+        self.warmup = self.warmup.min(20);
+    }
+}
+
+/// The `mcpproxy-bench` program: parses the arguments, runs, reports.
+pub fn main() -> ExitCode {
+    let mut args = Args::parse();
+    if args.quick {
+        args.shrink();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mcpproxy-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcpproxy-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let budget = Duration::from_secs(args.max_seconds);
+    let (mut env, report) = match tokio::time::timeout(budget, setup_and_measure(&args)).await {
+        Ok(result) => result?,
+        Err(_) => bail!(
+            "gave up after {} s (--max-seconds); the machine may be overloaded",
+            args.max_seconds
+        ),
+    };
+    print!("{}", report.text());
+    for (path, text) in [
+        (&args.markdown, report.markdown()),
+        (&args.json, report.json()),
+    ] {
+        if let Some(path) = path {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("Written to {}", path.display());
+        }
+    }
+    if args.hold {
+        println!(
+            "\nHolding: upstream {} and proxy http://{} run until Ctrl-C.",
+            env.upstream.base_url(),
+            env.daemon.addr
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    env.daemon.stop().await;
+    if let Some(nginx) = &mut env.nginx {
+        nginx.stop().await;
+    }
+    Ok(())
+}
+
+/// The servers under test and the clients of the three columns.
+struct Env {
+    upstream: Arc<TestUpstream>,
+    daemon: Daemon,
+    nginx: Option<Nginx>,
+    direct: Side,
+    proxy: Side,
+    via_nginx: Option<Side>,
+    setup: Setup,
+    daemon_bin: PathBuf,
+}
+
+impl Env {
+    /// The three columns' clients in order; `None` where nginx is not measured.
+    fn sides(&self) -> [Option<&Side>; 3] {
+        [
+            Some(&self.direct),
+            Some(&self.proxy),
+            self.via_nginx.as_ref(),
+        ]
+    }
+
+    fn nginx_pid(&self) -> Option<u32> {
+        self.nginx.as_ref()?.pid()
+    }
+}
+
+async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
+    let daemon_bin = find_daemon(args.daemon.as_deref())?;
+    let debug = daemon_bin
+        .parent()
+        .is_some_and(|dir| dir.ends_with("debug"));
+    let mut daemon_fact = format!(
+        "{} ({})",
+        daemon_bin.display(),
+        daemon_version(&daemon_bin).await
+    );
+    if debug {
+        println!(
+            "WARNING: this is a debug build of mcpproxyd: its numbers are not representative."
+        );
+        daemon_fact.push_str(": DEBUG BUILD, not representative");
+    }
+    report.fact("daemon", daemon_fact);
+    let upstream = Arc::new(
+        upstream::start(UpstreamOptions {
+            tls: true,
+            token: upstream::random_hex(),
+            ..Default::default()
+        })
+        .await
+        .context("starting the test upstream")?,
+    );
+    let setup = Setup::new()?;
+    let extra = format!("[log]\nlevel = {:?}\n", args.daemon_log);
+    let config = setup.write_config(&setup.static_config(&upstream, &extra)?)?;
+    let daemon = Daemon::start(&daemon_bin, &config, setup.dir.path()).await?;
+    let nginx = if args.no_nginx {
+        report.fact("nginx", "not measured: --no-nginx");
+        None
+    } else {
+        match Nginx::start(&upstream, setup.dir.path()).await {
+            Ok(nginx) => {
+                report.fact("nginx", format!("{} on {}", nginx.version, nginx.addr));
+                Some(nginx)
+            }
+            Err(why) => {
+                println!("nginx column not measured: {why}");
+                report.fact("nginx", format!("not measured: {why}"));
+                None
+            }
+        }
+    };
+    println!(
+        "Upstream: {}\nProxy:    http://{}",
+        upstream.base_url(),
+        daemon.addr
+    );
+    let plain = || {
+        http1_client(crate::tls::client_config_with_roots(
+            rustls::RootCertStore::empty(),
+        ))
+    };
+    let direct = Side {
+        name: "direct",
+        client: http1_client(upstream.client_config())?,
+        base: upstream.base_url().to_owned(),
+        auth: Some(format!("Bearer {}", upstream.token())),
+    };
+    let proxy = Side {
+        name: "mcpproxyd",
+        client: plain()?,
+        base: format!("http://{}", daemon.addr),
+        auth: None,
+    };
+    let via_nginx = match &nginx {
+        Some(n) => Some(Side {
+            name: "nginx",
+            client: plain()?,
+            base: format!("http://{}", n.addr),
+            auth: None,
+        }),
+        None => None,
+    };
+    Ok(Env {
+        upstream,
+        daemon,
+        nginx,
+        direct,
+        proxy,
+        via_nginx,
+        setup,
+        daemon_bin,
+    })
+}
+
+async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
+    let started = Instant::now();
+    let mut report = Report::new(args);
+    let env = setup(args, &mut report).await?;
+    let daemon_pid = env.daemon.pid().context("the daemon's pid")?;
+    let idle = procstat::read(daemon_pid);
+    report.row(
+        "daemon at start",
+        "RSS (KiB)",
+        Kind::Cost,
+        [
+            None,
+            Some(idle.rss_kib as f64),
+            env.nginx_pid().map(|p| procstat::read(p).rss_kib as f64),
+        ],
+    );
+    scenarios::warm_up(args, &env, &mut report).await?;
+    println!("Warmed up; measuring.\n");
+    scenarios::rpc(args, &env, &mut report).await?;
+    scenarios::upload(args, &env, &mut report).await?;
+    scenarios::sse(args, &env, &mut report).await?;
+    scenarios::streams(args, &env, &mut report).await?;
+    scenarios::over_max(&env, &mut report).await?;
+    let mut pol = policy::measure(args, &env).await?;
+    report.note(pol.render(true));
+    pol.stop().await;
+    println!("  done: tool policy none/off/on");
+    let end = procstat::read(daemon_pid);
+    let nginx_end = env.nginx_pid().map(procstat::read);
+    report.row(
+        "whole run",
+        "peak RSS (KiB)",
+        Kind::Cost,
+        [
+            None,
+            Some(end.peak_rss_kib as f64),
+            nginx_end.map(|s| s.peak_rss_kib as f64),
+        ],
+    );
+    report.row(
+        "whole run",
+        "RSS at the end (KiB)",
+        Kind::Cost,
+        [
+            None,
+            Some(end.rss_kib as f64),
+            nginx_end.map(|s| s.rss_kib as f64),
+        ],
+    );
+    report.row(
+        "whole run",
+        "open files at the end",
+        Kind::Cost,
+        [None, Some(end.fds as f64), nginx_end.map(|s| s.fds as f64)],
+    );
+    report.fact(
+        "run time",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+    );
+    report.fact("load average after (1/5/15 min)", loadavg());
+    Ok((env, report))
+}

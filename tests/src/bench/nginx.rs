@@ -1,0 +1,206 @@
+//! The nginx column: nginx in front of the same upstream with `proxy_pass`, upstream
+//! keep-alive, `proxy_buffering off` and a static `Authorization` header ("nginx with a
+//! header"), run with its own config and prefix in a temporary directory on a loopback port.
+//! Installed from Debian when missing and the bench runs as root; else not measured, with
+//! the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::wrk::find_in_path;
+use crate::upstream::TestUpstream;
+
+/// How long nginx may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running nginx (master and workers); stopped when dropped.
+pub(super) struct Nginx {
+    child: Child,
+    pub(super) addr: SocketAddr,
+    pub(super) version: String,
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    find_in_path("nginx").or_else(|| {
+        let p = PathBuf::from("/usr/sbin/nginx");
+        p.is_file().then_some(p)
+    })
+}
+
+/// `apt-get install nginx-light` when running as root; `RUNLEVEL=1` keeps the package's
+/// scripts from starting the system service.
+async fn install() -> Result<PathBuf, String> {
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_default();
+    if euid != "0" || find_in_path("apt-get").is_none() {
+        return Err("nginx is not installed (and the bench is not root with apt-get)".into());
+    }
+    println!("nginx not found: apt-get install -y nginx-light");
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "nginx-light"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("RUNLEVEL", "1")
+        .stdin(Stdio::null())
+        .status();
+    match tokio::time::timeout(Duration::from_secs(300), status).await {
+        Ok(Ok(s)) if s.success() => find_nginx().ok_or("nginx installed but not found".into()),
+        Ok(Ok(s)) => Err(format!("apt-get install nginx-light failed ({s})")),
+        Ok(Err(e)) => Err(format!("cannot run apt-get: {e}")),
+        Err(_) => Err("apt-get install nginx-light took over 300 s".into()),
+    }
+}
+
+/// A loopback port that was free a moment ago (nginx cannot report an ephemeral port).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn config(port: u16, upstream: &TestUpstream, ca: &Path, workers: usize) -> String {
+    let up_port = upstream
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    format!(
+        r#"worker_processes {workers};
+daemon off;
+pid nginx.pid;
+error_log error.log warn;
+worker_rlimit_nofile 40000;
+events {{ worker_connections 16384; }}
+http {{
+    access_log access.log;
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 16m;
+        location / {{
+            proxy_pass https://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host localhost:{up_port};
+            proxy_set_header Authorization "Bearer {token}";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 300s;
+            proxy_ssl_server_name on;
+            proxy_ssl_name localhost;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_session_reuse on;
+        }}
+    }}
+}}
+"#,
+        token = upstream.token(),
+        ca = ca.display(),
+    )
+}
+
+impl Nginx {
+    /// Starts nginx in `dir` in front of `upstream`; `Err` is the reason it is not measured.
+    pub(super) async fn start(upstream: &TestUpstream, dir: &Path) -> Result<Nginx, String> {
+        let bin = match find_nginx() {
+            Some(bin) => bin,
+            None => install().await?,
+        };
+        let ca_pem = upstream.ca_pem().ok_or("the upstream has no CA")?;
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
+        let ca = prefix.join("ca.pem");
+        std::fs::write(&ca, ca_pem).map_err(|e| e.to_string())?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, config(port, upstream, &ca, workers)).map_err(|e| e.to_string())?;
+        let version = Command::new(&bin).arg("-v").output().await.map_or_else(
+            |_| "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        );
+        let child = Command::new(&bin)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let mut nginx = Nginx {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            version,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
+                return Err(format!("nginx exited ({status}): {}", log.trim()));
+            }
+            if tokio::net::TcpStream::connect(nginx.addr).await.is_ok() {
+                return Ok(nginx);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        nginx.stop().await;
+        Err(format!(
+            "nginx did not listen on {} within {START_TIMEOUT:?}",
+            nginx.addr
+        ))
+    }
+
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM to the master: its fast shutdown stops the workers too (a SIGKILL would leave
+    /// them running). SIGKILL only if it is still there after 5 s.
+    pub(super) async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let term = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+            let _ = tokio::time::timeout(Duration::from_secs(5), term).await;
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            if let Some(pid) = self.child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Each scenario on the three columns (direct, mcpproxyd, nginx), into the report.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::load::{
+    rpc_call, rpc_run, sse_first_event, upload as upload_once, versions_since, Samples, Side,
+};
+use super::procstat::{self, ProcStat};
+use super::report::{Kind, Report};
+use super::streams::{self, StreamCost};
+use super::{wrk, Args, Daemon, Env, MIB, RPC_PATH};
+
+/// Warms every column up: pooled connections, the proxies' upstream connections, lazy state.
+pub(super) async fn warm_up(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let conc = args.concurrency.iter().copied().max().unwrap_or(1).min(64);
+    for side in env.sides().into_iter().flatten() {
+        let seen_before = env.upstream.requests().len();
+        rpc_call(side).await.with_context(|| {
+            format!(
+                "first request ({}) failed{}",
+                side.name,
+                env.daemon.stderr_hint()
+            )
+        })?;
+        rpc_run(side, args.warmup.max(conc), conc).await?;
+        upload_once(side, MIB).await?;
+        sse_first_event(side, &env.upstream).await?;
+        if side.name != "direct" {
+            let versions = versions_since(&env.upstream, seen_before);
+            report.fact(&format!("{} to upstream", side.name), versions);
+        }
+    }
+    Ok(())
+}
+
+fn cpu_us_per_request(before: ProcStat, after: ProcStat, requests: u64) -> f64 {
+    let cpu = (after.user + after.system).saturating_sub(before.user + before.system);
+    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+}
+
+/// JSON-RPC `tools/call` at each concurrency: wrk when installed, else the built-in generator.
+pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let wrk_bin = wrk::find_in_path("wrk");
+    let script = env.setup.path("tools-call.lua");
+    match &wrk_bin {
+        Some(bin) => {
+            wrk::write_script(&script)?;
+            report.fact(
+                "JSON-RPC load",
+                format!(
+                    "{} -dN s per column, keep-alive, POST {RPC_PATH}",
+                    bin.display()
+                ),
+            );
+        }
+        None => {
+            report.fact(
+                "JSON-RPC load",
+                format!(
+                    "built-in generator (wrk not installed), {} requests per column",
+                    args.requests
+                ),
+            );
+        }
+    }
+    let pids = [None, env.daemon.pid(), env.nginx_pid()];
+    for &conc in &args.concurrency {
+        let label = format!("JSON-RPC tools/call, c={conc}");
+        let mut rate = [None; 3];
+        let mut p50 = [None; 3];
+        let mut p99 = [None; 3];
+        let mut cpu = [None; 3];
+        let mut errors = 0;
+        for (i, side) in env.sides().into_iter().enumerate() {
+            let Some(side) = side else { continue };
+            let before = pids[i].map(procstat::read);
+            let requests = match &wrk_bin {
+                Some(bin) => {
+                    let url = format!("{}{RPC_PATH}", side.base);
+                    let r = wrk::run(bin, &script, &url, side.auth.as_deref(), conc, args.seconds)
+                        .await?;
+                    rate[i] = Some(r.per_second);
+                    p50[i] = Some(r.p50);
+                    p99[i] = Some(r.p99);
+                    errors += r.errors;
+                    r.requests
+                }
+                None => {
+                    let s = rpc_run(side, args.requests, conc).await?;
+                    rate[i] = Some(s.per_second(args.requests as f64));
+                    p50[i] = Some(s.quantile(0.5));
+                    p99[i] = Some(s.quantile(0.99));
+                    args.requests
+                }
+            };
+            if let (Some(before), Some(pid)) = (before, pids[i]) {
+                cpu[i] = Some(cpu_us_per_request(before, procstat::read(pid), requests));
+            }
+        }
+        report.row(&label, "requests/s", Kind::Rate, rate);
+        report.latency(&label, "p50", p50);
+        report.latency(&label, "p99", p99);
+        report.row(
+            &label,
+            "proxy CPU per request (µs, user+sys)",
+            Kind::Cost,
+            cpu,
+        );
+        if errors > 0 {
+            report.note(format!(
+                "{label}: wrk counted {errors} errors or non-2xx answers"
+            ));
+        }
+        println!("  done: {label}");
+    }
+    Ok(())
+}
+
+/// A series of streamed uploads, one at a time.
+pub(super) async fn upload(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let size = args.upload_mib * MIB;
+    let label = format!("{} MiB POST (streamed), c=1", args.upload_mib);
+    let mut rate = [None; 3];
+    let mut p50 = [None; 3];
+    for (i, side) in env.sides().into_iter().enumerate() {
+        let Some(side) = side else { continue };
+        let mut samples = Samples::default();
+        let t0 = Instant::now();
+        for _ in 0..args.uploads {
+            let t = Instant::now();
+            upload_once(side, size).await?;
+            samples.latencies.push(t.elapsed());
+        }
+        samples.wall = t0.elapsed();
+        rate[i] = Some(samples.per_second((args.uploads * args.upload_mib) as f64));
+        p50[i] = Some(samples.quantile(0.5));
+    }
+    report.row(&label, "MiB/s", Kind::Rate, rate);
+    report.latency(&label, "p50", p50);
+    println!("  done: {label}");
+    Ok(())
+}
+
+/// Time to the first event of a stream; then per-event latency of one long stream.
+pub(super) async fn sse(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let label = "SSE time to first event, c=1";
+    let mut p50 = [None; 3];
+    let mut p99 = [None; 3];
+    for (i, side) in env.sides().into_iter().enumerate() {
+        let Some(side) = side else { continue };
+        let mut samples = Samples::default();
+        for _ in 0..args.sse_streams {
+            samples
+                .latencies
+                .push(sse_first_event(side, &env.upstream).await?);
+        }
+        p50[i] = Some(samples.quantile(0.5));
+        p99[i] = Some(samples.quantile(0.99));
+    }
+    report.latency(label, "p50", p50);
+    report.latency(label, "p99", p99);
+    println!("  done: {label}");
+
+    let label = format!(
+        "SSE one stream, {} events, 1 per {} µs",
+        args.ticks, args.tick_us
+    );
+    let mut p50 = [None; 3];
+    let mut p99 = [None; 3];
+    let mut batched = [None; 3];
+    for (i, side) in env.sides().into_iter().enumerate() {
+        let Some(side) = side else { continue };
+        let (samples, most) = streams::ticks(side, args.ticks, args.tick_us).await?;
+        p50[i] = Some(samples.quantile(0.5));
+        p99[i] = Some(samples.quantile(0.99));
+        batched[i] = Some(most as f64);
+    }
+    report.latency(&label, "per-event p50", p50);
+    report.latency(&label, "per-event p99", p99);
+    report.row(
+        &label,
+        "most events in one read (1 = never batched)",
+        Kind::Plain,
+        batched,
+    );
+    println!("  done: {label}");
+    Ok(())
+}
+
+/// The open-file limit of this process (streams need a client and an upstream-side file here).
+fn nofile_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+/// N concurrent idle SSE streams through each proxy: memory and files per stream, and after.
+pub(super) async fn streams(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    // This process holds the client's and the upstream's end of every stream.
+    let cap = nofile_limit().saturating_sub(1000) / 2;
+    let n = args.streams.min(cap);
+    if n < args.streams {
+        report.note(format!(
+            "concurrent streams: {n} instead of {} (this process's open-file limit is {})",
+            args.streams,
+            nofile_limit()
+        ));
+    }
+    let label = format!("{n} concurrent idle SSE streams");
+    let deadline = Duration::from_secs(if args.quick { 20 } else { 120 });
+    let mut costs: [Option<StreamCost>; 3] = [None; 3];
+    let pids = [None, env.daemon.pid(), env.nginx_pid()];
+    for (i, side) in env.sides().into_iter().enumerate() {
+        let (Some(side), Some(pid)) = (side, pids[i]) else {
+            continue;
+        };
+        costs[i] = Some(streams::hold_many(side, n, pid, deadline).await?);
+        println!("    {}: {:?}", side.name, costs[i]);
+    }
+    let col = |f: &dyn Fn(&StreamCost) -> f64| costs.map(|c| c.as_ref().map(f));
+    report.row(
+        &label,
+        "streams opened",
+        Kind::Plain,
+        col(&|c| c.opened as f64),
+    );
+    report.row(
+        &label,
+        "seconds to open them all",
+        Kind::Cost,
+        col(&|c| c.open_seconds),
+    );
+    report.row(
+        &label,
+        "KiB per stream (RSS)",
+        Kind::Cost,
+        col(&|c| c.kib_per_stream()),
+    );
+    report.row(
+        &label,
+        "open files per stream",
+        Kind::Cost,
+        col(&|c| (c.open.fds as f64 - c.idle.fds as f64) / c.opened.max(1) as f64),
+    );
+    report.row(
+        &label,
+        "RSS after close - idle (KiB)",
+        Kind::Cost,
+        col(&|c| c.after.rss_kib as f64 - c.idle.rss_kib as f64),
+    );
+    report.row(
+        &label,
+        "open files after close - idle",
+        Kind::Cost,
+        col(&|c| c.after.fds as f64 - c.idle.fds as f64),
+    );
+    println!("  done: {label}");
+    Ok(())
+}
+
+/// A second daemon with `max_connections = 4`: 4 held streams, then one more request.
+pub(super) async fn over_max(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    const MAX: u64 = 4;
+    let dir = env.setup.path("over-max");
+    std::fs::create_dir_all(&dir)?;
+    let config_text = env.setup.static_config(
+        &env.upstream,
+        &format!("[limits]\nmax_connections = {MAX}\n"),
+    )?;
+    let config = dir.join("mcpproxyd.toml");
+    std::fs::write(&config, config_text)?;
+    let mut daemon = Daemon::start(&env.daemon_bin, &config, &dir).await?;
+    let side = Side {
+        base: format!("http://{}", daemon.addr),
+        ..env.proxy.clone()
+    };
+    let outcome = over_max_outcome(&side, MAX).await;
+    daemon.stop().await;
+    report.fact(
+        &format!("connection {} over max_connections = {MAX}", MAX + 1),
+        outcome,
+    );
+    println!("  done: over max_connections");
+    Ok(())
+}
+
+async fn over_max_outcome(side: &Side, max: u64) -> String {
+    let client = match super::load::stream_client() {
+        Ok(c) => c,
+        Err(e) => return format!("not measured: {e}"),
+    };
+    let side = Side {
+        client,
+        ..side.clone()
+    };
+    let mut held = Vec::new();
+    for _ in 0..max {
+        let open = side.request(reqwest::Method::GET, "/raw/hold").send();
+        match tokio::time::timeout(Duration::from_secs(10), open).await {
+            Ok(Ok(resp)) => held.push(resp),
+            _ => {
+                return format!(
+                    "not measured: stream {} of {max} did not open",
+                    held.len() + 1
+                )
+            }
+        }
+    }
+    let t = Instant::now();
+    let one_more = side
+        .request(reqwest::Method::POST, RPC_PATH)
+        .body(super::RPC_BODY)
+        .send();
+    let outcome = match tokio::time::timeout(Duration::from_secs(3), one_more).await {
+        Ok(Ok(resp)) => format!(
+            "answered {} in {:.1} ms",
+            resp.status(),
+            t.elapsed().as_secs_f64() * 1e3
+        ),
+        Ok(Err(e)) => format!("refused in {:.1} ms ({e})", t.elapsed().as_secs_f64() * 1e3),
+        Err(_) => "no answer within 3 s: the client hangs in the accept backlog".to_owned(),
+    };
+    drop(held);
+    outcome
+}
