@@ -3,7 +3,8 @@
 //! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown;
 //!   [`listener`]: TCP and Unix-socket listeners behind one accept interface, Unix peers checked.
 //! - [`conn`]: each connection's deadlines: first request, idle between requests.
-//! - [`pipeline`]: one pass per request, guard → path and route → ACL → token → forward → respond.
+//! - [`pipeline`]: one pass per request, guard → path and route → ACL → tool policy → token →
+//!   forward → [`respond`].
 //! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins;
 //!   [`client_key`]: the client key, where the listener requires one.
 //! - [`path`]: the normal-form check that keeps the ACL honest; mount mapping.
@@ -32,6 +33,7 @@ pub mod overload;
 pub mod path;
 pub mod pipeline;
 pub mod policy;
+pub mod respond;
 pub mod rpc_scan;
 pub mod server;
 pub mod sse;

@@ -10,26 +10,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::tokens::TokenState;
 use crate::config::Upstream;
-use crate::proxy::body::{self, ProxyBody, ResponseBody, StreamGuard};
+use crate::proxy::body::{self, ProxyBody};
 use crate::proxy::client_key;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward;
 use crate::proxy::guard;
-use crate::proxy::headers;
 use crate::proxy::listener::ClientAddr;
 use crate::proxy::path;
+use crate::proxy::respond;
 use crate::proxy::rpc_scan::RpcInfo;
-use crate::proxy::sse::{EndpointMap, Rewriter};
 use crate::proxy::tool_policy;
 use crate::state::{Generation, Shared};
 
@@ -156,7 +154,7 @@ async fn pipeline(
     let (token, streams) = token_step(shared, upstream).await?;
     let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
     let rpc = log_proxied(generation, peer, upstream, parts, trace, &forwarded);
-    let response = respond(
+    let response = respond::respond(
         shared,
         generation,
         upstream,
@@ -402,79 +400,6 @@ fn preflight(origin: &str, parts: &Parts) -> Response<ProxyBody> {
     response
 }
 
-fn respond(
-    shared: &Shared,
-    generation: &Generation,
-    upstream: &Upstream,
-    parts: &Parts,
-    upstream_response: reqwest::Response,
-    revoked: Option<CancellationToken>,
-) -> Response<ProxyBody> {
-    let response: Response<reqwest::Body> = upstream_response.into();
-    let (mut head, upstream_body) = response.into_parts();
-    head.headers = headers::response_headers(&head.headers);
-    let map = EndpointMap {
-        upstream_origin: upstream.url.origin().ascii_serialization(),
-        upstream_base: upstream.base_path.clone(),
-        mount: upstream.mount.clone(),
-        proxy_origin: proxy_origin(parts),
-    };
-    headers::rewrite_location(&mut head.headers, &upstream.url, &map);
-    let is_sse = head
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
-    let (rewriter, stream) = if is_sse {
-        head.headers.remove(CONTENT_LENGTH);
-        let guard = StreamGuard::new(shared.counters.open_streams.clone());
-        (Some(Rewriter::new(map)), Some(guard))
-    } else {
-        (None, None)
-    };
-    let idle = if is_listen(parts) {
-        LISTEN_IDLE
-    } else {
-        generation.config.limits.stream_idle_timeout
-    };
-    let body = ResponseBody::new(upstream_body, idle, rewriter, stream, revoked).boxed();
-    Response::from_parts(head, body)
-}
-
-/// How long a `subscriptions/listen` stream may stay quiet: it is meant to be open for as long
-/// as the client listens, so no idle timeout applies (a year stands for "never").
-const LISTEN_IDLE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
-
-/// A 2026-07-28 `subscriptions/listen` POST (named by its `Mcp-Method` header).
-fn is_listen(parts: &Parts) -> bool {
-    parts.method == Method::POST
-        && parts
-            .headers
-            .get("mcp-method")
-            .is_some_and(|v| v.as_bytes() == b"subscriptions/listen")
-}
-
-/// `http://HOST` as the client addressed the proxy (already accepted by the guard).
-fn proxy_origin(parts: &Parts) -> String {
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    format!("http://{host}")
-}
-
 /// The OAuth redirect: finishes the pending login its `state` names. The page never shows the
 /// code, and is neither cached nor sent on as a referrer.
 async fn callback(shared: &Shared, parts: &Parts) -> Response<ProxyBody> {
@@ -500,23 +425,5 @@ async fn callback(shared: &Shared, parts: &Parts) -> Response<ProxyBody> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reserved_paths() {
-        assert!(
-            reserved("/callback").is_ok(),
-            "answered by the login, not refused"
-        );
-        assert!(reserved("/callback/x").is_err());
-        assert!(reserved("/.well-known/oauth-protected-resource").is_err());
-        assert!(reserved("/.well-known/oauth-authorization-server/x").is_err());
-        assert!(reserved("/.well-known/openid-configuration").is_err());
-        assert!(reserved("/gh/.well-known/oauth-protected-resource").is_err());
-        assert!(reserved("/callbacks").is_ok());
-        assert!(reserved("/x/callback").is_ok());
-        assert!(reserved("/.well-known/other").is_ok());
-        assert!(reserved("/mcp").is_ok());
-    }
-}
+#[path = "pipeline_tests.rs"]
+mod tests;
