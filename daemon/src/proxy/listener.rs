@@ -113,7 +113,7 @@ impl UnixProxyListener {
         };
         let listener = crate::control::admin::bind_mode(path, mode)
             .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            .map_err(proxy_socket_error)?;
         let result = UnixProxyListener {
             listener,
             path: path.to_path_buf(),
@@ -230,10 +230,45 @@ async fn refuse(stream: UnixStream, why: String) {
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, conn).await;
 }
 
+/// The admin socket's bind errors, told about the proxy's socket and its own config key.
+fn proxy_socket_error(e: crate::control::admin::AdminSocketError) -> io::Error {
+    use crate::control::admin::AdminSocketError as E;
+    match e {
+        E::InUse(p) => io::Error::other(format!(
+            "another process is already serving the proxy socket {}",
+            p.display()
+        )),
+        E::NotASocket(p) => io::Error::other(format!(
+            "{} exists and is not a socket; remove it or change [listen] unix",
+            p.display()
+        )),
+        E::Io { path, source } | E::NoPermission { path, source } => io::Error::new(
+            source.kind(),
+            format!(
+                "cannot create the proxy socket {}: {source}; check [listen] unix",
+                path.display()
+            ),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::UnixListen;
+
+    #[tokio::test]
+    async fn bind_errors_name_the_proxy_socket_and_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.sock");
+        std::fs::write(&path, "not a socket").unwrap();
+        let Err(e) = UnixProxyListener::bind(&path, 0o660, None).await else {
+            panic!("a regular file was taken for a socket");
+        };
+        let text = e.to_string();
+        assert!(text.contains("[listen] unix"), "{text}");
+        assert!(!text.contains("admin"), "{text}");
+    }
 
     #[test]
     fn unix_peers_need_root_self_the_group_or_the_list() {
