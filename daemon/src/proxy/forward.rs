@@ -35,11 +35,7 @@ impl OutBody {
         let too_large = ProxyError::BodyTooLarge {
             limit: limits.max_request_body,
         };
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = declared_length(parts);
         if declared.is_some_and(|n| n > limits.max_request_body) {
             return Err(too_large);
         }
@@ -135,6 +131,15 @@ pub async fn send(
             Ok(r)
         }
     }
+}
+
+/// The body length the client announced in `Content-Length`, if it did.
+pub(crate) fn declared_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// The proxy's answer to a request body the client got wrong.

@@ -181,12 +181,7 @@ pub fn server_policy(
 async fn read_whole(parts: &Parts, body: Incoming, limits: &Limits) -> Result<Bytes, ProxyError> {
     let max = limits.max_request_body;
     let too_large = ProxyError::BodyTooLarge { limit: max };
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared
+    if forward::declared_length(parts)
         .or(body.size_hint().exact())
         .is_some_and(|n| n > max)
     {
