@@ -81,10 +81,10 @@ pub async fn world_on(
     }
 }
 
-/// Starts a login and plays the browser up to the daemon's callback; returns the login's
-/// final status.
-pub async fn login(w: &World, d: &TestDaemon) -> serde_json::Value {
-    let (status, v) = post_json(&d.admin_socket(), "/v1/login", "{}")
+/// Starts a login (`body` as `POST /v1/login` takes it) and asks the authorization server,
+/// as the browser would, where it redirects; returns the login id and that redirect URL.
+pub async fn authorize(w: &World, d: &TestDaemon, body: &str) -> (String, String) {
+    let (status, v) = post_json(&d.admin_socket(), "/v1/login", body)
         .await
         .unwrap();
     assert_eq!(status, 200, "{v}");
@@ -98,6 +98,13 @@ pub async fn login(w: &World, d: &TestDaemon) -> serde_json::Value {
         .unwrap();
     assert_eq!(resp.status(), 302);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
+    (id, location)
+}
+
+/// Starts a login and plays the browser up to the daemon's callback; returns the login's
+/// final status.
+pub async fn login(w: &World, d: &TestDaemon) -> serde_json::Value {
+    let (id, location) = authorize(w, d, "{}").await;
     let page = proxy_client().get(&location).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let (_, s) = get_json(&d.admin_socket(), &format!("/v1/login/{id}?wait=5"))

@@ -140,19 +140,8 @@ async fn client_credentials_tokens_are_fetched_and_renewed_without_a_login() {
 async fn a_redirect_from_another_issuer_is_refused() {
     let w = world(OAuthOptions::default(), true, "").await;
     let d = TestDaemon::start(&w.config, &[]).await.unwrap();
-    let (status, v) = post_json(&d.admin_socket(), "/v1/login", r#"{"paste": true}"#)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
-    let resp = w
-        .auth
-        .http_client()
-        .get(v["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let (id, location) = authorize(&w, &d, r#"{"paste": true}"#).await;
+    let location = url::Url::parse(&location).unwrap();
     let mut mixed_up = location.clone();
     let pairs: Vec<(String, String)> = location
         .query_pairs()
