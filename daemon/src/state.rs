@@ -144,6 +144,8 @@ pub struct Shared {
     /// Paths of the Unix-socket proxy listeners, once bound.
     pub unix_bound: std::sync::OnceLock<Vec<PathBuf>>,
     pub logins: Logins,
+    /// Device logins (RFC 8628) and their polling.
+    pub device_logins: crate::auth::device::DeviceLogins,
     pub heartbeat: Heartbeat,
     /// Servers listed by `alibaba` catalogs, by upstream name (kept across reloads).
     listed: Mutex<HashMap<String, Vec<crate::config::Server>>>,
@@ -222,6 +224,7 @@ impl Shared {
             metrics,
             tokens,
             logins: Logins::default(),
+            device_logins: Default::default(),
             heartbeat: Default::default(),
             listed: Mutex::new(HashMap::new()),
             legacy_sessions: Default::default(),

@@ -11,6 +11,7 @@
 //! | `POST /v1/login` | [`LoginStart`] | [`LoginStarted`] |
 //! | `GET /v1/login/{id}?wait=SECONDS` | – | [`LoginStatus`] (waits up to 60 s for a change) |
 //! | `POST /v1/login/{id}/code` | [`LoginCode`] | [`LoginStatus`] |
+//! | `POST /v1/login/{id}/cancel` | – | [`LoginStatus`] (a device login stops polling) |
 //! | `POST /v1/logout` | [`ProfileRequest`] | [`LoggedOut`] |
 //! | `POST /v1/revoke` | [`ProfileRequest`] | [`Revoked`] |
 //! | `POST /v1/import/aliyun` | [`ImportAliyun`] | [`Imported`] |
@@ -357,6 +358,10 @@ pub struct LoginStart {
     /// The user will paste the code or the redirect URL (`--no-browser`).
     #[serde(default)]
     pub paste: bool,
+    /// A device login (RFC 8628, `--device`): the user approves on any device with a
+    /// browser while the daemon polls; the answer's `device` says where and with what code.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub device: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,9 +370,28 @@ pub struct LoginStarted {
     pub profile: String,
     /// Open this in a browser.
     pub url: String,
+    /// Empty for a device login.
     pub redirect_uri: String,
     /// Unix seconds the pending login expires.
     pub expires_at: u64,
+    /// A device login's user code and verification page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceLogin>,
+}
+
+/// What the user of a device login needs (RFC 8628 §3.2); the device code stays in the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLogin {
+    /// Type this at `verification_uri`.
+    pub user_code: String,
+    pub verification_uri: String,
+    /// The page with the code filled in, where the server offers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_uri_complete: Option<String>,
+    /// Seconds the code lives.
+    pub expires_in: u64,
+    /// Seconds the daemon waits between polls, as the server asked at the start.
+    pub interval: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     use ring::rand::SecureRandom;
     let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
@@ -178,6 +178,7 @@ impl Logins {
             url: auth.url,
             redirect_uri,
             expires_at,
+            device: None,
         })
     }
 

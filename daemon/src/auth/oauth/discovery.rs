@@ -66,6 +66,8 @@ struct ServerMetadata {
     authorization_response_iss_parameter_supported: bool,
     #[serde(default)]
     client_id_metadata_document_supported: bool,
+    #[serde(default)]
+    device_authorization_endpoint: Option<String>,
 }
 
 pub(crate) fn https(what: &str, text: &str) -> Result<String, OAuthError> {
@@ -182,6 +184,10 @@ pub async fn find_server_metadata(
             auth_methods: meta.token_endpoint_auth_methods_supported,
             iss_in_response: meta.authorization_response_iss_parameter_supported,
             cimd_supported: meta.client_id_metadata_document_supported,
+            device_authorization: meta
+                .device_authorization_endpoint
+                .map(|u| https("device_authorization_endpoint", &u))
+                .transpose()?,
         }));
     }
     Ok(None)
@@ -217,10 +223,15 @@ pub async fn register(
     } else {
         AuthMethod::for_secret(supported)
     };
+    // Where the server offers the device flow, the client may log in by it too (RFC 8628 §4).
+    let mut grant_types = vec!["authorization_code", "refresh_token"];
+    if endpoints.device_authorization.is_some() {
+        grant_types.push(super::device::GRANT_TYPE);
+    }
     let body = serde_json::json!({
         "client_name": "mcpproxyd",
         "redirect_uris": [redirect_uri],
-        "grant_types": ["authorization_code", "refresh_token"],
+        "grant_types": grant_types,
         "response_types": ["code"],
         "token_endpoint_auth_method": asked.name(),
     });

@@ -2,6 +2,7 @@
 //! `resource`), the code exchange, refresh and RFC 7009 revocation, through the `oauth2` crate
 //! over the daemon's one HTTP client setup. Discovery and registration live in [`discovery`].
 
+pub mod device;
 pub mod discovery;
 pub mod resource;
 
@@ -39,6 +40,9 @@ pub struct Endpoints {
     /// The metadata's `client_id_metadata_document_supported`: an https URL may be the
     /// client id (Client ID Metadata Documents).
     pub cimd_supported: bool,
+    /// The metadata's `device_authorization_endpoint` (RFC 8628), https only: where
+    /// `mcpproxyctl login --device` starts.
+    pub device_authorization: Option<String>,
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7591 §2).

@@ -8,7 +8,7 @@ use crate::auth::login::{self, LoginError};
 use crate::auth::oauth::{self, Endpoints};
 use crate::state::Shared;
 
-fn failure(e: LoginError) -> Failure {
+pub(super) fn failure(e: LoginError) -> Failure {
     match e {
         LoginError::Unknown(_) => Failure(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string()),
         LoginError::Profile(_) | LoginError::BadCode(_) => {
@@ -26,6 +26,9 @@ fn failure(e: LoginError) -> Failure {
 }
 
 pub async fn login(shared: &Shared, req: api::LoginStart) -> Result<Resp, Failure> {
+    if req.device {
+        return super::device::login(shared, req).await;
+    }
     let generation = shared.current();
     let profile =
         login::pick_profile(&generation.config, req.profile.as_deref()).map_err(failure)?;
@@ -53,6 +56,9 @@ pub async fn login_status(
     id: &str,
     wait: std::time::Duration,
 ) -> Result<Resp, Failure> {
+    if let Some(status) = shared.device_logins.status(id, wait).await {
+        return Ok(json(StatusCode::OK, &status));
+    }
     let status = shared.logins.status(id, wait).await.map_err(failure)?;
     Ok(json(StatusCode::OK, &status))
 }

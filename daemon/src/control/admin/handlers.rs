@@ -44,6 +44,7 @@ enum Route {
     Login,
     LoginStatus,
     LoginCode,
+    LoginCancel,
     Logout,
     Revoke,
     ImportAliyun,
@@ -65,6 +66,10 @@ const ROUTES: &[(&str, &[(Method, Route)])] = &[
     ("/v1/login", &[(Method::POST, Route::Login)]),
     ("/v1/login/{id}", &[(Method::GET, Route::LoginStatus)]),
     ("/v1/login/{id}/code", &[(Method::POST, Route::LoginCode)]),
+    (
+        "/v1/login/{id}/cancel",
+        &[(Method::POST, Route::LoginCancel)],
+    ),
     ("/v1/logout", &[(Method::POST, Route::Logout)]),
     ("/v1/revoke", &[(Method::POST, Route::Revoke)]),
     ("/v1/import/aliyun", &[(Method::POST, Route::ImportAliyun)]),
@@ -160,6 +165,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Failure>
         Route::LoginCode => {
             let body: api::LoginCode = read_json(req).await?.unwrap_or_default();
             auth::login_code(shared, &segment, body).await
+        }
+        Route::LoginCancel => {
+            let _: Option<EmptyBody> = read_json(req).await?;
+            super::device::cancel(shared, &segment).await
         }
         Route::Logout => auth::logout(shared, read_json(req).await?.unwrap_or_default()).await,
         Route::Revoke => auth::revoke(shared, read_json(req).await?.unwrap_or_default()).await,

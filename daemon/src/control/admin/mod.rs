@@ -6,7 +6,8 @@
 //! - `POST /v1/reload`: re-read the config file (like `SIGHUP`); invalid: 422, nothing changes
 //! - `POST /v1/acl/check`: which rule allows or denies a path
 //! - `GET /v1/metrics`: Prometheus text
-//! - `POST /v1/login`, `GET /v1/login/{id}?wait=S`, `POST /v1/login/{id}/code`: OAuth login
+//! - `POST /v1/login`, `GET /v1/login/{id}?wait=S`, `POST /v1/login/{id}/code`: OAuth login;
+//!   `POST /v1/login` with `"device": true` and `POST /v1/login/{id}/cancel`: device logins
 //! - `POST /v1/logout`: wipe a profile's token; `POST /v1/revoke`: revoke it at the server too
 //! - `GET /v1/keys`, `POST /v1/keys`, `POST /v1/keys/{name}/revoke`: local client keys
 //!
@@ -15,6 +16,7 @@
 //! `[admin] group`; everyone else gets 403 and a log line with their uid and pid.
 
 mod auth;
+mod device;
 mod handlers;
 mod keys;
 mod peer;
