@@ -13,10 +13,11 @@ use crate::exit;
 /// Operate a running mcpproxyd through its admin socket.
 ///
 /// Exit status: 0 ok; 1 the daemon answered an error (or `status --check` found an auth
-/// profile that needs attention, `acl check` found the path denied, a login failed or expired,
-/// or `revoke` could not revoke at the server); 64 usage error; 66 the file to import cannot be
-/// read; 69 the daemon is not reachable; 74 output could not be written (or a pasted code
-/// read); 77 permission denied (socket file permissions, or the daemon refused your uid).
+/// profile that needs attention, `acl check` found the path denied, a login failed, was denied
+/// or expired, or `revoke` could not revoke at the server); 64 usage error; 66 the file to
+/// import cannot be read; 69 the daemon is not reachable; 74 output could not be written (or a
+/// pasted code read); 77 permission denied (socket file permissions, or the daemon refused your
+/// uid); 130 a login cancelled with Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "mcpproxyctl", version, propagate_version = true)]
 pub struct Cli {
@@ -59,7 +60,10 @@ pub enum Command {
     /// Opens the authorization URL with $BROWSER (a program and its arguments, the URL
     /// appended), else xdg-open, and waits with a countdown until the daemon has the redirect.
     /// With --no-browser, prints the URL and reads the code, or the whole redirect URL, from
-    /// stdin. Exits 0 logged in, 1 failed or expired.
+    /// stdin. With --device (where the authorization server offers the device flow, RFC 8628),
+    /// prints a page and a code to enter there on any device with a browser, and waits while
+    /// the daemon polls; Ctrl-C cancels the login in the daemon. Exits 0 logged in, 1 failed,
+    /// denied or expired, 130 cancelled with Ctrl-C.
     Login {
         /// The auth profile [default: the only one that can log in]
         #[arg(long, value_name = "NAME")]
@@ -67,6 +71,11 @@ pub enum Command {
         /// Open no browser: print the URL, then paste the code or the redirect URL
         #[arg(long)]
         no_browser: bool,
+        /// Device login (RFC 8628): print a page and a code to enter on any device with a
+        /// browser; nothing to paste back. Only where the server advertises a
+        /// device_authorization_endpoint; elsewhere use --no-browser
+        #[arg(long, conflicts_with = "no_browser")]
+        device: bool,
         /// Print the daemon's JSON answer (the login's final status)
         #[arg(long)]
         json: bool,
@@ -309,14 +318,29 @@ mod tests {
             Command::Login {
                 profile,
                 no_browser,
+                device,
                 json,
             } => {
                 assert_eq!(profile.as_deref(), Some("gh"));
                 assert!(no_browser);
+                assert!(!device);
                 assert!(!json);
             }
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            parse(["mcpproxyctl", "login", "--device"]).unwrap().command,
+            Command::Login {
+                device: true,
+                no_browser: false,
+                ..
+            }
+        ));
+        // A device login has nothing to paste.
+        assert_eq!(
+            code_and_output(&["mcpproxyctl", "login", "--device", "--no-browser"]).0,
+            exit::USAGE
+        );
         assert!(matches!(
             parse(["mcpproxyctl", "logout", "--json"]).unwrap().command,
             Command::Logout {

@@ -43,11 +43,13 @@ pub async fn execute(
         Command::Login {
             profile,
             no_browser,
+            device,
             json,
         } => {
             let args = login::Args {
                 profile: profile.as_deref(),
                 no_browser: *no_browser,
+                device: *device,
                 json: *json,
             };
             login::login(client, args, env, input, out, err).await

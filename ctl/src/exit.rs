@@ -14,6 +14,8 @@ pub const LOGIN_FAILED: u8 = 1;
 pub const DENIED: u8 = 1;
 /// `revoke`: the token is wiped locally, but the authorization server did not revoke it.
 pub const REVOKE_INCOMPLETE: u8 = 1;
+/// `login`: cancelled with Ctrl-C (128 + SIGINT, as a shell reports it); the daemon was told.
+pub const INTERRUPTED: u8 = 130;
 /// EX_USAGE: the command line is wrong.
 pub const USAGE: u8 = 64;
 /// EX_UNAVAILABLE: the daemon is not reachable (not running, nothing on the socket, no answer).

@@ -7,7 +7,8 @@
 //! - [`client`]: one HTTP/1.1 exchange on the socket, and the daemon's errors.
 //! - [`commands`]: each subcommand: ask, then print.
 //! - [`login`]: `login`, a conversation: the URL, the browser ([`browser`]) or the pasted code,
-//!   the [`countdown`]; [`import`]: `import-aliyun`.
+//!   the [`countdown`]; [`device`]: `login --device`'s code and Ctrl-C; [`import`]:
+//!   `import-aliyun`.
 //! - [`keys`]: `keys add|list|revoke`, client keys.
 //! - [`output`]: what every command writes (pretty JSON, flushed text).
 //! - [`render`] and [`time`]: human output, pure functions of the answers.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod countdown;
+pub mod device;
 pub mod error;
 pub mod exit;
 pub mod import;

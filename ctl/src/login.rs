@@ -2,7 +2,8 @@
 //! authorization server. In the browser mode the URL is opened here and the login's status is
 //! long-polled under a countdown until the daemon's `/callback` has the answer. With
 //! `--no-browser` the URL is printed, and the code or redirect URL the user pastes is handed to
-//! the daemon (`POST /v1/login/{id}/code`), whose answer is the outcome.
+//! the daemon (`POST /v1/login/{id}/code`), whose answer is the outcome. With `--device` the
+//! daemon polls the authorization server itself; [`crate::device`] shows the code and waits.
 //!
 //! The URL, the instructions, the prompt and the countdown go to stderr; stdout gets only the
 //! outcome (or, with `--json`, the daemon's final [`LoginStatus`]).
@@ -47,18 +48,22 @@ pub const PROMPT: &str = "Paste the code, or the whole URL from the address bar:
 pub struct Args<'a> {
     pub profile: Option<&'a str>,
     pub no_browser: bool,
+    pub device: bool,
     pub json: bool,
 }
 
 /// How a login ended, as far as this command saw it.
-enum Outcome {
+pub(crate) enum Outcome {
     /// The daemon's last word on the login, decoded and as sent.
     Finished(LoginStatus, Bytes),
     /// No code came (end of input, or too many unusable ones): why.
     GaveUp(String),
+    /// The user pressed Ctrl-C and the daemon stopped the login: its word on that.
+    Cancelled(String),
 }
 
-/// Runs `login` to its exit code: 0 logged in; 1 failed, expired or no code entered.
+/// Runs `login` to its exit code: 0 logged in; 1 failed, denied, expired or no code entered;
+/// 130 cancelled with Ctrl-C.
 pub async fn login(
     client: &Client,
     args: Args<'_>,
@@ -70,6 +75,7 @@ pub async fn login(
     let start = LoginStart {
         profile: args.profile.map(String::from),
         paste: args.no_browser,
+        device: args.device,
     };
     let body = client
         .clone()
@@ -83,7 +89,9 @@ pub async fn login(
             started.id
         )));
     }
-    let outcome = if args.no_browser {
+    let outcome = if args.device {
+        crate::device::approve(client, &started, env, err).await?
+    } else if args.no_browser {
         paste(client, &started, env, input, err).await?
     } else {
         browse(client, &started, env, err).await?
@@ -93,6 +101,10 @@ pub async fn login(
         Outcome::GaveUp(why) => {
             emit(err, &format!("mcpproxyctl: {why}\n"))?;
             return Ok(exit::LOGIN_FAILED);
+        }
+        Outcome::Cancelled(why) => {
+            emit(err, &format!("mcpproxyctl: {why}\n"))?;
+            return Ok(exit::INTERRUPTED);
         }
     };
     if args.json {
@@ -157,7 +169,7 @@ async fn browse(
 }
 
 /// Long-polls the login's status until it is no longer pending, under a countdown on `err`.
-async fn wait(
+pub(crate) async fn wait(
     client: &Client,
     started: &LoginStarted,
     label: &str,
@@ -325,7 +337,7 @@ async fn check_once(
     }
 }
 
-fn decode(body: &[u8]) -> Result<LoginStatus, CtlError> {
+pub(crate) fn decode(body: &[u8]) -> Result<LoginStatus, CtlError> {
     client::parse("the login's status", body)
 }
 

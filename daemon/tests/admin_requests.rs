@@ -29,7 +29,9 @@ fn with_extra<T: Serialize>(value: &T, name: &str) -> String {
     v.to_string()
 }
 
-const KNOWN: &[&str] = &["path", "tool", "key", "profile", "paste", "code", "url"];
+const KNOWN: &[&str] = &[
+    "path", "tool", "key", "profile", "paste", "device", "code", "url",
+];
 
 proptest! {
     #[test]
@@ -39,11 +41,12 @@ proptest! {
         key in opt_text(),
         profile in opt_text(),
         paste in any::<bool>(),
+        device in any::<bool>(),
         code in opt_text(),
         url in opt_text(),
     ) {
         round_trips(&AclCheck { path, tool, key })?;
-        round_trips(&LoginStart { profile: profile.clone(), paste })?;
+        round_trips(&LoginStart { profile: profile.clone(), paste, device })?;
         round_trips(&LoginCode { code, url })?;
         round_trips(&ProfileRequest { profile })?;
     }

@@ -35,12 +35,22 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
     if auth.opts.client_id_metadata_documents {
         doc["client_id_metadata_document_supported"] = json!(true);
     }
+    if auth.opts.device.is_some() {
+        doc["device_authorization_endpoint"] = json!(format!("{issuer}/device_authorization"));
+        doc["grant_types_supported"]
+            .as_array_mut()
+            .expect("grant_types_supported is a list")
+            .push(json!(super::device::GRANT_TYPE));
+    }
     json(StatusCode::OK, &doc)
 }
 
 /// `POST /token`.
 pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
-    match grant(shared, req) {
+    let answer = grant(shared, req);
+    // Device polls are recorded as they are answered: wake whoever waits for them.
+    shared.changed.notify_waiters();
+    match answer {
         Ok(resp) => json(
             StatusCode::OK,
             &serde_json::to_value(resp).expect("token response serializes"),
@@ -59,7 +69,7 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
     let grant_type = params.require("grant_type")?;
     if !matches!(
         grant_type,
-        "authorization_code" | "refresh_token" | "client_credentials"
+        "authorization_code" | "refresh_token" | "client_credentials" | super::device::GRANT_TYPE
     ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
@@ -77,6 +87,9 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
             ));
         }
         return Ok(auth.client_credentials(client_id, params.get("scope")?));
+    }
+    if grant_type == super::device::GRANT_TYPE {
+        return super::device::grant(&mut auth, client_id, &params);
     }
     if grant_type == "authorization_code" {
         return auth.exchange_code(CodeExchange {
@@ -100,7 +113,7 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
 }
 
 /// The client of a token request, authenticated as its kind and the advertised methods say.
-fn authenticate(
+pub(super) fn authenticate(
     methods: &[String],
     auth: &super::state::AuthState,
     req: &Req,
@@ -246,8 +259,10 @@ fn check_registration(registration: &Registration, confidential: bool) -> Result
         Some(_) => return Err(metadata("only public clients (none) are supported")),
     }
     let mut grants = registration.grant_types.iter().flatten();
-    if let Some(g) = grants.find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
-    {
+    let known = |g: &str| {
+        matches!(g, "authorization_code" | "refresh_token") || g == super::device::GRANT_TYPE
+    };
+    if let Some(g) = grants.find(|g| !known(g)) {
         return Err(metadata(&format!("grant type {g} is not supported")));
     }
     if let Some(r) = registration
@@ -286,7 +301,7 @@ fn registration_error(error: &str, description: &str) -> Resp {
     )
 }
 
-fn require_form(req: &Req) -> Result<(), OAuthError> {
+pub(super) fn require_form(req: &Req) -> Result<(), OAuthError> {
     if req.is_form {
         Ok(())
     } else {

@@ -109,6 +109,9 @@ fn route(shared: &Shared, path: &str, req: Req) -> Resp {
         "/revoke" if post => endpoints::revoke(shared, &req),
         "/introspect" if post => endpoints::introspect(shared, &req),
         "/register" if post && shared.auth().opts.registration => endpoints::register(shared, &req),
+        "/device_authorization" if post && shared.auth().opts.device.is_some() => {
+            super::device::authorize(shared, &req)
+        }
         "/authorize" => method_not_allowed("GET"),
         "/authorize/decision" | "/token" | "/revoke" | "/introspect" => method_not_allowed("POST"),
         _ => json(

@@ -10,12 +10,15 @@
 //!   refresh token rotation with reuse detection, Alibaba's `refresh_expires_in`.
 //! - `POST /revoke`: RFC 7009. `POST /introspect`: RFC 7662, `{"active": bool, …}`.
 //! - `POST /register`: RFC 7591 dynamic client registration, when enabled.
+//! - `POST /device_authorization` and the device-code grant: RFC 8628, when
+//!   [`OAuthOptions::device`] is set (see [`device`]).
 //!
 //! [`Fault`]s make `/token` and `/revoke` misbehave on demand. Every code and token the
 //! server issues, and every PKCE verifier it receives, is kept so that tests can look
 //! for them where they must not appear (logs, files).
 
 mod authorize;
+pub mod device;
 mod endpoints;
 mod http;
 pub mod pkce;
@@ -115,6 +118,8 @@ pub struct OAuthOptions {
     /// Advertised scopes; when not empty, requests for other scopes fail with
     /// `invalid_scope` and a request without `scope` is granted all of them.
     pub scopes_supported: Vec<String>,
+    /// Serve and advertise the device authorization grant (RFC 8628).
+    pub device: Option<device::DeviceOptions>,
 }
 
 impl Default for OAuthOptions {
@@ -134,6 +139,7 @@ impl Default for OAuthOptions {
             auth_methods: vec!["none".into()],
             confidential_registration: false,
             client_id_metadata_documents: false,
+            device: None,
         }
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct AuthState {
     pub pending: VecDeque<AuthorizationRequest>,
     pub issued: Vec<String>,
     pub revoked: Vec<String>,
+    /// Device authorizations (RFC 8628).
+    pub device: super::device::DeviceState,
 }
 
 // === impl AuthState ===
@@ -127,6 +129,7 @@ impl AuthState {
             pending: VecDeque::new(),
             issued: Vec::new(),
             revoked: Vec::new(),
+            device: Default::default(),
         }
     }
 
@@ -222,6 +225,23 @@ impl AuthState {
             scope: scope.map(str::to_owned),
         });
         self.respond(family, scope.map(str::to_owned), None)
+    }
+
+    /// Tokens for an approved device authorization (RFC 8628): a new family, with a refresh
+    /// token as for an authorization code.
+    pub fn device_tokens(&mut self, client_id: &str, scope: Option<String>) -> TokenResponse {
+        let family = self.families.len();
+        self.families.push(Family {
+            client_id: client_id.to_owned(),
+            scope: scope.clone(),
+        });
+        let offline = scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|x| x == "offline_access"));
+        let refresh = (self.opts.issue_refresh_token
+            && (offline || !self.opts.refresh_needs_offline_access))
+            .then(|| self.new_refresh(family));
+        self.respond(family, scope, refresh)
     }
 
     /// The `refresh_token` grant, with rotation and reuse detection.
@@ -323,7 +343,7 @@ impl AuthState {
         Some((&family.client_id, family.scope.as_deref()))
     }
 
-    fn check_resource(&self, resource: Option<&str>) -> Result<(), OAuthError> {
+    pub fn check_resource(&self, resource: Option<&str>) -> Result<(), OAuthError> {
         match &self.opts.resource {
             Some(expected) if resource != Some(expected.as_str()) => Err(OAuthError::new(
                 "invalid_target",
