@@ -83,7 +83,12 @@ impl Ctl {
     }
 
     /// Waits for the exit: (code, stdout, all of stderr).
-    async fn finish(mut self) -> (i32, String, String) {
+    async fn finish(self) -> (i32, String, String) {
+        self.finish_or(String::new).await
+    }
+
+    /// [`Ctl::finish`]; if ctl does not exit in time, the panic says `why()` too.
+    async fn finish_or(mut self, why: impl FnOnce() -> String) -> (i32, String, String) {
         let mut out = String::new();
         let mut rest = String::new();
         let mut stdout = self.child.stdout.take().unwrap();
@@ -92,9 +97,9 @@ impl Ctl {
             self.stderr.read_to_string(&mut rest).await.unwrap();
             self.child.wait().await.unwrap()
         };
-        let status = tokio::time::timeout(WAIT, done)
-            .await
-            .expect("ctl exits in time");
+        let Ok(status) = tokio::time::timeout(WAIT, done).await else {
+            panic!("ctl did not exit in time; {}", why());
+        };
         self.seen.push_str(&rest);
         (status.code().unwrap_or(-1), out, self.seen)
     }
@@ -164,7 +169,9 @@ async fn device_login_honours_slow_down_and_then_tool_calls_carry_the_token() {
 
     w.auth.wait_device_polls(&a.user_code, 2).await;
     assert!(w.auth.approve_device(&a.user_code));
-    let (code, out, err) = ctl.finish().await;
+    // A daemon that ignored slow_down would be told slow_down at every poll, for ever.
+    let polls = || format!("the server saw {:?}", the_authorization(&w).polls);
+    let (code, out, err) = ctl.finish_or(polls).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("OAuth login successful!"), "{out}");
 
@@ -305,4 +312,68 @@ async fn without_a_device_endpoint_the_error_names_the_paste_flow() {
     assert!(err.contains("device_authorization_endpoint"), "{err}");
     assert!(err.contains("--no-browser"), "{err}");
     assert!(w.auth.device_authorizations().is_empty());
+}
+
+/// Runs `login --device` and approves at once; returns the authorization it used.
+async fn approved_login(w: &World, d: &TestDaemon) -> DeviceAuthorization {
+    let mut ctl = Ctl::start(d, &["--device"]);
+    ctl.until("Ctrl-C").await;
+    let a = the_authorization(w);
+    assert!(w.auth.approve_device(&a.user_code));
+    let (code, out, err) = ctl.finish().await;
+    assert_eq!(code, 0, "{out}{err}");
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    the_authorization(w)
+}
+
+#[tokio::test]
+async fn a_confidential_client_authenticates_its_device_requests() {
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let setup = mcpproxy_tests::daemon::Setup::new().unwrap();
+        let secret_file = setup.path("client-secret");
+        mcpproxy_tests::daemon::write_private(&secret_file, "s3cret-of-the-client\n").unwrap();
+        let opts = OAuthOptions {
+            clients: vec![mcpproxy_tests::oauth::ClientSpec::confidential(
+                "conf-client",
+                "s3cret-of-the-client",
+            )],
+            auth_methods: vec![method.into()],
+            device: Some(DeviceOptions::default()),
+            ..Default::default()
+        };
+        let extra = format!("client_secret_file = {secret_file:?}");
+        let mut w = world(opts, true, &extra).await;
+        w.config = mcpproxy_tests::oauth_world::rewrite_client(&w.config, "conf-client");
+        let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+        let a = approved_login(&w, &d).await;
+        assert_eq!(a.client_id, "conf-client", "{method}");
+        // Both the device authorization and the polls authenticated as the method says.
+        for r in w.auth.requests().iter().filter(|r| {
+            r.path == "/device_authorization"
+                || r.form_value("grant_type")
+                    == Some("urn:ietf:params:oauth:grant-type:device_code")
+        }) {
+            match method {
+                "client_secret_basic" => {
+                    assert_eq!(r.basic_client.as_deref(), Some("conf-client"));
+                    assert_eq!(r.form_value("client_secret"), None);
+                }
+                _ => assert_eq!(r.form_value("client_secret"), Some("s3cret-of-the-client")),
+            }
+        }
+        assert!(!d.logs().contains("s3cret-of-the-client"));
+        assert_no_secret_in(&w, &d.logs());
+    }
+}
+
+#[tokio::test]
+async fn a_dynamically_registered_client_logs_in_by_device() {
+    let w = device_world(DeviceOptions::default(), |_| {}).await;
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, text.replace("client_id = \"test-client\"\n", "")).unwrap();
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let a = approved_login(&w, &d).await;
+    assert!(a.client_id.starts_with("dcr_"), "{a:?}");
+    assert!(w.auth.requests().iter().any(|r| r.path == "/register"));
 }

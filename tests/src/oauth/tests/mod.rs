@@ -1,5 +1,6 @@
 //! The test authorization server against a real reqwest client over loopback HTTPS.
 
+mod device;
 mod flow;
 mod tokens;
 
