@@ -314,12 +314,29 @@ async fn without_a_device_endpoint_the_error_names_the_paste_flow() {
     assert!(w.auth.device_authorizations().is_empty());
 }
 
-/// Runs `login --device` and approves at once; returns the authorization it used.
+/// Runs `login --device` and approves at once, as a user in a browser would: opens the page
+/// ctl printed with the code in it and presses Approve. Returns the authorization it used.
 async fn approved_login(w: &World, d: &TestDaemon) -> DeviceAuthorization {
     let mut ctl = Ctl::start(d, &["--device"]);
-    ctl.until("Ctrl-C").await;
+    let shown = ctl.until("Ctrl-C").await.to_string();
     let a = the_authorization(w);
-    assert!(w.auth.approve_device(&a.user_code));
+    let link = shown
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("?user_code="))
+        .expect("ctl printed the page with the code in it");
+    let browser = w.auth.http_client();
+    let page = browser.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&a.user_code));
+    let form = [("user_code", a.user_code.as_str()), ("decision", "approve")];
+    let done = browser
+        .post(w.auth.url("/device"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
     let (code, out, err) = ctl.finish().await;
     assert_eq!(code, 0, "{out}{err}");
     let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();

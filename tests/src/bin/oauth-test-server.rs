@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// An OAuth 2.1 authorization server for tests: code + PKCE, refresh rotation,
-/// revocation, dynamic client registration.
+/// revocation, dynamic client registration, optionally the device flow.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -61,6 +61,12 @@ struct Args {
     /// Show an approval page instead of approving at once.
     #[arg(long, overrides_with = "auto_approve")]
     manual: bool,
+    /// Offer the device authorization grant (RFC 8628); approve codes at `/device`.
+    #[arg(long)]
+    device: bool,
+    /// The device flow's polling interval in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, requires = "device")]
+    device_interval: u64,
 }
 
 /// A lifetime that may be unlimited.
@@ -128,6 +134,10 @@ fn options(args: &Args) -> OAuthOptions {
         },
         resource: args.resource.clone(),
         scopes_supported: args.scopes.clone(),
+        device: args.device.then(|| oauth::device::DeviceOptions {
+            interval: args.device_interval,
+            ..Default::default()
+        }),
         ..defaults
     }
 }

@@ -9,13 +9,17 @@
 //! interval in force (each adds 5 s to it); `expired_token` past the lifetime or after
 //! [`OAuthServer::expire_device`]. Every poll is recorded with when it came and the interval
 //! in force, so that a test can check the client's pace without timing anything itself.
+//!
+//! `GET /device` is the verification page (the user code filled in from `?user_code=`), and
+//! `POST /device` its form (`user_code`, `decision` = `approve` | `deny`), for a browser or a
+//! test playing one.
 
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::json;
 
-use super::reply::{json, oauth_error, Params, Req, Resp};
+use super::reply::{escape, html, json, oauth_error, page, Params, Req, Resp};
 use super::state::{new_secret, AuthState, OAuthError, TokenResponse};
 use super::{OAuthServer, Shared};
 
@@ -204,6 +208,72 @@ pub(crate) fn grant(
     Ok(auth.device_tokens(client_id, scope))
 }
 
+/// `GET /device`: the page the user opens, with a form to approve or deny a user code.
+pub(crate) fn verification_page(req: &Req) -> Resp {
+    let query = Params(&req.query);
+    let code = query.get("user_code").ok().flatten().unwrap_or("");
+    let body = format!(
+        "<form method=\"post\" action=\"/device\">\n\
+         <label>Code <input name=\"user_code\" value=\"{}\"></label>\n\
+         <button name=\"decision\" value=\"approve\">Approve</button>\n\
+         <button name=\"decision\" value=\"deny\">Deny</button>\n</form>",
+        escape(code)
+    );
+    html(StatusCode::OK, page("Connect a device", &body))
+}
+
+/// `POST /device`: the user's decision on a user code.
+pub(crate) fn decision(shared: &Shared, req: &Req) -> Resp {
+    let params = Params(&req.form);
+    let (Ok(Some(code)), Ok(Some(choice))) = (params.get("user_code"), params.get("decision"))
+    else {
+        return html(StatusCode::BAD_REQUEST, page("Bad decision", ""));
+    };
+    let decision = match choice {
+        "approve" => Decision::Approved,
+        "deny" => Decision::Denied,
+        _ => return html(StatusCode::BAD_REQUEST, page("Bad decision", "")),
+    };
+    if !decide(shared, code, decision) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page(
+                "No such pending code",
+                "<p>Check the code, or start again.</p>",
+            ),
+        );
+    }
+    let title = match decision {
+        Decision::Approved => "Device connected",
+        _ => "Request denied",
+    };
+    html(
+        StatusCode::OK,
+        page(title, "<p>You can close this window.</p>"),
+    )
+}
+
+/// Decides the pending authorization of `user_code` (codes are compared as typed: case and
+/// dashes matter here); false if none waits.
+fn decide(shared: &Shared, user_code: &str, decision: Decision) -> bool {
+    let mut auth = shared.auth();
+    let pending = auth
+        .device
+        .grants
+        .iter_mut()
+        .find(|g| g.user_code == user_code && g.decision == Decision::Pending);
+    let found = match pending {
+        Some(g) => {
+            g.decision = decision;
+            true
+        }
+        None => false,
+    };
+    drop(auth);
+    shared.changed.notify_waiters();
+    found
+}
+
 // === impl OAuthServer ===
 
 impl OAuthServer {
@@ -241,18 +311,6 @@ impl OAuthServer {
     }
 
     fn decide(&self, user_code: &str, decision: Decision) -> bool {
-        let mut auth = self.shared.auth();
-        let pending = auth
-            .device
-            .grants
-            .iter_mut()
-            .find(|g| g.user_code == user_code && g.decision == Decision::Pending);
-        match pending {
-            Some(g) => {
-                g.decision = decision;
-                true
-            }
-            None => false,
-        }
+        decide(&self.shared, user_code, decision)
     }
 }

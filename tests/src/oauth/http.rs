@@ -112,6 +112,12 @@ fn route(shared: &Shared, path: &str, req: Req) -> Resp {
         "/device_authorization" if post && shared.auth().opts.device.is_some() => {
             super::device::authorize(shared, &req)
         }
+        "/device" if get && shared.auth().opts.device.is_some() => {
+            super::device::verification_page(&req)
+        }
+        "/device" if post && shared.auth().opts.device.is_some() => {
+            super::device::decision(shared, &req)
+        }
         "/authorize" => method_not_allowed("GET"),
         "/authorize/decision" | "/token" | "/revoke" | "/introspect" => method_not_allowed("POST"),
         _ => json(

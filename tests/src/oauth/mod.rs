@@ -10,8 +10,8 @@
 //!   refresh token rotation with reuse detection, Alibaba's `refresh_expires_in`.
 //! - `POST /revoke`: RFC 7009. `POST /introspect`: RFC 7662, `{"active": bool, …}`.
 //! - `POST /register`: RFC 7591 dynamic client registration, when enabled.
-//! - `POST /device_authorization` and the device-code grant: RFC 8628, when
-//!   [`OAuthOptions::device`] is set (see [`device`]).
+//! - `POST /device_authorization`, the device-code grant and the verification page
+//!   `/device`: RFC 8628, when [`OAuthOptions::device`] is set (see [`device`]).
 //!
 //! [`Fault`]s make `/token` and `/revoke` misbehave on demand. Every code and token the
 //! server issues, and every PKCE verifier it receives, is kept so that tests can look
