@@ -22,6 +22,13 @@ if [ ! -x "$client" ]; then
     echo "run.sh: $client is missing: run \`cargo build --workspace --bins\` first" >&2
     exit 1
 fi
+for tool in node npm; do
+    command -v $tool >/dev/null || { echo "run.sh: $tool is missing (Node.js 20.6 or newer)" >&2; exit 1; }
+done
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 6) ? 0 : 1)'; then
+    echo "run.sh: Node.js $(node --version) is too old: 20.6 or newer is needed (module.register)" >&2
+    exit 1
+fi
 if ! npm ci --no-audit --no-fund --loglevel=error >/dev/null; then
     echo "run.sh: \`npm ci\` in $here failed" >&2
     exit 1

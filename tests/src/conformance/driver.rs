@@ -4,7 +4,8 @@
 //! at once: the redirect is followed to the daemon's callback as a browser would), then a
 //! plain MCP client (`tests/conformance/client.mjs`, the TypeScript SDK) against the daemon's
 //! local port. A client that is told `mcpproxyctl login` must grant more (step-up) gets one
-//! more login, as its user would do, at most [`MAX_LOGINS`] in all.
+//! more login, as its user would do, until the daemon says a new one will not help (at most
+//! [`MAX_LOGINS`] in all).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,8 +22,10 @@ use crate::daemon::{proxy_client, write_private, Setup, TestDaemon};
 /// `CIMD_CLIENT_METADATA_URL`); the daemon registers instead where the server lacks support.
 pub const CIMD_CLIENT_ID: &str = "https://conformance-test.local/client-metadata.json";
 
-/// Logins per scenario: the first, then one per step-up the client reports.
-pub const MAX_LOGINS: usize = 3;
+/// Logins per scenario: the first, then one per step-up the client reports. Above the suite's
+/// limit of 3 authorization attempts, so that `auth/scope-retry-limit` tests the daemon's own
+/// limit (it says when a new login will not help), not this one.
+pub const MAX_LOGINS: usize = 5;
 
 /// Exit code of `client.mjs` when the daemon says a (new) login is needed.
 const NEEDS_LOGIN: i32 = 3;
