@@ -73,12 +73,12 @@ run_one() {
 
 # sse-retry measures the client's reconnection delay (retry: 500 ms; over 1 s fails): it runs
 # alone, before the others load the machine.
-solo=(sse-retry)
+solo=" sse-retry "
 for s in "${scenarios[@]}"; do
-    [[ " ${solo[*]} " == *" $s "* ]] && run_one "$s"
+    if [[ $solo == *" $s "* ]]; then run_one "$s"; fi
 done
 for s in "${scenarios[@]}"; do
-    [[ " ${solo[*]} " == *" $s "* ]] && continue
+    if [[ $solo == *" $s "* ]]; then continue; fi
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
     run_one "$s" &
 done
