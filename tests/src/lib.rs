@@ -9,6 +9,8 @@
 //!   `oauth-test-server` binary.
 //! - [`aliyun_fake`]: the AccessKey-signed Alibaba Cloud services (IMS applications, the
 //!   `ListApiMcpServers` listing), verifying every request's signature V3 itself.
+//! - [`conformance`]: the MCP conformance suite's client command (a TLS bridge, the daemon,
+//!   a headless login, a plain MCP client).
 //! - [`oauth_world`]: the OAuth server, a discovering upstream and a daemon config, for the
 //!   OAuth end-to-end tests.
 //! - [`mcp_client`]: a small JSON-RPC-over-HTTP MCP client for tests.
@@ -24,6 +26,7 @@ mod accept;
 pub mod admin;
 pub mod aliyun_fake;
 pub mod bench;
+pub mod conformance;
 pub mod daemon;
 pub mod mcp_client;
 pub mod oauth;

@@ -135,6 +135,35 @@ pub async fn find_server_metadata(
     http: &reqwest::Client,
     issuer: &str,
 ) -> Result<Option<Endpoints>, OAuthError> {
+    let same = |named: &str| named.trim_end_matches('/') == issuer.trim_end_matches('/');
+    find_metadata(http, issuer, &same).await
+}
+
+/// The 2025-03-26 revision's metadata lookup: the document at the MCP server's `origin`,
+/// whose issuer may be any URL on that origin (e.g. `https://mcp.example/oauth`). That
+/// revision has no issuer to compare with; what the origin says about its own paths is
+/// trusted as much as the server itself, but never an issuer elsewhere.
+pub async fn find_origin_metadata(
+    http: &reqwest::Client,
+    origin: &str,
+) -> Result<Option<Endpoints>, OAuthError> {
+    find_metadata(http, origin, &|named| on_origin(named, origin)).await
+}
+
+/// `url` is `origin` itself or a path below it.
+fn on_origin(url: &str, origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    url.strip_prefix(origin)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The metadata found for `issuer` (RFC 8414 places, then OpenID's); its `issuer` must pass
+/// `accepts`.
+async fn find_metadata(
+    http: &reqwest::Client,
+    issuer: &str,
+    accepts: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Option<Endpoints>, OAuthError> {
     let base =
         Url::parse(issuer).map_err(|e| OAuthError::Config(format!("issuer `{issuer}`: {e}")))?;
     let candidates = [
@@ -149,7 +178,7 @@ pub async fn find_server_metadata(
         let Some(meta) = get_json::<ServerMetadata>(http, &url).await? else {
             continue;
         };
-        if meta.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        if !accepts(&meta.issuer) {
             return Err(OAuthError::BadResponse(format!(
                 "metadata at {url} names issuer `{}`, not `{issuer}`",
                 meta.issuer
@@ -286,6 +315,21 @@ mod tests {
         );
         assert_eq!(resource_metadata_url("Basic realm=\"x\""), None);
         assert_eq!(resource_metadata_url("Bearer realm=\"x\""), None);
+    }
+
+    #[test]
+    fn an_origin_vouches_only_for_issuers_on_itself() {
+        let origin = "https://mcp.example:8443";
+        assert!(on_origin("https://mcp.example:8443", origin));
+        assert!(on_origin("https://mcp.example:8443/", origin));
+        assert!(on_origin("https://mcp.example:8443/oauth", origin));
+        assert!(!on_origin(
+            "https://mcp.example:8443.evil.example/oauth",
+            origin
+        ));
+        assert!(!on_origin("https://mcp.example:84430/oauth", origin));
+        assert!(!on_origin("https://mcp.example/oauth", origin));
+        assert!(!on_origin("https://as.example", origin));
     }
 
     #[test]

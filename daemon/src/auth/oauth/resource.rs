@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::discovery::{challenge_param, find_server_metadata, get_json, https, well_known};
+use super::discovery::{challenge_param, find_origin_metadata, get_json, https, well_known};
 use super::{Endpoints, OAuthError};
 
 const PRM: &str = "oauth-protected-resource";
@@ -163,7 +163,8 @@ fn checked_resource(
 }
 
 /// The 2025-03-26 fallback for servers without protected-resource metadata: the authorization
-/// server is the MCP server's origin (its metadata, else the default endpoints there).
+/// server is the MCP server's origin (its metadata, whose issuer may have a path there, else
+/// the default endpoints there).
 async fn legacy(
     as_http: &reqwest::Client,
     upstream: &Url,
@@ -174,7 +175,7 @@ async fn legacy(
         "the MCP server's origin (its authorization server)",
         &origin,
     )?;
-    let endpoints = match find_server_metadata(as_http, &origin).await? {
+    let endpoints = match find_origin_metadata(as_http, &origin).await? {
         Some(e) => e,
         None => Endpoints {
             issuer: None,
