@@ -178,6 +178,10 @@ impl Slot {
     async fn refresh_now(&self) -> Result<(), RefreshError> {
         let record = self.read(|l| l.record().cloned());
         let machine = self.machine();
+        if machine.is_some() {
+            // Requests never hurry a failing token endpoint: they wait for the backoff too.
+            self.not_backing_off()?;
+        }
         if record.is_none() && machine.is_none() {
             return Err(TokenError::NotLoggedIn.into());
         }
@@ -252,18 +256,37 @@ impl Slot {
         }
     }
 
+    /// The error to answer while failed attempts back off: when the next one is, and why the
+    /// last one failed.
+    fn not_backing_off(&self) -> Result<(), TokenError> {
+        let now = self.deps.clock.now();
+        self.read(|l| match l.backing_off(now) {
+            Some(at) => Err(TokenError::BackingOff {
+                last_error: l.last_error().unwrap_or_default().to_string(),
+                retry_in: at - now,
+            }),
+            None => Ok(()),
+        })
+    }
+
     /// A refresh that failed: `NeedsLogin` if the server refused the grant, else a retry after
-    /// a backoff. Returns the error for the caller.
+    /// a backoff. A machine profile has no login to wait for: it always backs off (a refused
+    /// client too, as its secret may be fixed by a reload). Returns the error for the caller.
     pub(crate) fn failed(&self, e: RefreshError) -> RefreshError {
+        let machine = self.machine().is_some();
         let mut life = lock(&self.life);
-        if e.needs_login() {
+        if e.needs_login() && !machine {
             life.needs_login(e.to_string());
             self.deps.metrics.refresh(&self.name, "needs_login");
             tracing::error!(profile = %self.name, error = %e, "refresh refused: the profile needs a new login (`mcpproxyctl login`)");
         } else {
             let attempt = life.retry_later(e.to_string(), self.deps.clock.now());
+            let retry_at = life.next_refresh();
+            drop(life);
+            // The failure may have come from a request: the refresher re-plans its sleep.
+            self.wake.notify_one();
             self.deps.metrics.refresh(&self.name, "transient");
-            tracing::warn!(profile = %self.name, error = %e, attempt, "refresh failed; retrying with backoff");
+            tracing::warn!(profile = %self.name, error = %e, attempt, ?retry_at, "refresh failed; retrying with backoff");
         }
         e
     }

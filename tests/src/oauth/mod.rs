@@ -165,6 +165,8 @@ pub struct Recorded {
     pub form: Vec<(String, String)>,
     /// The client id of an `Authorization: Basic` header.
     pub basic_client: Option<String>,
+    /// When it arrived (before any fault delayed it), for tests of backoff schedules.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -350,6 +352,17 @@ impl OAuthServer {
     /// How many `POST /token` requests with this `grant_type` have arrived (answered or not).
     pub fn token_requests(&self, grant_type: &str) -> usize {
         count_token_requests(&self.shared, grant_type)
+    }
+
+    /// When each `POST /token` request with this `grant_type` arrived, in order.
+    pub fn token_request_times(&self, grant_type: &str) -> Vec<std::time::Instant> {
+        self.shared
+            .records()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/token")
+            .filter(|r| r.form_value("grant_type") == Some(grant_type))
+            .map(|r| r.at)
+            .collect()
     }
 
     /// Resolves once [`token_requests`](Self::token_requests) reaches `n`.
