@@ -115,6 +115,10 @@ pub struct OAuthOptions {
     /// Advertised scopes; when not empty, requests for other scopes fail with
     /// `invalid_scope` and a request without `scope` is granted all of them.
     pub scopes_supported: Vec<String>,
+    /// The issuer to advertise (metadata, `iss`, endpoint URLs) instead of the server's own
+    /// origin: for a server reached through another origin, as MCP servers of the 2025-03-26
+    /// revision served their authorization server (see [`crate::upstream::OAuthFront`]).
+    pub issuer: Option<String>,
 }
 
 impl Default for OAuthOptions {
@@ -134,6 +138,7 @@ impl Default for OAuthOptions {
             auth_methods: vec!["none".into()],
             confidential_registration: false,
             client_id_metadata_documents: false,
+            issuer: None,
         }
     }
 }
@@ -271,7 +276,10 @@ pub fn serve(listener: TcpListener, opts: OAuthOptions) -> anyhow::Result<OAuthS
     let addr = listener.local_addr()?;
     let ca = TestCa::new();
     let shared = Arc::new(Shared {
-        issuer: format!("https://{addr}"),
+        issuer: opts
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://{addr}")),
         auth: Mutex::new(AuthState::new(opts)),
         fault: Mutex::new(Fault::None),
         records: Mutex::new(Vec::new()),
