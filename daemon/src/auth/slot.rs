@@ -232,18 +232,28 @@ impl Slot {
             .as_ref()
             .ok_or(OAuthError::NoRefreshToken)?;
         let endpoints = Endpoints::of_record(record);
-        let configured = self.configured_secret(&record.client_id);
-        let secret = configured.as_ref().or(record.client_secret.as_ref());
-        let method = AuthMethod::parse(record.auth_method.as_deref());
+        let configured = self.configured_secret(&record.client_id).is_some();
+        let secret = self.client_auth(record);
         let grant = Grant {
             endpoints: &endpoints,
             client_id: &record.client_id,
-            secret: secret.map(|s| (s, method)),
-            keep_secret: configured.is_none() && secret.is_some(),
+            secret: secret.as_ref().map(|(s, m)| (s, *m)),
+            keep_secret: !configured && secret.is_some(),
             resource: record.resource.as_deref(),
         };
         let http = lock(&self.http).clone();
         oauth::refresh(&http, &grant, refresh_token).await
+    }
+
+    /// How the client of `record` authenticates at its authorization server (refresh,
+    /// revocation): the secret the config gives that client, else the one its registration
+    /// returned, sent by the method the login chose; `None` for a public client.
+    pub(crate) fn client_auth(&self, record: &TokenRecord) -> Option<(SecretString, AuthMethod)> {
+        let secret = self
+            .configured_secret(&record.client_id)
+            .or_else(|| record.client_secret.clone())?;
+        let method = AuthMethod::parse(record.auth_method.as_deref());
+        Some((secret, method))
     }
 
     /// The secret the profile's config gives the client `client_id`, if it is that client.

@@ -23,7 +23,11 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth.opts.auth_methods,
-        "revocation_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": if auth.opts.revocation_requires_client_auth {
+            json!(auth.opts.auth_methods)
+        } else {
+            json!(["none"])
+        },
         "authorization_response_iss_parameter_supported": true,
     });
     if auth.opts.registration {
@@ -149,8 +153,12 @@ pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
                 ))
             }
         }
-        let client_id = params.get("client_id")?;
         let mut auth = shared.auth();
+        if auth.opts.revocation_requires_client_auth {
+            let client_id = authenticate(&auth.opts.auth_methods, &auth, req)?;
+            return auth.revoke(token, Some(&client_id));
+        }
+        let client_id = params.get("client_id")?;
         if client_id.is_some_and(|id| auth.client(id).is_none()) {
             return Err(OAuthError::new("invalid_client", "unknown client_id"));
         }

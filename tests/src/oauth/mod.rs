@@ -119,6 +119,9 @@ pub struct OAuthOptions {
     /// origin: for a server reached through another origin, as MCP servers of the 2025-03-26
     /// revision served their authorization server (see [`crate::upstream::OAuthFront`]).
     pub issuer: Option<String>,
+    /// `/revoke` authenticates confidential clients as `/token` does (RFC 7009 §2.1): without
+    /// their secret, 401 `invalid_client` and nothing revoked.
+    pub revocation_requires_client_auth: bool,
 }
 
 impl Default for OAuthOptions {
@@ -139,6 +142,7 @@ impl Default for OAuthOptions {
             confidential_registration: false,
             client_id_metadata_documents: false,
             issuer: None,
+            revocation_requires_client_auth: false,
         }
     }
 }

@@ -485,15 +485,18 @@ pub async fn client_credentials(
     record_from(&resp, grant, None)
 }
 
-/// RFC 7009 revocation of one token; `Ok(false)` when the server has no revocation endpoint.
+/// RFC 7009 revocation of one token, the client authenticating as at the token endpoint
+/// (`secret`: a confidential client's; §2.1); `Ok(false)` when the server has no revocation
+/// endpoint.
 pub async fn revoke(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client_id: &str,
+    secret: Option<(&SecretString, AuthMethod)>,
     token: &SecretString,
     is_refresh: bool,
 ) -> Result<bool, OAuthError> {
-    let c = client(endpoints, client_id, None, None)?;
+    let c = client(endpoints, client_id, secret, None)?;
     let revocable = if is_refresh {
         StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose_secret().to_string()))
     } else {

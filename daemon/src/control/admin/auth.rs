@@ -112,9 +112,13 @@ pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
         Some(record) => {
             let endpoints = Endpoints::of_record(&record);
             let http = shared.tokens.http_for(&profile);
+            // A confidential client authenticates (RFC 7009 §2.1), as it does for refreshes.
+            let auth = shared.tokens.client_auth(&profile, &record);
+            let secret = auth.as_ref().map(|(s, m)| (s, *m));
             let mut error = None;
             if let Some(rt) = &record.refresh_token {
-                if let Err(e) = oauth::revoke(&http, &endpoints, &record.client_id, rt, true).await
+                if let Err(e) =
+                    oauth::revoke(&http, &endpoints, &record.client_id, secret, rt, true).await
                 {
                     error = Some(e.to_string());
                 }
@@ -123,6 +127,7 @@ pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
                 &http,
                 &endpoints,
                 &record.client_id,
+                secret,
                 &record.access_token,
                 false,
             )
