@@ -28,6 +28,7 @@ fn slot(clock: &Clock, margin: RefreshMargin) -> Arc<Slot> {
         revocation_endpoint: None,
         client_id: None,
         client_secret: None,
+        private_key: None,
         grant: crate::config::GrantType::AuthorizationCode,
         scopes: vec![],
         resource: Resource::Auto,

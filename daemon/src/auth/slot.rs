@@ -249,11 +249,35 @@ impl Slot {
     /// revocation): the secret the config gives that client, else the one its registration
     /// returned, sent by the method the login chose; `None` for a public client.
     pub(crate) fn client_auth(&self, record: &TokenRecord) -> Option<(SecretString, AuthMethod)> {
+        if AuthMethod::parse(record.auth_method.as_deref()) == AuthMethod::PrivateKeyJwt {
+            let endpoints = Endpoints::of_record(record);
+            let audience = oauth::assertion_audience(&endpoints);
+            let assertion = self.assertion(&record.client_id, audience)?;
+            return Some((assertion, AuthMethod::PrivateKeyJwt));
+        }
         let secret = self
             .configured_secret(&record.client_id)
             .or_else(|| record.client_secret.clone())?;
         let method = AuthMethod::parse(record.auth_method.as_deref());
         Some((secret, method))
+    }
+
+    /// A fresh client assertion of `client_id` for `audience`, signed with the key the
+    /// profile's config gives that client (`private_key_jwt`); `None` without one.
+    pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> Option<SecretString> {
+        let key = match &*lock(&self.profile) {
+            AuthProfile::OAuth(o) if o.client_id.as_deref() == Some(client_id) => {
+                o.private_key.as_ref()?.key.clone()
+            }
+            _ => return None,
+        };
+        match key.assertion(client_id, audience, self.deps.clock.now()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(profile = %self.name, error = %e, "cannot sign the client assertion");
+                None
+            }
+        }
     }
 
     /// The secret the profile's config gives the client `client_id`, if it is that client.

@@ -291,6 +291,17 @@ impl Tokens {
         self.slot(profile)?.client_auth(record)
     }
 
+    /// A fresh `private_key_jwt` assertion of `client_id` (the client `profile` configures) for
+    /// the authorization server `audience`.
+    pub fn assertion(
+        &self,
+        profile: &str,
+        client_id: &str,
+        audience: &str,
+    ) -> Option<SecretString> {
+        self.slot(profile)?.assertion(client_id, audience)
+    }
+
     /// Wipes the profile's token locally and closes its streams; returns the record it had.
     pub async fn wipe(
         &self,

@@ -39,6 +39,14 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
     if auth.opts.client_id_metadata_documents {
         doc["client_id_metadata_document_supported"] = json!(true);
     }
+    if auth
+        .opts
+        .auth_methods
+        .iter()
+        .any(|m| m == "private_key_jwt")
+    {
+        doc["token_endpoint_auth_signing_alg_values_supported"] = json!(["ES256", "RS256"]);
+    }
     json(StatusCode::OK, &doc)
 }
 
@@ -70,11 +78,17 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
             format!("grant_type {grant_type} is not supported"),
         ));
     }
-    let client_id = authenticate(&auth.opts.auth_methods, &auth, req)?;
+    let methods = auth.opts.auth_methods.clone();
+    let client_id = authenticate(&methods, &shared.issuer, &mut auth, req)?;
     let client_id = client_id.as_str();
     let resource = params.get("resource")?;
     if grant_type == "client_credentials" {
-        if auth.client(client_id).is_some_and(|c| c.secret.is_none()) {
+        let has_key = auth
+            .opts
+            .assertion_keys
+            .iter()
+            .any(|k| k.client_id == client_id);
+        if !has_key && auth.client(client_id).is_some_and(|c| c.secret.is_none()) {
             return Err(OAuthError::new(
                 "unauthorized_client",
                 "client_credentials needs a confidential client",
@@ -106,10 +120,20 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
 /// The client of a token request, authenticated as its kind and the advertised methods say.
 fn authenticate(
     methods: &[String],
-    auth: &super::state::AuthState,
+    issuer: &str,
+    auth: &mut super::state::AuthState,
     req: &Req,
 ) -> Result<String, OAuthError> {
     let params = Params(&req.form);
+    if super::assertion::present(&params) {
+        if !methods.iter().any(|m| m == "private_key_jwt") {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "private_key_jwt is not an advertised authentication method",
+            ));
+        }
+        return super::assertion::verify(auth, issuer, &params);
+    }
     let (client_id, secret, method) = match &req.basic {
         Some((id, secret)) => (id.clone(), Some(secret.clone()), "client_secret_basic"),
         None => {
@@ -120,6 +144,17 @@ fn authenticate(
             }
         }
     };
+    if auth
+        .opts
+        .assertion_keys
+        .iter()
+        .any(|k| k.client_id == client_id)
+    {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "this client authenticates with private_key_jwt",
+        ));
+    }
     let Some(client) = auth.client(&client_id) else {
         return Err(OAuthError::new("invalid_client", "unknown client_id"));
     };
@@ -155,7 +190,8 @@ pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
         }
         let mut auth = shared.auth();
         if auth.opts.revocation_requires_client_auth {
-            let client_id = authenticate(&auth.opts.auth_methods, &auth, req)?;
+            let methods = auth.opts.auth_methods.clone();
+            let client_id = authenticate(&methods, &shared.issuer, &mut auth, req)?;
             return auth.revoke(token, Some(&client_id));
         }
         let client_id = params.get("client_id")?;

@@ -8,6 +8,8 @@
 //!   [`OAuthServer::approve_next`]); `POST /authorize/decision` is that page's form.
 //! - `POST /token`: `authorization_code` and `refresh_token` grants for public clients,
 //!   refresh token rotation with reuse detection, Alibaba's `refresh_expires_in`.
+//! - Client authentication: `client_secret_basic`, `client_secret_post`, `none`, and
+//!   `private_key_jwt` verified with the client's public key ([`assertion`]).
 //! - `POST /revoke`: RFC 7009. `POST /introspect`: RFC 7662, `{"active": bool, …}`.
 //! - `POST /register`: RFC 7591 dynamic client registration, when enabled.
 //!
@@ -15,6 +17,7 @@
 //! server issues, and every PKCE verifier it receives, is kept so that tests can look
 //! for them where they must not appear (logs, files).
 
+pub mod assertion;
 mod authorize;
 mod endpoints;
 mod http;
@@ -35,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::TestCa;
+pub use assertion::AssertionKey;
 use state::AuthState;
 
 /// Lifetime of access tokens unless configured.
@@ -122,6 +126,9 @@ pub struct OAuthOptions {
     /// `/revoke` authenticates confidential clients as `/token` does (RFC 7009 §2.1): without
     /// their secret, 401 `invalid_client` and nothing revoked.
     pub revocation_requires_client_auth: bool,
+    /// Clients that authenticate by `private_key_jwt` (list it in `auth_methods` too), with
+    /// the key their assertions must be signed with.
+    pub assertion_keys: Vec<AssertionKey>,
 }
 
 impl Default for OAuthOptions {
@@ -143,6 +150,7 @@ impl Default for OAuthOptions {
             client_id_metadata_documents: false,
             issuer: None,
             revocation_requires_client_auth: false,
+            assertion_keys: Vec::new(),
         }
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct AuthState {
     pub pending: VecDeque<AuthorizationRequest>,
     pub issued: Vec<String>,
     pub revoked: Vec<String>,
+    /// `jti`s of the client assertions accepted so far (each is good once).
+    pub jtis: std::collections::HashSet<String>,
 }
 
 // === impl AuthState ===
@@ -127,6 +129,7 @@ impl AuthState {
             pending: VecDeque::new(),
             issued: Vec::new(),
             revoked: Vec::new(),
+            jtis: std::collections::HashSet::new(),
         }
     }
 
