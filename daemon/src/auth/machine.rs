@@ -40,7 +40,11 @@ pub async fn fetch(
     let key = profile.private_key.as_ref().map(|k| &k.key);
     let method = AuthMethod::choose(&endpoints.auth_methods, secret.is_some(), key.is_some())
         .ok_or_else(|| {
-            OAuthError::Config("client_credentials needs a client secret or private key".into())
+            OAuthError::Config(
+                "the authorization server does not list private_key_jwt, and the profile has no \
+                 client secret"
+                    .into(),
+            )
         })?;
     let assertion = match (method, key) {
         (AuthMethod::PrivateKeyJwt, Some(key)) => {
