@@ -394,3 +394,59 @@ async fn a_dynamically_registered_client_logs_in_by_device() {
     assert!(a.client_id.starts_with("dcr_"), "{a:?}");
     assert!(w.auth.requests().iter().any(|r| r.path == "/register"));
 }
+
+#[tokio::test]
+async fn a_key_client_signs_a_fresh_assertion_for_each_device_request() {
+    let setup = mcpproxy_tests::daemon::Setup::new().unwrap();
+    let pem = mcpproxy_tests::oauth::assertion::generate_ec_pem();
+    let key_path = setup.path("client-key.pem");
+    mcpproxy_tests::daemon::write_private(&key_path, &pem).unwrap();
+    let opts = OAuthOptions {
+        clients: vec![mcpproxy_tests::oauth::ClientSpec::loopback("jwt-client")],
+        assertion_keys: vec![mcpproxy_tests::oauth::AssertionKey {
+            client_id: "jwt-client".into(),
+            private_pem: pem.clone(),
+        }],
+        auth_methods: vec!["private_key_jwt".into()],
+        device: Some(DeviceOptions::default()),
+        ..Default::default()
+    };
+    let extra = format!("private_key_file = {key_path:?}");
+    let mut w = world(opts, true, &extra).await;
+    w.config = mcpproxy_tests::oauth_world::rewrite_client(&w.config, "jwt-client");
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    let a = approved_login(&w, &d).await;
+    assert_eq!(a.client_id, "jwt-client");
+    // The device authorization and every poll carried an assertion of its own (the server
+    // refuses a replayed `jti`, so a reused one would have failed the login).
+    let requests: Vec<_> = w
+        .auth
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path == "/device_authorization"
+                || r.form_value("grant_type")
+                    == Some("urn:ietf:params:oauth:grant-type:device_code")
+        })
+        .collect();
+    assert!(requests.len() >= 2, "{requests:?}");
+    let mut seen = std::collections::HashSet::new();
+    for r in &requests {
+        assert_eq!(
+            r.form_value("client_assertion_type"),
+            Some(mcpproxy_tests::oauth::assertion::JWT_BEARER),
+            "{r:?}"
+        );
+        let assertion = r.form_value("client_assertion").expect("an assertion");
+        assert!(
+            seen.insert(assertion.to_string()),
+            "an assertion was reused"
+        );
+        assert!(
+            !d.logs().contains(assertion),
+            "an assertion reached the log"
+        );
+    }
+    assert!(!d.logs().contains(pem.lines().nth(1).unwrap()));
+    assert_no_secret_in(&w, &d.logs());
+}

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use mcpproxyd_api::{DeviceLogin, LoginPhase, LoginStarted, LoginStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::device_poll::{self, Ended, Schedule};
 use crate::auth::errors::LoginError;
 use crate::auth::login_plan::{self as plan, Clients, Plan};
-use crate::auth::oauth::{self, Grant};
+use crate::auth::oauth::{self, AuthMethod, Grant};
 use crate::auth::tokens::Tokens;
 use crate::clock::now;
 use crate::config::{AuthProfile, Config};
@@ -91,9 +93,14 @@ impl DeviceLogins {
             .device_authorization
             .clone()
             .ok_or_else(|| no_device_flow(profile))?;
-        let authorization =
-            oauth::device::authorize(clients.auth, &grant_of(&plan), &endpoint, &plan.scopes)
-                .await?;
+        let assertion = fresh_assertion(&tokens, profile, &plan);
+        let authorization = oauth::device::authorize(
+            clients.auth,
+            &grant_of(&plan, assertion.as_ref()),
+            &endpoint,
+            &plan.scopes,
+        )
+        .await?;
         let id = crate::auth::login::random_id();
         let expires_at = now() + authorization.expires_in.as_secs();
         let (tx, _) = watch::channel(LoginStatus {
@@ -188,12 +195,29 @@ impl DeviceLogins {
     }
 }
 
-/// The grant a plan authenticates with.
-fn grant_of(plan: &Plan) -> Grant<'_> {
+/// A fresh client assertion for one request of a `private_key_jwt` plan (each assertion's
+/// `jti` is good once, so every device request and every poll signs its own); `None` for
+/// other clients.
+fn fresh_assertion(tokens: &Tokens, profile: &str, plan: &Plan) -> Option<SecretString> {
+    match plan.secret {
+        Some((_, AuthMethod::PrivateKeyJwt)) => {
+            let audience = oauth::assertion_audience(&plan.endpoints);
+            tokens.assertion(profile, &plan.client_id, audience)
+        }
+        _ => None,
+    }
+}
+
+/// The grant a plan authenticates with: its secret, or `assertion` when it signs one.
+fn grant_of<'a>(plan: &'a Plan, assertion: Option<&'a SecretString>) -> Grant<'a> {
+    let secret = match assertion {
+        Some(a) => Some((a, AuthMethod::PrivateKeyJwt)),
+        None => plan.secret.as_ref().map(|(s, m)| (s, *m)),
+    };
     Grant {
         endpoints: &plan.endpoints,
         client_id: &plan.client_id,
-        secret: plan.secret.as_ref().map(|(s, m)| (s, *m)),
+        secret,
         keep_secret: plan.secret_registered,
         resource: plan.resource.as_deref(),
     }
@@ -213,14 +237,17 @@ struct Polling {
 
 impl Polling {
     async fn run(self) {
-        let grant = grant_of(&self.plan);
         let deadline = tokio::time::Instant::now() + self.authorization.expires_in;
         let (profile, id) = (&self.profile, &self.id);
         let ended = device_poll::run(
             Schedule::new(self.authorization.interval),
             deadline,
             &self.cancel,
-            || oauth::device::poll(&self.http, &grant, &self.authorization.device_code),
+            || async {
+                let assertion = fresh_assertion(&self.tokens, profile, &self.plan);
+                let grant = grant_of(&self.plan, assertion.as_ref());
+                oauth::device::poll(&self.http, &grant, &self.authorization.device_code).await
+            },
             |why| tracing::warn!(profile, login = %id, error = %why, "device login: the token endpoint failed; polling on, more slowly"),
         )
         .await;

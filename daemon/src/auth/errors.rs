@@ -14,6 +14,9 @@ pub enum TokenError {
     NoStore,
     #[error("not logged in")]
     NotLoggedIn,
+    /// Failed attempts back off: nothing is sent to the server before the next one is due.
+    #[error("the last token request failed ({last_error}); next attempt in {retry_in}s")]
+    BackingOff { last_error: String, retry_in: u64 },
     /// Locking or reading the store around a refresh.
     #[error("token store: {0}")]
     Store(#[source] StoreError),

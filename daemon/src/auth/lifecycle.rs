@@ -56,6 +56,13 @@ impl Lifecycle {
     pub(crate) fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
     }
+
+    /// Unix seconds of the next attempt while failed attempts back off (none once one
+    /// succeeded or the planned attempt is due).
+    pub(crate) fn backing_off(&self, now: u64) -> Option<u64> {
+        self.next_refresh
+            .filter(|&at| self.failures > 0 && at > now)
+    }
 }
 
 // === impl Lifecycle: transitions ===
@@ -98,13 +105,19 @@ impl Lifecycle {
         self.next_refresh = None;
     }
 
-    /// `Refreshing` → `Valid`, to be retried after a backoff (network trouble, a store that
-    /// could not be locked). Returns the number of failures in a row.
+    /// `Refreshing` → `Valid` (`LoggedOut` for a machine profile that has no token yet), to be
+    /// retried after a backoff (network trouble, a store that could not be locked). The next
+    /// attempt is planned from the end of the current second, so that the wait is never
+    /// shorter than the backoff on a clock of whole seconds. Returns the failures in a row.
     pub(crate) fn retry_later(&mut self, error: String, now: u64) -> u32 {
         self.last_error = Some(error);
-        self.phase = Phase::Valid;
+        self.phase = if self.record.is_some() {
+            Phase::Valid
+        } else {
+            Phase::LoggedOut
+        };
         self.failures += 1;
-        self.next_refresh = Some(now + schedule::backoff(self.failures).as_secs());
+        self.next_refresh = Some(now + 1 + schedule::backoff(self.failures).as_secs());
         self.failures
     }
 
@@ -176,15 +189,26 @@ mod tests {
         assert_eq!(l.phase(), Phase::Refreshing);
         assert_eq!(l.retry_later("down".into(), 4_000), 1);
         assert_eq!(l.phase(), Phase::Valid);
-        assert!((4_001..=4_002).contains(&l.next_refresh().unwrap()));
+        assert_eq!(l.next_refresh(), Some(4_002));
+        assert_eq!(l.backing_off(4_001), Some(4_002));
+        assert_eq!(l.backing_off(4_002), None, "due: no longer backing off");
         l.refreshing();
         assert_eq!(l.retry_later("down".into(), 4_002), 2);
-        assert!((4_004..=4_005).contains(&l.next_refresh().unwrap()));
+        assert_eq!(l.next_refresh(), Some(4_005));
         assert_eq!(l.last_error(), Some("down"));
         l.valid(record(4_005, 3_600), RefreshMargin::Auto);
         assert_eq!(l.last_error(), None);
         l.refreshing();
         assert_eq!(l.retry_later("down".into(), 5_000), 1);
+    }
+
+    #[test]
+    fn a_failure_without_a_token_stays_logged_out_and_backs_off() {
+        let mut l = Lifecycle::default();
+        l.refreshing();
+        assert_eq!(l.retry_later("invalid_client".into(), 4_000), 1);
+        assert_eq!(l.phase(), Phase::LoggedOut);
+        assert_eq!(l.backing_off(4_000), Some(4_002));
     }
 
     #[test]

@@ -66,12 +66,17 @@ pub(crate) async fn oauth(
     }
     let (client_id, secret, secret_registered) = match configured {
         Some(c) => {
-            let secret = o.client_secret.as_ref().map(|s| {
-                (
-                    s.secret.clone(),
-                    AuthMethod::for_secret(&endpoints.auth_methods),
-                )
-            });
+            let secret = o.client_secret.as_ref().map(|s| s.secret.clone());
+            let has_key = o.private_key.is_some();
+            let secret =
+                match AuthMethod::choose(&endpoints.auth_methods, secret.is_some(), has_key) {
+                    // No secret to hold: the exchange mints its assertion (login.rs).
+                    Some(AuthMethod::PrivateKeyJwt) => {
+                        Some((SecretString::from(String::new()), AuthMethod::PrivateKeyJwt))
+                    }
+                    Some(m) => secret.map(|s| (s, m)),
+                    None => None,
+                };
             (c.clone(), secret, false)
         }
         None => {

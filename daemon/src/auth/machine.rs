@@ -31,11 +31,33 @@ pub async fn fetch(
             ))
         }
     };
-    let (Some(client_id), Some(secret)) = (&profile.client_id, &profile.client_secret) else {
+    let Some(client_id) = &profile.client_id else {
         return Err(OAuthError::Config(
-            "client_credentials needs client_id and a client secret".into(),
+            "client_credentials needs client_id and a client secret or private key".into(),
         ));
     };
+    let secret = profile.client_secret.as_ref().map(|s| &s.secret);
+    let key = profile.private_key.as_ref().map(|k| &k.key);
+    let method = AuthMethod::choose(&endpoints.auth_methods, secret.is_some(), key.is_some())
+        .ok_or_else(|| {
+            OAuthError::Config(
+                "the authorization server does not list private_key_jwt, and the profile has no \
+                 client secret"
+                    .into(),
+            )
+        })?;
+    let assertion = match (method, key) {
+        (AuthMethod::PrivateKeyJwt, Some(key)) => {
+            let audience = oauth::assertion_audience(&endpoints);
+            let now = crate::clock::now();
+            Some(
+                key.assertion(client_id, audience, now)
+                    .map_err(|e| OAuthError::Config(e.to_string()))?,
+            )
+        }
+        _ => None,
+    };
+    let credential = assertion.as_ref().or(secret).map(|s| (s, method));
     let resource = match &profile.resource {
         Resource::Uri(u) => Some(u.to_string()),
         Resource::Auto | Resource::Off => None,
@@ -43,10 +65,7 @@ pub async fn fetch(
     let grant = Grant {
         endpoints: &endpoints,
         client_id,
-        secret: Some((
-            &secret.secret,
-            AuthMethod::for_secret(&endpoints.auth_methods),
-        )),
+        secret: credential,
         keep_secret: false,
         resource: resource.as_deref(),
     };

@@ -41,11 +41,14 @@ where
         let now = slot.clock().now();
         let (due, phase, generation) = slot.due();
         let wait = match (phase, due) {
-            (Phase::Valid, Some(at)) if at <= now => {
+            // `LoggedOut` with a plan: a machine profile retrying its first token.
+            (Phase::Valid | Phase::LoggedOut, Some(at)) if at <= now => {
                 refresh(generation).await;
                 continue;
             }
-            (Phase::Valid, Some(at)) => Duration::from_secs(at - now).min(CLOCK_CHECK),
+            (Phase::Valid | Phase::LoggedOut, Some(at)) => {
+                Duration::from_secs(at - now).min(CLOCK_CHECK)
+            }
             _ => CLOCK_CHECK,
         };
         tokio::select! {

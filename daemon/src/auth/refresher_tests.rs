@@ -28,6 +28,7 @@ fn slot(clock: &Clock, margin: RefreshMargin) -> Arc<Slot> {
         revocation_endpoint: None,
         client_id: None,
         client_secret: None,
+        private_key: None,
         grant: crate::config::GrantType::AuthorizationCode,
         scopes: vec![],
         resource: Resource::Auto,
@@ -232,4 +233,93 @@ async fn a_refresh_without_a_store_fails_clearly_and_keeps_the_phase() {
     assert_eq!(e.to_string(), "no token store is open");
     assert!(!e.needs_login());
     assert_eq!(slot.due().1, Phase::Valid);
+}
+
+// === machine profiles (client credentials) ===
+
+fn machine_slot(clock: &Clock) -> Arc<Slot> {
+    let s = slot(clock, RefreshMargin::Auto);
+    if let AuthProfile::OAuth(o) = &mut *crate::auth::slot::lock(&s.profile) {
+        o.grant = crate::config::GrantType::ClientCredentials;
+    }
+    s
+}
+
+fn refused_client() -> RefreshError {
+    RefreshError::OAuth(OAuthError::Rejected {
+        code: "invalid_client".into(),
+        description: Some("client authentication failed".into()),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_machine_profile_backs_off_exponentially_up_to_the_cap() {
+    let clock = Clock::tokio_at(START);
+    let slot = machine_slot(&clock);
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = times.clone();
+    // The first attempt comes from a request; every one is refused.
+    let (calls, stop) = spawn_refresher(&slot, move |s, _| {
+        seen.lock().unwrap().push(s.clock().now());
+        s.failed(refused_client());
+    });
+    settle().await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "nothing to do before a request"
+    );
+    slot.single_flight(0, || async {
+        times.lock().unwrap().push(clock.now());
+        Err(slot.failed(refused_client()))
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(slot.due().1, Phase::LoggedOut, "no login to wait for");
+    for _ in 0..3_600 {
+        advance(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    stop.cancel();
+    let times = times.lock().unwrap().clone();
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // Each wait at least the backoff (1 s, 2 s, 4 s, ... plus the second it started in),
+    // at most a quarter more for jitter, capped at five minutes.
+    for (k, gap) in gaps.iter().enumerate() {
+        let base = (1u64 << k).min(crate::auth::schedule::MAX_BACKOFF.as_secs());
+        let most = (base + base / 4 + 1).min(crate::auth::schedule::MAX_BACKOFF.as_secs()) + 1;
+        assert!(
+            (base + 1..=most).contains(gap),
+            "wait {k} was {gap}s: {gaps:?}"
+        );
+    }
+    assert!(
+        (15..=22).contains(&times.len()),
+        "{} attempts in an hour: {gaps:?}",
+        times.len()
+    );
+    assert!(slot.read(|l| l.last_error().unwrap().contains("invalid_client")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_during_the_backoff_get_an_error_at_once_and_send_nothing() {
+    let clock = Clock::tokio_at(START);
+    let slot = machine_slot(&clock);
+    slot.failed(refused_client());
+    let generation = slot.due().2;
+    // No store in this test: getting past the backoff shows as "no token store".
+    let e = slot.refresh(generation).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RefreshError::Token(TokenError::BackingOff { retry_in: 2, .. })
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("invalid_client"), "{e}");
+    assert!(e.to_string().contains("next attempt in 2s"), "{e}");
+    assert!(!e.needs_login());
+    advance(Duration::from_secs(2)).await;
+    let e = slot.refresh(generation).await.unwrap_err();
+    assert!(matches!(e, RefreshError::Token(TokenError::NoStore)), "{e}");
 }

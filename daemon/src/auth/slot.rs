@@ -178,6 +178,10 @@ impl Slot {
     async fn refresh_now(&self) -> Result<(), RefreshError> {
         let record = self.read(|l| l.record().cloned());
         let machine = self.machine();
+        if machine.is_some() {
+            // Requests never hurry a failing token endpoint: they wait for the backoff too.
+            self.not_backing_off()?;
+        }
         if record.is_none() && machine.is_none() {
             return Err(TokenError::NotLoggedIn.into());
         }
@@ -228,18 +232,52 @@ impl Slot {
             .as_ref()
             .ok_or(OAuthError::NoRefreshToken)?;
         let endpoints = Endpoints::of_record(record);
-        let configured = self.configured_secret(&record.client_id);
-        let secret = configured.as_ref().or(record.client_secret.as_ref());
-        let method = AuthMethod::parse(record.auth_method.as_deref());
+        let configured = self.configured_secret(&record.client_id).is_some();
+        let secret = self.client_auth(record);
         let grant = Grant {
             endpoints: &endpoints,
             client_id: &record.client_id,
-            secret: secret.map(|s| (s, method)),
-            keep_secret: configured.is_none() && secret.is_some(),
+            secret: secret.as_ref().map(|(s, m)| (s, *m)),
+            keep_secret: !configured && secret.is_some(),
             resource: record.resource.as_deref(),
         };
         let http = lock(&self.http).clone();
         oauth::refresh(&http, &grant, refresh_token).await
+    }
+
+    /// How the client of `record` authenticates at its authorization server (refresh,
+    /// revocation): the secret the config gives that client, else the one its registration
+    /// returned, sent by the method the login chose; `None` for a public client.
+    pub(crate) fn client_auth(&self, record: &TokenRecord) -> Option<(SecretString, AuthMethod)> {
+        if AuthMethod::parse(record.auth_method.as_deref()) == AuthMethod::PrivateKeyJwt {
+            let endpoints = Endpoints::of_record(record);
+            let audience = oauth::assertion_audience(&endpoints);
+            let assertion = self.assertion(&record.client_id, audience)?;
+            return Some((assertion, AuthMethod::PrivateKeyJwt));
+        }
+        let secret = self
+            .configured_secret(&record.client_id)
+            .or_else(|| record.client_secret.clone())?;
+        let method = AuthMethod::parse(record.auth_method.as_deref());
+        Some((secret, method))
+    }
+
+    /// A fresh client assertion of `client_id` for `audience`, signed with the key the
+    /// profile's config gives that client (`private_key_jwt`); `None` without one.
+    pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> Option<SecretString> {
+        let key = match &*lock(&self.profile) {
+            AuthProfile::OAuth(o) if o.client_id.as_deref() == Some(client_id) => {
+                o.private_key.as_ref()?.key.clone()
+            }
+            _ => return None,
+        };
+        match key.assertion(client_id, audience, self.deps.clock.now()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(profile = %self.name, error = %e, "cannot sign the client assertion");
+                None
+            }
+        }
     }
 
     /// The secret the profile's config gives the client `client_id`, if it is that client.
@@ -252,18 +290,37 @@ impl Slot {
         }
     }
 
+    /// The error to answer while failed attempts back off: when the next one is, and why the
+    /// last one failed.
+    fn not_backing_off(&self) -> Result<(), TokenError> {
+        let now = self.deps.clock.now();
+        self.read(|l| match l.backing_off(now) {
+            Some(at) => Err(TokenError::BackingOff {
+                last_error: l.last_error().unwrap_or_default().to_string(),
+                retry_in: at - now,
+            }),
+            None => Ok(()),
+        })
+    }
+
     /// A refresh that failed: `NeedsLogin` if the server refused the grant, else a retry after
-    /// a backoff. Returns the error for the caller.
+    /// a backoff. A machine profile has no login to wait for: it always backs off (a refused
+    /// client too, as its secret may be fixed by a reload). Returns the error for the caller.
     pub(crate) fn failed(&self, e: RefreshError) -> RefreshError {
+        let machine = self.machine().is_some();
         let mut life = lock(&self.life);
-        if e.needs_login() {
+        if e.needs_login() && !machine {
             life.needs_login(e.to_string());
             self.deps.metrics.refresh(&self.name, "needs_login");
             tracing::error!(profile = %self.name, error = %e, "refresh refused: the profile needs a new login (`mcpproxyctl login`)");
         } else {
             let attempt = life.retry_later(e.to_string(), self.deps.clock.now());
+            let retry_at = life.next_refresh();
+            drop(life);
+            // The failure may have come from a request: the refresher re-plans its sleep.
+            self.wake.notify_one();
             self.deps.metrics.refresh(&self.name, "transient");
-            tracing::warn!(profile = %self.name, error = %e, attempt, "refresh failed; retrying with backoff");
+            tracing::warn!(profile = %self.name, error = %e, attempt, ?retry_at, "refresh failed; retrying with backoff");
         }
         e
     }

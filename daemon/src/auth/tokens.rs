@@ -281,6 +281,27 @@ impl Tokens {
             .unwrap_or_default()
     }
 
+    /// How the client of `record`, a token of `profile`, authenticates at its authorization
+    /// server (for revocation): its secret and method, `None` for a public client.
+    pub fn client_auth(
+        &self,
+        profile: &str,
+        record: &TokenRecord,
+    ) -> Option<(SecretString, crate::auth::oauth::AuthMethod)> {
+        self.slot(profile)?.client_auth(record)
+    }
+
+    /// A fresh `private_key_jwt` assertion of `client_id` (the client `profile` configures) for
+    /// the authorization server `audience`.
+    pub fn assertion(
+        &self,
+        profile: &str,
+        client_id: &str,
+        audience: &str,
+    ) -> Option<SecretString> {
+        self.slot(profile)?.assertion(client_id, audience)
+    }
+
     /// Wipes the profile's token locally and closes its streams; returns the record it had.
     pub async fn wipe(
         &self,

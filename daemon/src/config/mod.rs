@@ -11,6 +11,7 @@ mod render;
 pub mod units;
 mod validate;
 mod validate_auth;
+mod validate_client_key;
 mod validate_listen;
 mod validate_policy;
 mod validate_upstream;
@@ -322,6 +323,14 @@ pub struct ClientSecret {
     pub secret: SecretString,
 }
 
+/// A pre-registered client's private key for `private_key_jwt`, where it was read from
+/// (`Debug` shows no key material).
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub source: TokenSource,
+    pub key: crate::auth::oauth::jws::SigningKey,
+}
+
 #[derive(Debug, Clone)]
 pub enum TokenSource {
     File(PathBuf),
@@ -344,6 +353,8 @@ pub struct OAuthProfile {
     pub client_id: Option<String>,
     /// A pre-registered (confidential) client's secret.
     pub client_secret: Option<ClientSecret>,
+    /// A pre-registered client's private key (`private_key_jwt`, RFC 7523).
+    pub private_key: Option<ClientKey>,
     /// How tokens are obtained: a user's login, or the client's own credentials.
     pub grant: GrantType,
     pub scopes: Vec<String>,

@@ -178,6 +178,13 @@ pub struct RawAuth {
     pub client_secret: Option<String>,
     pub client_secret_file: Option<String>,
     pub client_secret_credential: Option<String>,
+    /// A PEM private key for `private_key_jwt`: a 0600 file, or a systemd credential.
+    pub private_key_file: Option<String>,
+    pub private_key_credential: Option<String>,
+    /// The `kid` of the client assertions' JWS header.
+    pub private_key_id: Option<String>,
+    /// `auto` (from the key) | `ES256` | `RS256`.
+    pub private_key_alg: Option<String>,
     /// `authorization_code` | `client_credentials`.
     pub grant: Option<String>,
     pub scopes: Option<Vec<String>>,
@@ -215,6 +222,10 @@ impl RawAuth {
             client_secret,
             client_secret_file,
             client_secret_credential,
+            private_key_file,
+            private_key_credential,
+            private_key_id,
+            private_key_alg,
             grant,
             scopes,
             resource,

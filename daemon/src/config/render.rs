@@ -197,6 +197,13 @@ fn profile(p: &AuthProfile) -> Table {
             };
             t.insert("client_secret_file".into(), s(file));
             t.insert("client_secret_credential".into(), s(credential));
+            let (file, credential) = match o.private_key.as_ref().map(|c| &c.source) {
+                Some(TokenSource::File(f)) => (f.display().to_string(), String::new()),
+                Some(TokenSource::Credential(n)) => (String::new(), n.clone()),
+                None => (String::new(), String::new()),
+            };
+            t.insert("private_key_file".into(), s(file));
+            t.insert("private_key_credential".into(), s(credential));
             let grant = match o.grant {
                 GrantType::AuthorizationCode => "authorization_code",
                 GrantType::ClientCredentials => "client_credentials",

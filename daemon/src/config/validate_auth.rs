@@ -35,6 +35,10 @@ const OAUTH_KEYS: &[&str] = &[
     "client_secret",
     "client_secret_file",
     "client_secret_credential",
+    "private_key_file",
+    "private_key_credential",
+    "private_key_id",
+    "private_key_alg",
     "grant",
     "scopes",
     "resource",
@@ -153,14 +157,16 @@ fn oauth_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Res
         ),
     };
     let client_secret = client_secret(p, at)?;
+    let private_key = super::validate_client_key::private_key(p, at.name, at.at)?;
     let grant = match p.grant.as_deref().unwrap_or("authorization_code") {
         "authorization_code" => GrantType::AuthorizationCode,
         "client_credentials" => {
-            if client_secret.is_none() {
+            if client_secret.is_none() && private_key.is_none() {
                 return Err(at.error(
                     "grant",
                     "client_credentials needs a confidential client: set client_id and \
-                     client_secret_file or client_secret_credential",
+                     client_secret_file or client_secret_credential (or private_key_file or \
+                     private_key_credential)",
                 ));
             }
             if p.token_endpoint.is_none() && p.issuer.is_none() {
@@ -187,6 +193,7 @@ fn oauth_profile(p: &RawAuth, ca_file: Option<PathBuf>, at: Here<'_, '_>) -> Res
             .and_then(non_empty)
             .map(str::to_string),
         client_secret,
+        private_key,
         scopes: p.scopes.clone().unwrap_or_default(),
         resource,
         refresh_margin: margin(p, at)?,
@@ -278,7 +285,28 @@ fn https_url(text: &str) -> std::result::Result<Url, String> {
 /// Reads a static bearer token: trailing newline stripped; a file readable by group or others,
 /// or an empty token, is refused.
 pub fn read_token(source: &TokenSource) -> std::result::Result<SecretString, String> {
-    let path = match source {
+    let path = secret_path(source)?;
+    let mut text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    while text.ends_with('\n') || text.ends_with('\r') {
+        text.pop();
+    }
+    if text.is_empty() {
+        return Err(format!("{} holds no token", path.display()));
+    }
+    if text.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!(
+            "{} holds characters a bearer token cannot have (spaces, control characters)",
+            path.display()
+        ));
+    }
+    Ok(SecretString::from(text))
+}
+
+/// Where a secret's source is: a file that group and others cannot read (else an error that
+/// says how to fix it), or a systemd credential in `$CREDENTIALS_DIRECTORY`.
+pub fn secret_path(source: &TokenSource) -> std::result::Result<PathBuf, String> {
+    Ok(match source {
         TokenSource::File(p) => {
             let meta =
                 std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
@@ -304,20 +332,5 @@ pub fn read_token(source: &TokenSource) -> std::result::Result<SecretString, Str
             })?;
             PathBuf::from(dir).join(name)
         }
-    };
-    let mut text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    while text.ends_with('\n') || text.ends_with('\r') {
-        text.pop();
-    }
-    if text.is_empty() {
-        return Err(format!("{} holds no token", path.display()));
-    }
-    if text.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(format!(
-            "{} holds characters a bearer token cannot have (spaces, control characters)",
-            path.display()
-        ));
-    }
-    Ok(SecretString::from(text))
+    })
 }

@@ -92,6 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         authorization_server: None,
         validator: None,
         resource: Default::default(),
+        oauth_front: None,
     };
     let server = upstream::serve(listener, opts)?;
     if let Some(dir) = &args.state_dir {

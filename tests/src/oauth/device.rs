@@ -106,8 +106,12 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Resp {
         let Some(opts) = auth.opts.device.clone() else {
             return Err(OAuthError::invalid_request("no device flow here"));
         };
-        let client_id =
-            super::endpoints::authenticate(&auth.opts.auth_methods.clone(), &auth, req)?;
+        let client_id = super::endpoints::authenticate(
+            &auth.opts.auth_methods.clone(),
+            &shared.issuer,
+            &mut auth,
+            req,
+        )?;
         let params = Params(&req.form);
         let resource = params.get("resource")?.map(str::to_owned);
         auth.check_resource(resource.as_deref())?;

@@ -23,7 +23,11 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth.opts.auth_methods,
-        "revocation_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": if auth.opts.revocation_requires_client_auth {
+            json!(auth.opts.auth_methods)
+        } else {
+            json!(["none"])
+        },
         "authorization_response_iss_parameter_supported": true,
     });
     if auth.opts.registration {
@@ -41,6 +45,14 @@ pub(crate) fn metadata(shared: &Shared) -> Resp {
             .as_array_mut()
             .expect("grant_types_supported is a list")
             .push(json!(super::device::GRANT_TYPE));
+    }
+    if auth
+        .opts
+        .auth_methods
+        .iter()
+        .any(|m| m == "private_key_jwt")
+    {
+        doc["token_endpoint_auth_signing_alg_values_supported"] = json!(["ES256", "RS256"]);
     }
     json(StatusCode::OK, &doc)
 }
@@ -76,11 +88,17 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
             format!("grant_type {grant_type} is not supported"),
         ));
     }
-    let client_id = authenticate(&auth.opts.auth_methods, &auth, req)?;
+    let methods = auth.opts.auth_methods.clone();
+    let client_id = authenticate(&methods, &shared.issuer, &mut auth, req)?;
     let client_id = client_id.as_str();
     let resource = params.get("resource")?;
     if grant_type == "client_credentials" {
-        if auth.client(client_id).is_some_and(|c| c.secret.is_none()) {
+        let has_key = auth
+            .opts
+            .assertion_keys
+            .iter()
+            .any(|k| k.client_id == client_id);
+        if !has_key && auth.client(client_id).is_some_and(|c| c.secret.is_none()) {
             return Err(OAuthError::new(
                 "unauthorized_client",
                 "client_credentials needs a confidential client",
@@ -115,10 +133,20 @@ fn grant(shared: &Shared, req: &Req) -> Result<TokenResponse, OAuthError> {
 /// The client of a token request, authenticated as its kind and the advertised methods say.
 pub(super) fn authenticate(
     methods: &[String],
-    auth: &super::state::AuthState,
+    issuer: &str,
+    auth: &mut super::state::AuthState,
     req: &Req,
 ) -> Result<String, OAuthError> {
     let params = Params(&req.form);
+    if super::assertion::present(&params) {
+        if !methods.iter().any(|m| m == "private_key_jwt") {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "private_key_jwt is not an advertised authentication method",
+            ));
+        }
+        return super::assertion::verify(auth, issuer, &params);
+    }
     let (client_id, secret, method) = match &req.basic {
         Some((id, secret)) => (id.clone(), Some(secret.clone()), "client_secret_basic"),
         None => {
@@ -129,6 +157,17 @@ pub(super) fn authenticate(
             }
         }
     };
+    if auth
+        .opts
+        .assertion_keys
+        .iter()
+        .any(|k| k.client_id == client_id)
+    {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "this client authenticates with private_key_jwt",
+        ));
+    }
     let Some(client) = auth.client(&client_id) else {
         return Err(OAuthError::new("invalid_client", "unknown client_id"));
     };
@@ -162,8 +201,13 @@ pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
                 ))
             }
         }
-        let client_id = params.get("client_id")?;
         let mut auth = shared.auth();
+        if auth.opts.revocation_requires_client_auth {
+            let methods = auth.opts.auth_methods.clone();
+            let client_id = authenticate(&methods, &shared.issuer, &mut auth, req)?;
+            return auth.revoke(token, Some(&client_id));
+        }
+        let client_id = params.get("client_id")?;
         if client_id.is_some_and(|id| auth.client(id).is_none()) {
             return Err(OAuthError::new("invalid_client", "unknown client_id"));
         }

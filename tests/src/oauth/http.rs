@@ -48,6 +48,7 @@ pub(crate) async fn handle(
         query: req.query.clone(),
         form: req.form.clone(),
         basic_client: req.basic.as_ref().map(|(id, _)| id.clone()),
+        at: std::time::Instant::now(),
     });
     if matches!(path.as_str(), "/token" | "/revoke") {
         match shared.fault() {

@@ -8,6 +8,8 @@
 //!   [`OAuthServer::approve_next`]); `POST /authorize/decision` is that page's form.
 //! - `POST /token`: `authorization_code` and `refresh_token` grants for public clients,
 //!   refresh token rotation with reuse detection, Alibaba's `refresh_expires_in`.
+//! - Client authentication: `client_secret_basic`, `client_secret_post`, `none`, and
+//!   `private_key_jwt` verified with the client's public key ([`assertion`]).
 //! - `POST /revoke`: RFC 7009. `POST /introspect`: RFC 7662, `{"active": bool, …}`.
 //! - `POST /register`: RFC 7591 dynamic client registration, when enabled.
 //! - `POST /device_authorization`, the device-code grant and the verification page
@@ -17,6 +19,7 @@
 //! server issues, and every PKCE verifier it receives, is kept so that tests can look
 //! for them where they must not appear (logs, files).
 
+pub mod assertion;
 mod authorize;
 pub mod device;
 mod endpoints;
@@ -38,6 +41,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::TestCa;
+pub use assertion::AssertionKey;
 use state::AuthState;
 
 /// Lifetime of access tokens unless configured.
@@ -120,6 +124,16 @@ pub struct OAuthOptions {
     pub scopes_supported: Vec<String>,
     /// Serve and advertise the device authorization grant (RFC 8628).
     pub device: Option<device::DeviceOptions>,
+    /// The issuer to advertise (metadata, `iss`, endpoint URLs) instead of the server's own
+    /// origin: for a server reached through another origin, as MCP servers of the 2025-03-26
+    /// revision served their authorization server (see [`crate::upstream::OAuthFront`]).
+    pub issuer: Option<String>,
+    /// `/revoke` authenticates confidential clients as `/token` does (RFC 7009 §2.1): without
+    /// their secret, 401 `invalid_client` and nothing revoked.
+    pub revocation_requires_client_auth: bool,
+    /// Clients that authenticate by `private_key_jwt` (list it in `auth_methods` too), with
+    /// the key their assertions must be signed with.
+    pub assertion_keys: Vec<AssertionKey>,
 }
 
 impl Default for OAuthOptions {
@@ -140,6 +154,9 @@ impl Default for OAuthOptions {
             confidential_registration: false,
             client_id_metadata_documents: false,
             device: None,
+            issuer: None,
+            revocation_requires_client_auth: false,
+            assertion_keys: Vec::new(),
         }
     }
 }
@@ -171,6 +188,8 @@ pub struct Recorded {
     pub form: Vec<(String, String)>,
     /// The client id of an `Authorization: Basic` header.
     pub basic_client: Option<String>,
+    /// When it arrived (before any fault delayed it), for tests of backoff schedules.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -275,7 +294,10 @@ pub fn serve(listener: TcpListener, opts: OAuthOptions) -> anyhow::Result<OAuthS
     let addr = listener.local_addr()?;
     let ca = TestCa::new();
     let shared = Arc::new(Shared {
-        issuer: format!("https://{addr}"),
+        issuer: opts
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://{addr}")),
         auth: Mutex::new(AuthState::new(opts)),
         fault: Mutex::new(Fault::None),
         records: Mutex::new(Vec::new()),
@@ -356,6 +378,17 @@ impl OAuthServer {
     /// How many `POST /token` requests with this `grant_type` have arrived (answered or not).
     pub fn token_requests(&self, grant_type: &str) -> usize {
         count_token_requests(&self.shared, grant_type)
+    }
+
+    /// When each `POST /token` request with this `grant_type` arrived, in order.
+    pub fn token_request_times(&self, grant_type: &str) -> Vec<std::time::Instant> {
+        self.shared
+            .records()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/token")
+            .filter(|r| r.form_value("grant_type") == Some(grant_type))
+            .map(|r| r.at)
+            .collect()
     }
 
     /// Resolves once [`token_requests`](Self::token_requests) reaches `n`.

@@ -113,6 +113,8 @@ pub(crate) struct AuthState {
     pub revoked: Vec<String>,
     /// Device authorizations (RFC 8628).
     pub device: super::device::DeviceState,
+    /// `jti`s of the client assertions accepted so far (each is good once).
+    pub jtis: std::collections::HashSet<String>,
 }
 
 // === impl AuthState ===
@@ -130,6 +132,7 @@ impl AuthState {
             issued: Vec::new(),
             revoked: Vec::new(),
             device: Default::default(),
+            jtis: std::collections::HashSet::new(),
         }
     }
 

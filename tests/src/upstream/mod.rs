@@ -12,12 +12,15 @@
 //! - `/.well-known/oauth-protected-resource[/…]`: RFC 9728 metadata when
 //!   [`UpstreamOptions::authorization_server`] is set, else 404; the one route
 //!   served without a token, as on real servers.
+//! - With [`UpstreamOptions::oauth_front`], the OAuth paths of an authorization server at this
+//!   origin (see [`oauth_front`]), also without a token.
 //!
 //! Tools: `echo`, `add`, `slow_count` ([`tools::TestTools`]).
 
 pub mod bench;
 pub mod catalog;
 mod legacy;
+mod oauth_front;
 pub mod prm;
 pub mod raw;
 mod router;
@@ -40,6 +43,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::TestCa;
+pub use oauth_front::OAuthFront;
 pub use prm::{ResourceOptions, ScopeLookup};
 use tools::TestTools;
 
@@ -78,6 +82,8 @@ pub struct UpstreamOptions {
     pub authorization_server: Option<String>,
     /// The shape of the challenge and metadata.
     pub resource: ResourceOptions,
+    /// An authorization server served at this origin (the 2025-03-26 layout).
+    pub oauth_front: Option<OAuthFront>,
 }
 
 impl Default for UpstreamOptions {
@@ -89,6 +95,7 @@ impl Default for UpstreamOptions {
             legacy_endpoint: EndpointStyle::Relative,
             authorization_server: None,
             resource: ResourceOptions::default(),
+            oauth_front: None,
         }
     }
 }
@@ -140,6 +147,7 @@ pub(crate) struct Shared {
     legacy_endpoint: EndpointStyle,
     authorization_server: Option<String>,
     resource: ResourceOptions,
+    oauth_front: Option<OAuthFront>,
     records: Mutex<Vec<RecordedRequest>>,
     requests_seen: watch::Sender<usize>,
     release: Semaphore,
@@ -261,6 +269,7 @@ pub fn serve(listener: TcpListener, opts: UpstreamOptions) -> anyhow::Result<Tes
         legacy_endpoint: opts.legacy_endpoint,
         authorization_server: opts.authorization_server,
         resource: opts.resource,
+        oauth_front: opts.oauth_front,
         records: Mutex::new(Vec::new()),
         requests_seen: watch::Sender::new(0),
         release: Semaphore::new(0),

@@ -12,7 +12,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{catalog, legacy, raw, RecordedRequest, Shared};
+use super::{catalog, legacy, oauth_front, raw, RecordedRequest, Shared};
 
 /// Response body of every route (rmcp's own type, so its answers pass through).
 pub(crate) type RespBody = BoxBody<Bytes, Infallible>;
@@ -33,6 +33,9 @@ pub(crate) async fn handle(
         index,
     });
     let path = req.uri().path();
+    if oauth_front::serves(&shared, path) {
+        return Ok(oauth_front::forward(&shared, req).await);
+    }
     if path == WELL_KNOWN_PRM || path.starts_with(&format!("{WELL_KNOWN_PRM}/")) {
         return Ok(protected_resource_metadata(&shared, path));
     }

@@ -192,7 +192,8 @@ fn error_of(status: reqwest::StatusCode, body: &[u8]) -> OAuthError {
 }
 
 /// A form POST authenticated as the grant's client: HTTP Basic with the form-encoded id and
-/// secret (RFC 6749 §2.3.1), or both in the form, or the id alone for a public client.
+/// secret (RFC 6749 §2.3.1), or both in the form, or a client assertion (RFC 7523), or the id
+/// alone for a public client.
 async fn post_form(
     http: &reqwest::Client,
     url: &str,
@@ -214,6 +215,11 @@ async fn post_form(
             Some((secret, AuthMethod::Post)) => {
                 form.append_pair("client_id", grant.client_id);
                 form.append_pair("client_secret", secret.expose_secret());
+            }
+            Some((assertion, AuthMethod::PrivateKeyJwt)) => {
+                form.append_pair("client_id", grant.client_id);
+                form.append_pair("client_assertion_type", super::jws::JWT_BEARER);
+                form.append_pair("client_assertion", assertion.expose_secret());
             }
             Some((_, AuthMethod::None)) | None => {
                 form.append_pair("client_id", grant.client_id);

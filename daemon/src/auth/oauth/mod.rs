@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod discovery;
+pub mod jws;
 pub mod resource;
 
 use oauth2::basic::{
@@ -54,6 +55,9 @@ pub enum AuthMethod {
     Post,
     /// `none`: a public client, its id in the form.
     None,
+    /// `private_key_jwt` (RFC 7523 §2.2): a JWT signed with the client's key, minted for each
+    /// request ([`jws`]); the id in the form too.
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -62,6 +66,7 @@ impl AuthMethod {
             AuthMethod::Basic => "client_secret_basic",
             AuthMethod::Post => "client_secret_post",
             AuthMethod::None => "none",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -70,6 +75,7 @@ impl AuthMethod {
         match name {
             Some("client_secret_basic") => AuthMethod::Basic,
             Some("client_secret_post") => AuthMethod::Post,
+            Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
             _ => AuthMethod::None,
         }
     }
@@ -83,6 +89,41 @@ impl AuthMethod {
         } else {
             AuthMethod::Basic
         }
+    }
+
+    /// The method of a pre-registered client, in this order: `private_key_jwt` when it has a
+    /// key and the server lists that method (or lists none and the client has no secret); else
+    /// its secret as [`for_secret`](Self::for_secret) says; else `None` (a public client).
+    pub fn choose(supported: &[String], has_secret: bool, has_key: bool) -> Option<AuthMethod> {
+        let jwt = AuthMethod::PrivateKeyJwt.name();
+        let lists_jwt = supported.iter().any(|s| s == jwt);
+        if has_key && (lists_jwt || (supported.is_empty() && !has_secret)) {
+            Some(AuthMethod::PrivateKeyJwt)
+        } else if has_secret {
+            Some(AuthMethod::for_secret(supported))
+        } else {
+            None
+        }
+    }
+}
+
+/// The `aud` of client assertions for `endpoints`: the issuer identifier (RFC 7523bis, as
+/// the MCP conformance suite checks), else the token endpoint (RFC 7523 §3).
+pub fn assertion_audience(endpoints: &Endpoints) -> &str {
+    endpoints
+        .issuer
+        .as_deref()
+        .unwrap_or(endpoints.token.as_str())
+}
+
+/// The form parameters that carry a client assertion, when `secret` is one.
+fn assertion_params(secret: Option<(&SecretString, AuthMethod)>) -> Vec<(&'static str, String)> {
+    match secret {
+        Some((assertion, AuthMethod::PrivateKeyJwt)) => vec![
+            ("client_assertion_type", jws::JWT_BEARER.to_string()),
+            ("client_assertion", assertion.expose_secret().to_string()),
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -191,7 +232,8 @@ fn client(
         .set_auth_uri_option(auth)
         .set_token_uri_option(Some(token))
         .set_revocation_url_option(revoke);
-    if let Some((s, _)) = secret.filter(|(_, m)| *m != AuthMethod::None) {
+    let shared_secret = |m: &AuthMethod| matches!(m, AuthMethod::Basic | AuthMethod::Post);
+    if let Some((s, _)) = secret.filter(|(_, m)| shared_secret(m)) {
         c = c.set_client_secret(oauth2::ClientSecret::new(s.expose_secret().to_string()));
     }
     if let Some(r) = redirect {
@@ -401,9 +443,10 @@ fn record_from(
         token_endpoint: Some(grant.endpoints.token.clone()),
         revocation_endpoint: grant.endpoints.revocation.clone(),
         client_id: grant.client_id.to_string(),
+        // An assertion is for one request only: never kept.
         client_secret: grant
             .secret
-            .filter(|_| grant.keep_secret)
+            .filter(|(_, m)| grant.keep_secret && *m != AuthMethod::PrivateKeyJwt)
             .map(|(s, _)| s.clone()),
         auth_method: Some(grant.method().name().to_string()),
         scope: resp.scopes().map(|s| {
@@ -438,6 +481,9 @@ pub async fn exchange_code(
     if let Some(r) = grant.resource {
         req = req.add_extra_param("resource", r.to_string());
     }
+    for (k, v) in assertion_params(grant.secret) {
+        req = req.add_extra_param(k, v);
+    }
     let resp = req
         .request_async(&Http(http.clone()))
         .await
@@ -458,6 +504,9 @@ pub async fn refresh(
         .map_err(|_| OAuthError::Config("no token endpoint".into()))?;
     if let Some(r) = grant.resource {
         req = req.add_extra_param("resource", r.to_string());
+    }
+    for (k, v) in assertion_params(grant.secret) {
+        req = req.add_extra_param(k, v);
     }
     let resp = req
         .request_async(&Http(http.clone()))
@@ -482,6 +531,9 @@ pub async fn client_credentials(
     if let Some(r) = grant.resource {
         req = req.add_extra_param("resource", r.to_string());
     }
+    for (k, v) in assertion_params(grant.secret) {
+        req = req.add_extra_param(k, v);
+    }
     let resp = req
         .request_async(&Http(http.clone()))
         .await
@@ -489,15 +541,18 @@ pub async fn client_credentials(
     record_from(&resp, grant, None)
 }
 
-/// RFC 7009 revocation of one token; `Ok(false)` when the server has no revocation endpoint.
+/// RFC 7009 revocation of one token, the client authenticating as at the token endpoint
+/// (`secret`: a confidential client's; §2.1); `Ok(false)` when the server has no revocation
+/// endpoint.
 pub async fn revoke(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client_id: &str,
+    secret: Option<(&SecretString, AuthMethod)>,
     token: &SecretString,
     is_refresh: bool,
 ) -> Result<bool, OAuthError> {
-    let c = client(endpoints, client_id, None, None)?;
+    let c = client(endpoints, client_id, secret, None)?;
     let revocable = if is_refresh {
         StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose_secret().to_string()))
     } else {
@@ -505,9 +560,12 @@ pub async fn revoke(
             token.expose_secret().to_string(),
         ))
     };
-    let Ok(req) = c.revoke_token(revocable) else {
+    let Ok(mut req) = c.revoke_token(revocable) else {
         return Ok(false);
     };
+    for (k, v) in assertion_params(secret) {
+        req = req.add_extra_param(k, v);
+    }
     req.request_async(&Http(http.clone()))
         .await
         .map_err(|e| match e {
@@ -521,3 +579,7 @@ pub async fn revoke(
         })?;
     Ok(true)
 }
+
+#[cfg(test)]
+#[path = "method_tests.rs"]
+mod method_tests;

@@ -118,17 +118,26 @@ pub async fn revoke(shared: &Shared, req: api::ProfileRequest) -> Result<Resp, F
         Some(record) => {
             let endpoints = Endpoints::of_record(&record);
             let http = shared.tokens.http_for(&profile);
+            // A confidential client authenticates (RFC 7009 §2.1), as it does for refreshes;
+            // each request its own credential (an assertion is for one request).
+            let auth = || shared.tokens.client_auth(&profile, &record);
             let mut error = None;
             if let Some(rt) = &record.refresh_token {
-                if let Err(e) = oauth::revoke(&http, &endpoints, &record.client_id, rt, true).await
+                let auth = auth();
+                let secret = auth.as_ref().map(|(s, m)| (s, *m));
+                if let Err(e) =
+                    oauth::revoke(&http, &endpoints, &record.client_id, secret, rt, true).await
                 {
                     error = Some(e.to_string());
                 }
             }
+            let auth = auth();
+            let secret = auth.as_ref().map(|(s, m)| (s, *m));
             if let Err(e) = oauth::revoke(
                 &http,
                 &endpoints,
                 &record.client_id,
+                secret,
                 &record.access_token,
                 false,
             )

@@ -102,7 +102,7 @@ fn profiles(shared: &Shared, c: &Config) -> Vec<api::ProfileStatus> {
             state: v.phase,
             valid_until: v.valid_until,
             refresh_at: v.refresh_at,
-            detail: detail(&v, c.auth.get(&v.name)),
+            detail: detail(&v, c.auth.get(&v.name), now),
             warning: step_up_warning(&v).or_else(|| {
                 v.refresh_expires_at
                     .and_then(|t| login_warning(&v.name, t, now, warn_within))
@@ -113,8 +113,21 @@ fn profiles(shared: &Shared, c: &Config) -> Vec<api::ProfileStatus> {
         .collect()
 }
 
+/// What `status` says of a machine profile: where its tokens come from, and while its token
+/// requests fail, when the next one is.
+fn machine_detail(v: &ProfileView, now: u64) -> String {
+    let source = "client credentials: the daemon fetches and renews its tokens itself (no login)";
+    match (&v.last_error, v.refresh_at) {
+        (Some(_), Some(at)) if at > now => format!(
+            "{source}; the last token request failed, next attempt in {}s",
+            at - now
+        ),
+        _ => source.to_string(),
+    }
+}
+
 /// One line on where a profile's token comes from, or what to run to get one.
-fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
+fn detail(v: &ProfileView, profile: Option<&AuthProfile>, now: u64) -> String {
     if let Some(AuthProfile::Static(st)) = profile {
         return match &st.source {
             TokenSource::File(f) => format!("static token from {}", f.display()),
@@ -123,8 +136,7 @@ fn detail(v: &ProfileView, profile: Option<&AuthProfile>) -> String {
     }
     if let Some(AuthProfile::OAuth(o)) = profile {
         if crate::auth::machine::is_machine(o) {
-            return "client credentials: the daemon fetches and renews its tokens itself (no login)"
-                .to_string();
+            return machine_detail(v, now);
         }
     }
     match v.phase {
