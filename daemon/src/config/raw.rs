@@ -185,6 +185,9 @@ pub struct RawAuth {
     pub private_key_id: Option<String>,
     /// `auto` (from the key) | `ES256` | `RS256`.
     pub private_key_alg: Option<String>,
+    /// The `aud` of the client assertions, for servers that want another value than their
+    /// issuer (some want the token endpoint URL).
+    pub private_key_audience: Option<String>,
     /// `authorization_code` | `client_credentials`.
     pub grant: Option<String>,
     pub scopes: Option<Vec<String>>,
@@ -226,6 +229,7 @@ impl RawAuth {
             private_key_credential,
             private_key_id,
             private_key_alg,
+            private_key_audience,
             grant,
             scopes,
             resource,

@@ -39,6 +39,7 @@ const OAUTH_KEYS: &[&str] = &[
     "private_key_credential",
     "private_key_id",
     "private_key_alg",
+    "private_key_audience",
     "grant",
     "scopes",
     "resource",

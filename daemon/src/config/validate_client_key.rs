@@ -25,10 +25,11 @@ pub(super) fn private_key(
         p.private_key_credential.as_deref().and_then(non_empty),
     ) {
         (None, None) => {
-            for k in ["private_key_id", "private_key_alg"] {
+            for k in ["private_key_id", "private_key_alg", "private_key_audience"] {
                 let set = match k {
                     "private_key_id" => &p.private_key_id,
-                    _ => &p.private_key_alg,
+                    "private_key_alg" => &p.private_key_alg,
+                    _ => &p.private_key_audience,
                 };
                 if set.is_some() {
                     return Err(error(
@@ -71,10 +72,24 @@ pub(super) fn private_key(
         .as_deref()
         .and_then(non_empty)
         .map(str::to_string);
+    let audience = match p.private_key_audience.as_deref().and_then(non_empty) {
+        None => None,
+        Some(text) => match url::Url::parse(text) {
+            Ok(u) if u.has_host() => Some(text.to_string()),
+            _ => {
+                return Err(error(
+                    "private_key_audience",
+                    format!("`{text}` is not an absolute URL (the issuer or token endpoint the server names)"),
+                ))
+            }
+        },
+    };
     let path = secret_path(&source).map_err(|m| error(k, m))?;
     let pem = std::fs::read_to_string(&path)
         .map(SecretString::from)
         .map_err(|e| error(k, format!("cannot read {}: {e}", path.display())))?;
-    let key = SigningKey::from_pem(&pem, alg, kid).map_err(|e| error(k, e.to_string()))?;
+    let key = SigningKey::from_pem(&pem, alg, kid)
+        .map_err(|e| error(k, e.to_string()))?
+        .with_audience(audience);
     Ok(Some(ClientKey { source, key }))
 }

@@ -95,6 +95,12 @@ impl Bridge {
         self.inner.ports.lock().unwrap().excluded.insert(port);
     }
 
+    /// `url` as the daemon sees it (`https://localhost:BRIDGE/...`) back as the suite's
+    /// server names itself.
+    pub fn http_url(&self, url: &str) -> String {
+        self.inner.to_http(url)
+    }
+
     /// `url` (a suite server's `http://localhost:N/...`) as the daemon must see it.
     pub fn https_url(&self, url: &str) -> String {
         Inner::to_https(&self.inner, url)

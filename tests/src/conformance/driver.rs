@@ -107,6 +107,13 @@ async fn config(scenario: &Scenario, bridge: &Bridge, setup: &Setup) -> anyhow::
         // discover one for it): the operator, who was given the client, knows it.
         let issuer = operator_known_issuer(scenario, bridge).await?;
         client.push_str(&format!("issuer = {issuer:?}\n"));
+        if scenario.name == "auth/client-credentials-jwt" {
+            // The assertion's `aud` is signed, so the bridge cannot rewrite it: the operator
+            // names the audience the suite's server checks (its own http origin), as one
+            // would for a server that wants another `aud` than its issuer.
+            let audience = bridge.http_url(&issuer);
+            client.push_str(&format!("private_key_audience = {audience:?}\n"));
+        }
     }
     Ok(format!(
         "[store]\nkind = \"file\"\ndir = {store:?}\n\n\
@@ -152,6 +159,17 @@ fn client_keys(scenario: &Scenario, setup: &Setup) -> anyhow::Result<String> {
             scenario.context_str("client_id")?,
             secret_file(scenario.context_str("client_secret")?)?,
         ),
+        "auth/client-credentials-jwt" => {
+            let key = setup.path("client-key.pem");
+            write_private(&key, scenario.context_str("private_key_pem")?)?;
+            format!(
+                "grant = \"client_credentials\"\nclient_id = {:?}\nprivate_key_file = {:?}\n\
+                 private_key_alg = {:?}\n",
+                scenario.context_str("client_id")?,
+                key,
+                scenario.context_str("signing_algorithm")?,
+            )
+        }
         _ => format!("client_id = {CIMD_CLIENT_ID:?}\n"),
     })
 }

@@ -77,6 +77,8 @@ enum Signer {
 pub struct SigningKey {
     alg: Alg,
     kid: Option<String>,
+    /// The configured `aud`, instead of the one the caller names (`private_key_audience`).
+    audience: Option<String>,
     signer: Arc<Signer>,
 }
 
@@ -85,6 +87,7 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("alg", &self.alg)
             .field("kid", &self.kid)
+            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
 }
@@ -133,16 +136,23 @@ impl SigningKey {
         Ok(SigningKey {
             alg: found,
             kid,
+            audience: None,
             signer: Arc::new(signer),
         })
+    }
+
+    /// The key with `aud` fixed to `audience` for every assertion, when set.
+    pub fn with_audience(mut self, audience: Option<String>) -> SigningKey {
+        self.audience = audience;
+        self
     }
 
     pub fn alg(&self) -> Alg {
         self.alg
     }
 
-    /// A fresh assertion that `client_id` is itself, for the authorization server `audience`,
-    /// issued at `now` (Unix seconds).
+    /// A fresh assertion that `client_id` is itself, for the authorization server `audience`
+    /// (or the configured audience), issued at `now` (Unix seconds).
     pub fn assertion(
         &self,
         client_id: &str,
@@ -159,7 +169,7 @@ impl SigningKey {
         let claims = serde_json::json!({
             "iss": client_id,
             "sub": client_id,
-            "aud": audience,
+            "aud": self.audience.as_deref().unwrap_or(audience),
             "jti": hex(&jti),
             "iat": now,
             "exp": now + LIFETIME,

@@ -122,3 +122,22 @@ fn unusable_keys_are_refused_clearly_and_debug_shows_no_key() {
     let shown = format!("{key:?}");
     assert!(!shown.contains("MII") && shown.contains("Rs256"), "{shown}");
 }
+
+#[test]
+fn a_configured_audience_replaces_the_servers_in_every_assertion() {
+    let secret = |s: &str| SecretString::from(s.to_string());
+    let key = SigningKey::from_pem(&secret(&ec_pem()), None, None)
+        .unwrap()
+        .with_audience(Some("https://as.example/oauth2/token".into()));
+    let jwt = key
+        .assertion("client-1", "https://as.example", 1_800_000_000)
+        .unwrap();
+    let claims = decode(jwt.expose_secret().split('.').nth(1).unwrap());
+    assert_eq!(claims["aud"], "https://as.example/oauth2/token");
+    let plain = SigningKey::from_pem(&secret(&ec_pem()), None, None).unwrap();
+    let jwt = plain
+        .assertion("client-1", "https://as.example", 1_800_000_000)
+        .unwrap();
+    let claims = decode(jwt.expose_secret().split('.').nth(1).unwrap());
+    assert_eq!(claims["aud"], "https://as.example");
+}
