@@ -290,6 +290,9 @@ pub enum RefreshMargin {
     Fixed(Duration),
 }
 
+// A config holds a handful of profiles, built once per generation and shared by `Arc`:
+// boxing the large OAuth variant would buy nothing and add a deref to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum AuthProfile {
     Static(StaticAuth),
