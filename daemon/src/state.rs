@@ -16,8 +16,11 @@ use crate::config::{self, Config, ConfigError, Overrides, Upstream};
 use crate::control::metrics::Metrics;
 use crate::http_client::{self, ClientError, ClientOptions};
 use crate::proxy::acl::Acl;
+use crate::proxy::dial::{Dialer, Target};
+use crate::proxy::forward::Forwarder;
 use crate::proxy::guard::Guard;
 use crate::proxy::policy::ToolPolicies;
+use crate::proxy::pool::Pool;
 
 /// Everything that one configuration generation decides.
 pub struct Generation {
@@ -32,6 +35,8 @@ pub struct Generation {
     /// Upstream indexes ordered by mount length, longest first.
     routes: Vec<usize>,
     clients: HashMap<String, reqwest::Client>,
+    /// How each upstream's proxied requests leave (see [`Forwarder`]).
+    forwarders: HashMap<String, Forwarder>,
     pub loaded_at: SystemTime,
 }
 
@@ -68,6 +73,7 @@ impl Generation {
         let acl = Acl::new(&config.acl, &catalog);
         let policies = ToolPolicies::new(&config.policies);
         let mut clients = HashMap::new();
+        let mut forwarders = HashMap::new();
         for u in &config.upstreams {
             let opts = ClientOptions {
                 ca_file: u.ca_file.clone(),
@@ -79,6 +85,11 @@ impl Generation {
                 upstream: u.name.clone(),
                 source,
             })?;
+            let forwarder = forwarder(u, &opts, &client).map_err(|source| BuildError::Client {
+                upstream: u.name.clone(),
+                source,
+            })?;
+            forwarders.insert(u.name.clone(), forwarder);
             clients.insert(u.name.clone(), client);
         }
         let mut routes: Vec<usize> = (0..config.upstreams.len()).collect();
@@ -92,6 +103,7 @@ impl Generation {
             policies,
             routes,
             clients,
+            forwarders,
             loaded_at: SystemTime::now(),
         })
     }
@@ -116,10 +128,37 @@ impl Generation {
         self.clients.get(upstream)
     }
 
+    /// How requests to `upstream` are forwarded.
+    pub fn forwarder(&self, upstream: &str) -> Option<&Forwarder> {
+        self.forwarders.get(upstream)
+    }
+
     /// Every upstream's client, by upstream name.
     pub fn clients(&self) -> &HashMap<String, reqwest::Client> {
         &self.clients
     }
+}
+
+/// The daemon's own connection pool for an upstream (its URL parsed here, once), or the
+/// reqwest client when an outbound `proxy` is configured (reqwest speaks to proxies).
+fn forwarder(
+    u: &Upstream,
+    opts: &ClientOptions,
+    client: &reqwest::Client,
+) -> Result<Forwarder, ClientError> {
+    if u.proxy.is_some() {
+        return Ok(Forwarder::Proxied(client.clone()));
+    }
+    if u.url.scheme() == "http" && !u.allow_http {
+        return Err(ClientError::Build("http:// needs allow_http = true".into()));
+    }
+    let target = Target::new(&u.url).map_err(|e| ClientError::Build(e.to_string()))?;
+    let tls = http_client::tls_config(opts.ca_file.as_deref())?;
+    Ok(Forwarder::Pool(Pool::new(Dialer::new(
+        target,
+        tls,
+        opts.connect_timeout,
+    ))))
 }
 
 /// Request counters, kept across reloads.

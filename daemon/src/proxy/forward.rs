@@ -4,19 +4,25 @@
 //! client must keep its body coming (`limits.body_read_timeout`), and a body the client broke is
 //! answered as the client's fault.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http_body::Body as _;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Limits, Upstream};
-use crate::proxy::body::{Fault, FaultCell, RequestBody};
+use crate::proxy::body::{BoxError, Fault, FaultCell, RequestBody};
+use crate::proxy::dial;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
+use crate::proxy::pool::{Conn, Lease, Pool};
 
 /// The client's request body, kept or waiting to be streamed.
 pub enum OutBody {
@@ -76,30 +82,147 @@ impl OutBody {
         }
     }
 
-    fn take(&mut self, limits: &Limits, fault: Arc<FaultCell>) -> reqwest::Body {
+    /// The body to send (a kept one again on a retry; a streamed one only once).
+    fn take(&mut self, limits: &Limits, fault: Arc<FaultCell>) -> UpBody {
         match self {
-            OutBody::Kept(b) => reqwest::Body::from(b.clone()),
+            OutBody::Kept(b) => UpBody::full(b.clone()),
             OutBody::Streamed(body, captured) => match body.take() {
-                Some(b) => reqwest::Body::wrap(
+                Some(b) => UpBody::Streamed(
                     RequestBody::new(b, limits.max_request_body, limits.body_read_timeout, fault)
                         .capturing(captured.clone()),
                 ),
-                None => reqwest::Body::from(Bytes::new()),
+                None => UpBody::full(Bytes::new()),
             },
         }
     }
 }
 
+/// How an upstream's requests leave: the daemon's own pool (hyper), or, for an upstream with
+/// an outbound `proxy`, the reqwest client that speaks to that proxy.
+#[derive(Clone)]
+pub enum Forwarder {
+    Pool(Pool),
+    Proxied(reqwest::Client),
+}
+
+/// The request body on its way upstream.
+pub enum UpBody {
+    /// Known bytes (`None` once sent, or when empty).
+    Full(Option<Bytes>),
+    Streamed(RequestBody<Incoming>),
+}
+
+impl UpBody {
+    fn full(b: Bytes) -> UpBody {
+        UpBody::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+impl http_body::Body for UpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            UpBody::Streamed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Full(b) => b.is_none(),
+            UpBody::Streamed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            UpBody::Streamed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The upstream's response body: from the pool (its connection held until the end), or from
+/// reqwest.
+pub enum UpstreamBody {
+    Pooled(Incoming, Lease),
+    Proxied(reqwest::Body),
+}
+
+impl UpstreamBody {
+    fn pooled(body: Incoming, mut lease: Lease) -> UpstreamBody {
+        if body.is_end_stream() {
+            lease.release();
+        }
+        UpstreamBody::Pooled(body, lease)
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Pooled(body, lease) => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    _ => false,
+                };
+                if ended {
+                    lease.release();
+                }
+                polled.map_err(Into::into)
+            }
+            UpstreamBody::Proxied(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Pooled(b, _) => b.is_end_stream(),
+            UpstreamBody::Proxied(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Pooled(b, _) => b.size_hint(),
+            UpstreamBody::Proxied(b) => b.size_hint(),
+        }
+    }
+}
+
+/// Where a request goes upstream: the path (mount replaced by the upstream's base) and the
+/// query as received, checked to come through whole.
+pub fn upstream_target(upstream: &Upstream, parts: &Parts) -> Result<PathAndQuery, ProxyError> {
+    let upstream_path =
+        crate::proxy::path::to_upstream(&upstream.mount, &upstream.base_path, parts.uri.path());
+    dial::path_and_query(&upstream_path, parts.uri.query()).ok_or(ProxyError::BadPath(
+        crate::proxy::path::PathError::Character('%'),
+    ))
+}
+
 /// Sends the request once with `token`; maps failures to the proxy's errors.
 pub async fn send(
-    client: &reqwest::Client,
+    forwarder: &Forwarder,
     upstream: &Upstream,
     parts: &Parts,
-    url: url::Url,
+    target: &PathAndQuery,
     token: &SecretString,
     body: &mut OutBody,
     limits: &Limits,
-) -> Result<reqwest::Response, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let out_headers =
         headers::request_headers(&parts.headers, token.expose_secret()).map_err(|_| {
             ProxyError::NotLoggedIn {
@@ -108,20 +231,41 @@ pub async fn send(
             }
         })?;
     let fault = Arc::new(FaultCell::default());
-    let request = client
-        .request(parts.method.clone(), url)
-        .headers(out_headers)
-        .body(body.take(limits, fault.clone()));
-    match tokio::time::timeout(limits.response_header_timeout, request.send()).await {
+    let out = body.take(limits, fault.clone());
+    let sent = match forwarder {
+        Forwarder::Pool(pool) => {
+            let request = pooled_request(parts, out_headers, out);
+            tokio::time::timeout(
+                limits.response_header_timeout,
+                send_pooled(pool, target, request),
+            )
+            .await
+        }
+        Forwarder::Proxied(client) => {
+            let url = proxied_url(upstream, target);
+            let request = client
+                .request(parts.method.clone(), url)
+                .headers(out_headers)
+                .body(reqwest::Body::wrap(out));
+            tokio::time::timeout(limits.response_header_timeout, async {
+                match request.send().await {
+                    Ok(r) => Ok(Response::from(r).map(UpstreamBody::Proxied)),
+                    // Without the URL: it would carry the query string into the log.
+                    Err(e) => Err(error_chain(&e.without_url())),
+                }
+            })
+            .await
+        }
+    };
+    match sent {
         Err(_) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.name.clone(),
         }),
         Ok(Err(_)) if fault.get().is_some() => {
             Err(client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody))
         }
-        Ok(Err(e)) => {
-            // Without the URL: it would carry the query string into the log.
-            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e.without_url()), "upstream request failed");
+        Ok(Err(error)) => {
+            tracing::warn!(upstream = %upstream.name, error = %error, "upstream request failed");
             Err(ProxyError::UpstreamUnreachable {
                 upstream: upstream.name.clone(),
             })
@@ -131,6 +275,78 @@ pub async fn send(
             Ok(r)
         }
     }
+}
+
+/// The request as it leaves (its URI and `Host` are set per connection).
+fn pooled_request(parts: &Parts, headers: http::HeaderMap, body: UpBody) -> Request<UpBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.headers_mut() = headers;
+    request
+        .headers_mut()
+        .entry(http::header::ACCEPT)
+        // What reqwest sent when the client named no `Accept`.
+        .or_insert(HeaderValue::from_static("*/*"));
+    request
+}
+
+/// Sends on a pooled connection; once more on a fresh one when a pooled connection closed
+/// before the request went out (an upstream may close idle connections at any time).
+async fn send_pooled(
+    pool: &Pool,
+    target: &PathAndQuery,
+    mut request: Request<UpBody>,
+) -> Result<Response<UpstreamBody>, String> {
+    let mut fresh_only = false;
+    loop {
+        let conn = pool
+            .checkout(fresh_only)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let (sent, lease) = match conn {
+            Conn::H1(mut sender, mut lease) => {
+                aim(pool, &mut request, target, false);
+                let sent = sender.try_send_request(request).await;
+                lease.hold(sender);
+                (sent, lease)
+            }
+            Conn::H2(mut sender, lease) => {
+                aim(pool, &mut request, target, true);
+                (sender.try_send_request(request).await, lease)
+            }
+        };
+        match sent {
+            Ok(response) => return Ok(response.map(|b| UpstreamBody::pooled(b, lease))),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh_only => {
+                    fresh_only = true;
+                    request = unsent;
+                }
+                _ => return Err(error_chain(&e.into_error())),
+            },
+        }
+    }
+}
+
+/// The URI (and for HTTP/1.1 the `Host`) of a request on a connection of that protocol.
+fn aim(pool: &Pool, request: &mut Request<UpBody>, target: &PathAndQuery, h2: bool) {
+    let t = pool.target();
+    *request.uri_mut() = t.uri(target.clone(), h2);
+    if h2 {
+        request.headers_mut().remove(http::header::HOST);
+    } else {
+        request
+            .headers_mut()
+            .insert(http::header::HOST, t.host_header.clone());
+    }
+}
+
+/// The full URL for the reqwest client of a proxied upstream.
+fn proxied_url(upstream: &Upstream, target: &PathAndQuery) -> url::Url {
+    let mut url = upstream.url.clone();
+    url.set_path(target.path());
+    url.set_query(target.query());
+    url
 }
 
 /// The body length the client announced in `Content-Length`, if it did.

@@ -4,60 +4,52 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and friends that never cross the proxy.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// Headers named in `Connection` are hop-by-hop too.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect()
-}
-
-fn end_to_end(headers: &HeaderMap, also_drop: &[HeaderName]) -> HeaderMap {
-    let named = connection_named(headers);
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || named.contains(name) || also_drop.contains(name) {
-            continue;
+/// Removes the hop-by-hop headers, those named in `Connection` and `also_drop`, in place.
+fn strip_hop_by_hop(headers: &mut HeaderMap, also_drop: &[HeaderName]) {
+    // Named ones first, while `Connection` is still there to name them.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
         }
-        out.append(name.clone(), value.clone());
     }
-    out
+    for name in HOP_BY_HOP.iter().chain(also_drop) {
+        headers.remove(name);
+    }
 }
 
 /// The headers sent upstream: the client's end-to-end headers without its `Authorization`
 /// (the proxy sets its own), `Host` (set from the upstream URL), `Origin` (checked here; the
 /// upstream sees the proxy as its client) and `Expect` (answered by the proxy's server).
 pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, InvalidToken> {
-    let mut out = end_to_end(
-        client,
-        &[
-            header::AUTHORIZATION,
-            header::HOST,
-            header::ORIGIN,
-            header::EXPECT,
-        ],
-    );
+    // One copy of the map (its values are shared, not copied), then trimmed in place.
+    let mut out = client.clone();
+    strip_hop_by_hop(&mut out, &REQUEST_DROPS);
     // The proxy is the upstream's client: what a local app claims about earlier hops is not
     // passed on as if the proxy vouched for it.
-    let claimed: Vec<HeaderName> = out.keys().filter(|n| is_forwarding(n)).cloned().collect();
-    for name in claimed {
-        out.remove(name);
+    if out.keys().any(is_forwarding) {
+        let claimed: Vec<HeaderName> = out.keys().filter(|n| is_forwarding(n)).cloned().collect();
+        for name in claimed {
+            out.remove(name);
+        }
     }
     // Event streams are scanned for `endpoint` events, which needs them uncompressed.
     let wants_sse = client.get_all(header::ACCEPT).iter().any(|v| {
@@ -71,10 +63,27 @@ pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, In
             HeaderValue::from_static("identity"),
         );
     }
-    let mut value = HeaderValue::from_str(&format!("Bearer {bearer}")).map_err(|_| InvalidToken)?;
-    value.set_sensitive(true);
-    out.insert(header::AUTHORIZATION, value);
+    out.insert(header::AUTHORIZATION, bearer_value(bearer)?);
     Ok(out)
+}
+
+/// What the proxy drops from requests on top of the hop-by-hop headers.
+const REQUEST_DROPS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::HOST,
+    header::ORIGIN,
+    header::EXPECT,
+];
+
+/// `Bearer TOKEN`, marked sensitive (never in HPACK's table, never in Debug): built in one
+/// buffer.
+fn bearer_value(token: &str) -> Result<HeaderValue, InvalidToken> {
+    let mut buf = bytes::BytesMut::with_capacity(7 + token.len());
+    buf.extend_from_slice(b"Bearer ");
+    buf.extend_from_slice(token.as_bytes());
+    let mut value = HeaderValue::from_maybe_shared(buf.freeze()).map_err(|_| InvalidToken)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `Forwarded`, `X-Forwarded-*` and `X-Real-IP`: what a client says about the hops before it.
@@ -144,11 +153,11 @@ pub struct InvalidToken;
 /// `WWW-Authenticate` (a local app must not start an OAuth flow against the upstream's
 /// authorization server) and `Alt-Svc` (it would advertise the upstream's protocols for the
 /// proxy's address).
-pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
-    end_to_end(
+pub fn response_headers(upstream: &mut HeaderMap) {
+    strip_hop_by_hop(
         upstream,
         &[header::WWW_AUTHENTICATE, HeaderName::from_static("alt-svc")],
-    )
+    );
 }
 
 #[cfg(test)]
@@ -275,12 +284,13 @@ mod tests {
 
     #[test]
     fn response_headers_lose_www_authenticate() {
-        let h = response_headers(&map(&[
+        let mut h = map(&[
             ("www-authenticate", "Bearer resource_metadata=\"x\""),
             ("mcp-session-id", "s1"),
             ("transfer-encoding", "chunked"),
             ("content-type", "text/event-stream"),
-        ]));
+        ]);
+        response_headers(&mut h);
         assert!(!h.contains_key("www-authenticate"));
         assert!(!h.contains_key("transfer-encoding"));
         assert_eq!(h["mcp-session-id"], "s1");

@@ -9,7 +9,9 @@
 //!   [`client_key`]: the client key, where the listener requires one.
 //! - [`path`]: the normal-form check that keeps the ACL honest; mount mapping.
 //! - [`acl`]: allowed and blocked servers, matched against the catalog.
-//! - [`forward`]: the request sent upstream with the profile's token.
+//! - [`forward`]: the request sent upstream with the profile's token; [`pool`] the upstream
+//!   connections (HTTP/2 spread over more connections past the peer's stream limit), [`dial`]
+//!   the upstream URL parsed once and each new connection (TCP, rustls, HTTP handshake).
 //! - [`headers`], [`body`], [`sse`]: what crosses the proxy, streamed; SSE endpoint rewriting.
 //! - [`rpc_scan`]: the JSON-RPC method and tool name, read as the body streams by (audit).
 //! - [`tool_policy`]: the tool policy step; [`policy`] its pure matching, [`jsonrpc`] the
@@ -22,6 +24,7 @@ pub mod acl;
 pub mod body;
 pub mod client_key;
 pub mod conn;
+pub mod dial;
 pub mod error;
 pub mod forward;
 pub mod guard;
@@ -33,6 +36,7 @@ pub mod overload;
 pub mod path;
 pub mod pipeline;
 pub mod policy;
+pub mod pool;
 pub mod respond;
 pub mod rpc_scan;
 pub mod server;

@@ -262,7 +262,7 @@ async fn token_step(
 
 /// What step 5 brought back.
 struct Forwarded {
-    response: reqwest::Response,
+    response: Response<forward::UpstreamBody>,
     body: forward::OutBody,
     started: Instant,
 }
@@ -280,25 +280,17 @@ async fn forward_step(
 ) -> Result<Forwarded, ProxyError> {
     let started = Instant::now();
     let limits = &generation.config.limits;
-    let target = target_url(upstream, parts)?;
-    let client =
+    let target = forward::upstream_target(upstream, parts)?;
+    let forwarder =
         generation
-            .client(&upstream.name)
+            .forwarder(&upstream.name)
             .ok_or_else(|| ProxyError::UpstreamUnreachable {
                 upstream: upstream.name.clone(),
             })?;
     let mut out = body.into_out(parts, limits).await?;
     client_key::check_tool(trace.key.as_ref(), parts, &out)?;
-    let mut response = forward::send(
-        client,
-        upstream,
-        parts,
-        target.clone(),
-        token,
-        &mut out,
-        limits,
-    )
-    .await?;
+    let mut response =
+        forward::send(forwarder, upstream, parts, &target, token, &mut out, limits).await?;
     if response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
         // The token may have been revoked or expired early: one forced refresh, one retry.
         if let Some(fresh) = shared
@@ -307,8 +299,10 @@ async fn forward_step(
             .await
         {
             tracing::info!(upstream = %upstream.name, "upstream answered 401; retrying once with a refreshed token");
-            response =
-                forward::send(client, upstream, parts, target, &fresh, &mut out, limits).await?;
+            response = forward::send(
+                forwarder, upstream, parts, &target, &fresh, &mut out, limits,
+            )
+            .await?;
         }
     }
     if response.status() == StatusCode::FORBIDDEN {
@@ -376,20 +370,6 @@ fn reserved(local: &str) -> Result<(), ProxyError> {
         }
     }
     Ok(())
-}
-
-/// The upstream URL: the mount replaced by the upstream URL's path, the query as received.
-fn target_url(upstream: &Upstream, parts: &Parts) -> Result<url::Url, ProxyError> {
-    let local = parts.uri.path();
-    let upstream_path = path::to_upstream(&upstream.mount, &upstream.base_path, local);
-    let mut url = upstream.url.clone();
-    url.set_path(&upstream_path);
-    url.set_query(parts.uri.query());
-    // Normal form means the URL parser has nothing to change; if it did, refuse.
-    if url.path() != upstream_path {
-        return Err(ProxyError::BadPath(path::PathError::Character('%')));
-    }
-    Ok(url)
 }
 
 fn preflight(origin: &str, parts: &Parts) -> Response<ProxyBody> {

@@ -1,6 +1,6 @@
 //! Step 6 of the pipeline, respond: what the upstream answered, on its way to the client.
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{Method, Response};
 use http_body_util::BodyExt;
@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Upstream;
 use crate::proxy::body::{ProxyBody, ResponseBody, StreamGuard};
+use crate::proxy::forward::UpstreamBody;
 use crate::proxy::headers;
 use crate::proxy::sse::{EndpointMap, Rewriter};
 use crate::state::{Generation, Shared};
@@ -19,32 +20,29 @@ pub(super) fn respond(
     generation: &Generation,
     upstream: &Upstream,
     parts: &Parts,
-    upstream_response: reqwest::Response,
+    upstream_response: Response<UpstreamBody>,
     revoked: Option<CancellationToken>,
 ) -> Response<ProxyBody> {
-    let response: Response<reqwest::Body> = upstream_response.into();
-    let (mut head, upstream_body) = response.into_parts();
-    head.headers = headers::response_headers(&head.headers);
-    let map = EndpointMap {
+    let (mut head, upstream_body) = upstream_response.into_parts();
+    headers::response_headers(&mut head.headers);
+    // The endpoint map costs a few strings: only made for a response that needs it.
+    let map = || EndpointMap {
         upstream_origin: upstream.url.origin().ascii_serialization(),
         upstream_base: upstream.base_path.clone(),
         mount: upstream.mount.clone(),
         proxy_origin: proxy_origin(parts),
     };
-    headers::rewrite_location(&mut head.headers, &upstream.url, &map);
+    if head.headers.contains_key(LOCATION) {
+        headers::rewrite_location(&mut head.headers, &upstream.url, &map());
+    }
     let is_sse = head
         .headers
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
+        .is_some_and(|v| is_event_stream(v.as_bytes()));
     let (rewriter, stream) = if is_sse {
         head.headers.remove(CONTENT_LENGTH);
         let guard = StreamGuard::new(shared.counters.open_streams.clone());
-        (Some(Rewriter::new(map)), Some(guard))
+        (Some(Rewriter::new(map())), Some(guard))
     } else {
         (None, None)
     };
@@ -55,6 +53,12 @@ pub(super) fn respond(
     };
     let body = ResponseBody::new(upstream_body, idle, rewriter, stream, revoked).boxed();
     Response::from_parts(head, body)
+}
+
+/// `text/event-stream` (any case, leading white space and parameters allowed).
+fn is_event_stream(v: &[u8]) -> bool {
+    let v = v.trim_ascii_start();
+    v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream")
 }
 
 /// How long a `subscriptions/listen` stream may stay quiet: it is meant to be open for as long

@@ -1,0 +1,290 @@
+//! The connections to one upstream. HTTP/2 connections are shared up to the peer's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`, counted here by a [`Lease`] that lives until the
+//! response body ends: when every open connection is full, another is opened (one HTTP/2
+//! connection would queue every stream past its limit inside h2, the client hanging).
+//! HTTP/1.1 connections are kept alive, one request at a time, up to [`MAX_IDLE_H1`] idle.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::{http1, http2};
+
+use crate::proxy::dial::{DialError, Dialer, Fresh};
+use crate::proxy::forward::UpBody;
+
+/// Idle HTTP/1.1 connections kept per upstream.
+pub const MAX_IDLE_H1: usize = 256;
+/// How long an unused connection is kept (reqwest's default before, too).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Streams per HTTP/2 connection when the peer sets no limit of its own.
+const UNLIMITED_STREAMS: usize = 256;
+
+/// One HTTP/2 connection and the streams in flight on it.
+struct H2Conn {
+    sender: http2::SendRequest<UpBody>,
+    in_flight: AtomicUsize,
+    /// The peer's current stream limit.
+    limit: Arc<AtomicUsize>,
+    /// When the last stream ended (ms since the pool's epoch), for the idle timeout.
+    idle_since: AtomicU64,
+}
+
+impl H2Conn {
+    fn limit(&self) -> usize {
+        match self.limit.load(Ordering::Relaxed) {
+            0 => 1,
+            n if n == usize::MAX => UNLIMITED_STREAMS,
+            n => n,
+        }
+    }
+
+    /// Takes one stream slot if there is room.
+    fn reserve(&self) -> bool {
+        let limit = self.limit();
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// What the pool learnt the upstream speaks (from ALPN on the first connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Unknown,
+    H1,
+    H2,
+}
+
+struct Inner {
+    dialer: Dialer,
+    epoch: Instant,
+    h2: Mutex<Vec<Arc<H2Conn>>>,
+    h1_idle: Mutex<Vec<(http1::SendRequest<UpBody>, Instant)>>,
+    proto: Mutex<Proto>,
+    /// One opener at a time while the protocol is unknown or HTTP/2 (waiters then find room
+    /// on the connection just opened instead of each opening one).
+    opening: tokio::sync::Mutex<()>,
+    /// Open attempts so far, and whether the last one failed: waiters behind a failed attempt
+    /// share its failure instead of each waiting out a connect timeout in turn.
+    attempts: AtomicU64,
+    last_failed: std::sync::atomic::AtomicBool,
+}
+
+/// The connection pool of one upstream (cheap to clone).
+#[derive(Clone)]
+pub struct Pool(Arc<Inner>);
+
+/// A connection checked out for one request.
+pub enum Conn {
+    H1(http1::SendRequest<UpBody>, Lease),
+    H2(http2::SendRequest<UpBody>, Lease),
+}
+
+/// Holds a request's place on its connection until the response body ends or is dropped:
+/// an HTTP/2 stream slot, or the HTTP/1.1 connection itself (back to the pool if the body was
+/// read to its end).
+pub struct Lease {
+    pool: Pool,
+    kind: LeaseKind,
+}
+
+enum LeaseKind {
+    H1 {
+        sender: Option<http1::SendRequest<UpBody>>,
+    },
+    H2(Arc<H2Conn>),
+    Done,
+}
+
+impl Pool {
+    pub fn new(dialer: Dialer) -> Pool {
+        Pool(Arc::new(Inner {
+            dialer,
+            epoch: Instant::now(),
+            h2: Mutex::new(Vec::new()),
+            h1_idle: Mutex::new(Vec::new()),
+            proto: Mutex::new(Proto::Unknown),
+            opening: tokio::sync::Mutex::new(()),
+            attempts: AtomicU64::new(0),
+            last_failed: Default::default(),
+        }))
+    }
+
+    pub fn target(&self) -> &crate::proxy::dial::Target {
+        &self.0.dialer.target
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A connection for one request: a shared HTTP/2 connection with room, an idle HTTP/1.1
+    /// one, or a new one. `fresh_only` skips pooled connections (a retry after one failed).
+    pub async fn checkout(&self, fresh_only: bool) -> Result<Conn, DialError> {
+        if !fresh_only {
+            if let Some(c) = self.shared_h2() {
+                return Ok(c);
+            }
+        }
+        let proto = *lock(&self.0.proto);
+        if proto == Proto::H1 {
+            if !fresh_only {
+                if let Some(sender) = self.idle_h1().await {
+                    return Ok(self.h1_conn(sender));
+                }
+            }
+            return self.open().await;
+        }
+        let seen = self.0.attempts.load(Ordering::Acquire);
+        let _one = self.0.opening.lock().await;
+        if !fresh_only {
+            if let Some(c) = self.shared_h2() {
+                return Ok(c);
+            }
+        }
+        if self.0.attempts.load(Ordering::Acquire) != seen
+            && self.0.last_failed.load(Ordering::Acquire)
+        {
+            return Err(DialError::Connect(std::io::Error::other(
+                "the connection opened just before failed",
+            )));
+        }
+        self.open().await
+    }
+
+    async fn open(&self) -> Result<Conn, DialError> {
+        let fresh = self.0.dialer.dial().await;
+        self.0.last_failed.store(fresh.is_err(), Ordering::Release);
+        self.0.attempts.fetch_add(1, Ordering::AcqRel);
+        Ok(match fresh? {
+            Fresh::H1(sender) => {
+                *lock(&self.0.proto) = Proto::H1;
+                self.h1_conn(sender)
+            }
+            Fresh::H2(sender, limit) => {
+                *lock(&self.0.proto) = Proto::H2;
+                let conn = Arc::new(H2Conn {
+                    sender: sender.clone(),
+                    in_flight: AtomicUsize::new(1),
+                    limit,
+                    idle_since: AtomicU64::new(self.now_ms()),
+                });
+                lock(&self.0.h2).push(conn.clone());
+                self.h2_conn(sender, conn)
+            }
+        })
+    }
+
+    fn h1_conn(&self, sender: http1::SendRequest<UpBody>) -> Conn {
+        Conn::H1(
+            sender,
+            Lease {
+                pool: self.clone(),
+                kind: LeaseKind::H1 { sender: None },
+            },
+        )
+    }
+
+    fn h2_conn(&self, sender: http2::SendRequest<UpBody>, conn: Arc<H2Conn>) -> Conn {
+        Conn::H2(
+            sender,
+            Lease {
+                pool: self.clone(),
+                kind: LeaseKind::H2(conn),
+            },
+        )
+    }
+
+    /// An open HTTP/2 connection with a free stream slot; closed ones and extra connections
+    /// idle past the timeout are dropped on the way.
+    fn shared_h2(&self) -> Option<Conn> {
+        let now = self.now_ms();
+        let mut conns = lock(&self.0.h2);
+        let mut first = true;
+        conns.retain(|c| {
+            let idle = c.in_flight.load(Ordering::Acquire) == 0
+                && now.saturating_sub(c.idle_since.load(Ordering::Relaxed))
+                    > IDLE_TIMEOUT.as_millis() as u64;
+            let keep = !c.sender.is_closed() && (first || !idle);
+            first &= !keep;
+            keep
+        });
+        let conn = conns.iter().find(|c| c.sender.is_ready() && c.reserve())?;
+        let conn = conn.clone();
+        drop(conns);
+        Some(self.h2_conn(conn.sender.clone(), conn))
+    }
+
+    /// The most recently used idle HTTP/1.1 connection that is still open.
+    async fn idle_h1(&self) -> Option<http1::SendRequest<UpBody>> {
+        loop {
+            let (mut sender, since) = lock(&self.0.h1_idle).pop()?;
+            if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
+                continue;
+            }
+            // Ready at once unless the connection task has not yet seen the last response end.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put_idle_h1(&self, sender: http1::SendRequest<UpBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.0.h1_idle);
+        if idle.len() >= MAX_IDLE_H1 {
+            idle.remove(0);
+        }
+        idle.push((sender, Instant::now()));
+    }
+
+    /// How many HTTP/2 connections are open (for tests and the log).
+    pub fn h2_connections(&self) -> usize {
+        lock(&self.0.h2).len()
+    }
+}
+
+impl Lease {
+    /// Keeps the HTTP/1.1 sender, to go back to the pool when the body ends.
+    pub fn hold(&mut self, sender: http1::SendRequest<UpBody>) {
+        if let LeaseKind::H1 { sender: s } = &mut self.kind {
+            *s = Some(sender);
+        }
+    }
+
+    /// The response body ended: the connection (or its stream slot) is free again.
+    pub fn release(&mut self) {
+        match std::mem::replace(&mut self.kind, LeaseKind::Done) {
+            LeaseKind::H1 {
+                sender: Some(sender),
+            } => self.pool.put_idle_h1(sender),
+            LeaseKind::H2(conn) => self.free_stream(&conn),
+            LeaseKind::H1 { sender: None } | LeaseKind::Done => {}
+        }
+    }
+
+    fn free_stream(&self, conn: &H2Conn) {
+        if conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            conn.idle_since.store(self.pool.now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Lease {
+    /// A body dropped before its end: an HTTP/1.1 connection cannot be reused (hyper closes
+    /// it); an HTTP/2 stream slot is free again (the stream is reset).
+    fn drop(&mut self) {
+        if let LeaseKind::H2(conn) = std::mem::replace(&mut self.kind, LeaseKind::Done) {
+            self.free_stream(&conn);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

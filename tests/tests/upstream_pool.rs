@@ -1,0 +1,69 @@
+//! The daemon's upstream connections: more concurrent event streams than one HTTP/2
+//! connection allows (the test upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` is hyper's 200) all
+//! open at once, and streams over a plain HTTP/1.1 upstream go on kept-alive connections.
+
+use std::time::Duration;
+
+use mcpproxy_tests::daemon::{proxy_client, EventReader, Setup, TestDaemon};
+use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
+
+/// More than one HTTP/2 connection of the test upstream carries (200 streams).
+const STREAMS: usize = 260;
+
+async fn start(opts: UpstreamOptions) -> (TestUpstream, TestDaemon, Setup) {
+    let up = upstream::start(opts).await.unwrap();
+    let setup = Setup::new().unwrap();
+    let config = setup.static_config(&up, "").unwrap();
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    (up, d, setup)
+}
+
+/// Opens `n` `/raw/hold` streams at once and waits for each one's first event.
+async fn open_streams(d: &TestDaemon, n: usize) -> Vec<EventReader> {
+    let client = proxy_client();
+    let opens = (0..n).map(|_| {
+        let client = client.clone();
+        let url = d.url("/raw/hold");
+        async move {
+            let r = tokio::time::timeout(Duration::from_secs(30), client.get(url).send())
+                .await
+                .expect("the stream opened in time")
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let mut events = EventReader::new(r);
+            assert_eq!(events.next_event().await.unwrap().data, "open");
+            events
+        }
+    });
+    futures_util::future::join_all(opens).await
+}
+
+#[tokio::test]
+async fn streams_past_one_http2_connections_limit_all_open() {
+    let (up, d, _s) = start(UpstreamOptions::default()).await;
+    let streams = open_streams(&d, STREAMS).await;
+    assert_eq!(streams.len(), STREAMS);
+    drop(streams);
+    up.wait_stream_closed(STREAMS).await;
+    // The connections are still usable once the streams are gone.
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_plain_http1_upstream_serves_concurrent_streams_and_then_requests() {
+    let (up, d, _s) = start(UpstreamOptions {
+        tls: false,
+        ..Default::default()
+    })
+    .await;
+    let streams = open_streams(&d, 40).await;
+    drop(streams);
+    up.wait_stream_closed(40).await;
+    for _ in 0..5 {
+        let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
