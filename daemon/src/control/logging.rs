@@ -18,15 +18,40 @@ pub enum LogError {
 /// percent-encoded, so the line cannot be forged or reordered on a terminal or in the journal.
 /// (`%` stays as it is: a path reads as it was sent.)
 pub fn escape(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max));
-    for &b in text.as_bytes().iter().take(max) {
-        if b.is_ascii_graphic() {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+    Escaped::new(text, max).to_string()
+}
+
+/// [`escape`] done while the line is formatted: no `String` for a line the log level drops
+/// (the per-request path costs nothing unless it is written).
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(&'a [u8]);
+
+impl<'a> Escaped<'a> {
+    pub fn new(text: &'a str, max: usize) -> Escaped<'a> {
+        let bytes = text.as_bytes();
+        Escaped(&bytes[..bytes.len().min(max)])
+    }
+}
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        loop {
+            // The longest run of printable ASCII goes out in one write.
+            let run = rest
+                .iter()
+                .position(|b| !b.is_ascii_graphic())
+                .unwrap_or(rest.len());
+            let (plain, tail) = rest.split_at(run);
+            // Printable ASCII is valid UTF-8: this never fails.
+            f.write_str(std::str::from_utf8(plain).map_err(|_| std::fmt::Error)?)?;
+            let Some((&b, tail)) = tail.split_first() else {
+                return Ok(());
+            };
+            write!(f, "%{b:02X}")?;
+            rest = tail;
         }
     }
-    out
 }
 
 /// Installs the global subscriber: journald records when asked or when stderr is the journal
@@ -99,5 +124,19 @@ mod tests {
         assert_eq!(escape("/x/\u{9b}31m\u{202e}", 100), "/x/%C2%9B31m%E2%80%AE");
         assert_eq!(escape("a\u{85}b\u{2028} ", 100), "a%C2%85b%E2%80%A8%20");
         assert_eq!(escape("abcdef", 3), "abc");
+        // The cut may fall inside a character: its first bytes are escaped, never split raw.
+        assert_eq!(escape("ab\u{202e}", 3), "ab%E2");
+    }
+
+    #[test]
+    fn escaped_formats_as_escape_does() {
+        for text in ["/a/b", "", "\u{1b}[31m", "x\ny\rz\t", "/caf\u{e9}/%41"] {
+            assert_eq!(
+                Escaped::new(text, 512).to_string(),
+                escape(text, 512),
+                "{text:?}"
+            );
+        }
+        assert_eq!(Escaped::new("\u{1b}[31m", 512).to_string(), "%1B[31m");
     }
 }

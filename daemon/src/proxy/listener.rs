@@ -43,7 +43,7 @@ impl fmt::Display for ClientAddr {
 
 /// A bound proxy listener.
 pub trait Accept: Send + Sync + 'static {
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Io: AsyncRead + AsyncWrite + Peek + Unpin + Send + 'static;
     /// The next connection the proxy serves (refused peers are answered and skipped here).
     fn accept(
         &self,
@@ -51,6 +51,30 @@ pub trait Accept: Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
     /// The listener, for logs.
     fn describe(&self) -> String;
+}
+
+/// A connection whose first bytes can be read without consuming them (to pick HTTP/1.1 or
+/// h2c before hyper reads; see `proxy::server`).
+pub trait Peek {
+    /// Waits for the first bytes and copies up to `buf.len()` of them into `buf`, leaving them
+    /// to be read; `None` where the socket type cannot peek.
+    fn peek_first<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = Option<usize>> + Send + 'a;
+}
+
+impl Peek for TcpStream {
+    async fn peek_first<'a>(&'a self, buf: &'a mut [u8]) -> Option<usize> {
+        self.peek(buf).await.ok()
+    }
+}
+
+impl Peek for UnixStream {
+    // tokio's UnixStream has no peek; such connections take hyper's own version sniffing.
+    async fn peek_first<'a>(&'a self, _buf: &'a mut [u8]) -> Option<usize> {
+        None
+    }
 }
 
 impl Accept for TcpListener {

@@ -2,7 +2,9 @@
 //!
 //! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown;
 //!   [`listener`]: TCP and Unix-socket listeners behind one accept interface, Unix peers checked.
-//! - [`conn`]: each connection's deadlines: first request, idle between requests.
+//! - [`conn`]: each connection's deadlines: first request, idle between requests;
+//!   [`nofile`]: the open-file limit sized against `limits.max_connections`; [`trim`]: freed
+//!   memory handed back after a burst of connections.
 //! - [`pipeline`]: one pass per request, guard → path and route → ACL → tool policy → token →
 //!   forward → [`respond`].
 //! - [`guard`]: `Host`/`Origin` checks against DNS rebinding, CORS for allowed origins;
@@ -32,6 +34,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod legacy_denial;
 pub mod listener;
+pub mod nofile;
 pub mod overload;
 pub mod path;
 pub mod pipeline;
@@ -46,3 +49,4 @@ pub mod tool_audit;
 pub mod tool_filter;
 pub mod tool_policy;
 pub mod tool_reply;
+pub mod trim;

@@ -126,8 +126,9 @@ pub async fn handle(
 
 /// The path for logs: never the query, which can hold session ids and codes; every byte that
 /// is not printable ASCII percent-encoded, so no control, line or bidi character reaches a log.
-fn log_path(parts: &Parts) -> String {
-    crate::control::logging::escape(parts.uri.path(), 512)
+/// Escaped only when a line is written (the refusal and the debug line).
+fn log_path(parts: &Parts) -> crate::control::logging::Escaped<'_> {
+    crate::control::logging::Escaped::new(parts.uri.path(), 512)
 }
 
 async fn pipeline(

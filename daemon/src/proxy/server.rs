@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,9 @@ use crate::auth::token_store::{self, TokenStore};
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, Overrides};
 use crate::proxy::conn::{Activity, Expired, Tracked};
-use crate::proxy::listener::{Accept, ClientAddr, UnixProxyListener};
+use crate::proxy::listener::{Accept, ClientAddr, Peek, UnixProxyListener};
 use crate::proxy::pipeline::{self, Peer};
+use crate::proxy::trim::HighWater;
 use crate::state::{BuildError, Generation, Shared};
 
 /// How long to wait before accepting again when the process is out of file descriptors.
@@ -96,13 +97,20 @@ impl Daemon {
         let force = CancellationToken::new();
         let graceful = Arc::new(GracefulShutdown::new());
         let limits = self.shared.current().config.limits.clone();
+        crate::proxy::nofile::check(limits.max_connections);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let high = Arc::new(HighWater::new(limits.max_connections));
+        let trimmer = tokio::spawn(crate::proxy::trim::run(
+            high.clone(),
+            slots.clone(),
+            stop.clone(),
+        ));
         let mut loops = Vec::new();
         for listener in self.listeners {
             loops.push(tokio::spawn(accept_loop(
                 listener,
                 self.shared.clone(),
-                slots.clone(),
+                (slots.clone(), high.clone()),
                 graceful.clone(),
                 stop.clone(),
                 force.clone(),
@@ -112,7 +120,7 @@ impl Daemon {
             loops.push(tokio::spawn(accept_loop(
                 listener,
                 self.shared.clone(),
-                slots.clone(),
+                (slots.clone(), high.clone()),
                 graceful.clone(),
                 stop.clone(),
                 force.clone(),
@@ -128,6 +136,7 @@ impl Daemon {
         for l in loops {
             let _ = l.await;
         }
+        let _ = trimmer.await;
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         let grace = self.shared.current().config.limits.shutdown_grace;
         if tokio::time::timeout(grace, graceful.shutdown())
@@ -206,7 +215,7 @@ fn out_of_resources(e: &io::Error) -> bool {
 async fn accept_loop<L: Accept>(
     listener: L,
     shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
+    (slots, high): (Arc<Semaphore>, Arc<HighWater>),
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
     force: CancellationToken,
@@ -248,8 +257,16 @@ async fn accept_loop<L: Accept>(
             }
         };
         let limits = shared.current().config.limits.clone();
+        high.record(&slots);
         let activity = Activity::default();
-        let conn = serve_connection(stream, peer, &shared, &limits, activity.clone(), &graceful);
+        let conn = serve_connection(
+            stream,
+            peer,
+            shared.clone(),
+            limits.clone(),
+            activity.clone(),
+            graceful.watcher(),
+        );
         let force = force.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -266,33 +283,68 @@ async fn accept_loop<L: Accept>(
     }
 }
 
-/// One connection, watched for graceful shutdown: HTTP/1.1 or h2c as the client's first bytes say, every request counted in
-/// `activity` until its response body is done.
-fn serve_connection<Io>(
+/// Which protocol a connection speaks, from its first bytes (peeked, not consumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    Http2,
+    /// Too few bytes to tell, or a socket that cannot peek: hyper-util's own sniffing decides.
+    Unknown,
+}
+
+/// How long to wait for a connection's first bytes to peek at. A client writes its request as
+/// it connects; one that waits longer gets hyper-util's sniffing (which also ends at once on
+/// graceful shutdown, where a pending peek would hold the shutdown up).
+const PEEK_WAIT: Duration = Duration::from_millis(50);
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4): what an h2c client sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// HTTP/2 when the bytes begin the preface (its first three, `PRI`, start no HTTP/1.1 request
+/// the proxy serves), HTTP/1.1 when they cannot, undecided on fewer than three that could.
+fn classify(first: &[u8]) -> Proto {
+    let n = first.len().min(H2_PREFACE.len());
+    if n == 0 {
+        Proto::Unknown
+    } else if first[..n] != H2_PREFACE[..n] {
+        Proto::Http1
+    } else if n >= 3 {
+        Proto::Http2
+    } else {
+        Proto::Unknown
+    }
+}
+
+/// One connection, watched for graceful shutdown: HTTP/1.1 or h2c as the client's first bytes
+/// say, every request counted in `activity` until its response body is done.
+///
+/// The first bytes are peeked rather than read by hyper-util's `auto` builder: `auto` hands
+/// hyper the bytes it sniffed as a separate first read, and hyper's read buffer then grows
+/// from 8 KiB to 16 KiB on every connection; peeked, it stays at 8 KiB (measured in
+/// BENCHMARKS.md). Unix sockets and undecided starts still go through `auto`.
+async fn serve_connection<Io>(
     stream: Io,
     peer: Peer,
-    shared: &Arc<Shared>,
-    limits: &crate::config::Limits,
+    shared: Arc<Shared>,
+    limits: crate::config::Limits,
     activity: Activity,
-    graceful: &GracefulShutdown,
-) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+    watcher: Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Peek + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.idle_timeout.min(H2_PING_INTERVAL)))
-        .keep_alive_timeout(H2_PING_TIMEOUT);
-    let shared = shared.clone();
+    let mut first = [0u8; 24];
+    let proto = match tokio::time::timeout(PEEK_WAIT, stream.peek_first(&mut first)).await {
+        Ok(Some(n)) => classify(&first[..n]),
+        Ok(None) | Err(_) => Proto::Unknown,
+    };
     let service = service_fn(move |req| {
         let request = activity.begin();
-        let response = pipeline::handle(shared.clone(), peer, req);
+        // Boxed: hyper's HTTP/1 dispatcher keeps a slot the size of the service's future for
+        // the connection's whole life, and the pipeline's future is about 9 KiB. Boxed, that
+        // slot is a pointer and the pipeline's state is freed once the response head is out,
+        // which is what an idle stream or keep-alive connection should cost.
+        let response = Box::pin(pipeline::handle(shared.clone(), peer, req));
         async move {
             let response = response.await?;
             Ok::<_, std::convert::Infallible>(
@@ -300,10 +352,39 @@ where
             )
         }
     });
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    graceful.watch(conn)
+    let io = TokioIo::new(stream);
+    let h2_ping = limits.idle_timeout.min(H2_PING_INTERVAL);
+    match proto {
+        Proto::Http1 => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            Ok(watcher.watch(builder.serve_connection(io, service)).await?)
+        }
+        Proto::Http2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(h2_ping))
+                .keep_alive_timeout(H2_PING_TIMEOUT);
+            Ok(watcher.watch(builder.serve_connection(io, service)).await?)
+        }
+        Proto::Unknown => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(h2_ping))
+                .keep_alive_timeout(H2_PING_TIMEOUT);
+            let conn = builder.serve_connection(io, service).into_owned();
+            watcher.watch(conn).await
+        }
+    }
 }
 
 /// A connection closed by its clock: a slow or silent client is worth a line at info, an idle
@@ -320,5 +401,28 @@ fn log_expired(why: Expired, client: ClientAddr, limits: &crate::config::Limits)
             timeout = ?limits.idle_timeout,
             "connection idle for limits.idle_timeout; closed"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{classify, Proto};
+
+    #[test]
+    fn first_bytes_pick_the_protocol() {
+        assert_eq!(classify(b"GET /mcp HTTP/1.1\r\n"), Proto::Http1);
+        assert_eq!(classify(b"POST /mcp HTTP/1.1\r\n"), Proto::Http1);
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Proto::Http2);
+        assert_eq!(classify(b"PRI * HT"), Proto::Http2);
+        // "P" or "PR" could still be POST or PUT: left to hyper-util's sniffing.
+        assert_eq!(classify(b"P"), Proto::Unknown);
+        assert_eq!(classify(b"PR"), Proto::Unknown);
+        assert_eq!(classify(b"PO"), Proto::Http1);
+        assert_eq!(classify(b""), Proto::Unknown);
+        // Bytes past the preface do not matter (the client's SETTINGS follow it).
+        assert_eq!(
+            classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"),
+            Proto::Http2
+        );
     }
 }

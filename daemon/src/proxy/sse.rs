@@ -85,6 +85,9 @@ enum Mode {
     Watching,
 }
 
+/// The most spare capacity the hold buffer keeps between events.
+const KEEP_HELD: usize = 1024;
+
 /// Enough of a line to recognise `event: endpoint` (longer lines are something else).
 const LINE_HEAD: usize = 32;
 
@@ -242,6 +245,11 @@ impl Rewriter {
             self.line_head = tail[..tail.len().min(LINE_HEAD + 1)].to_vec();
             out.extend_from_slice(&self.held.split());
             self.mode = Mode::Watching;
+        }
+        // A large held event leaves its buffer behind; a stream that then sits idle for hours
+        // should not keep it.
+        if self.held.is_empty() && self.held.capacity() > KEEP_HELD {
+            self.held = BytesMut::new();
         }
         Ok(out.freeze())
     }

@@ -194,3 +194,12 @@ fn filtering_fails_closed_over_the_cap_even_on_the_first_line() {
         .feed(Bytes::from_static(b"event: message\ndata: {0123456789}\n"))
         .is_err());
 }
+
+#[test]
+fn a_large_held_event_does_not_keep_its_buffer() {
+    let mut r = Rewriter::filtering(Box::new(upper), MAX_HELD_EVENT);
+    let big = format!("data: {}\n\n", "x".repeat(32 * 1024));
+    let out = r.feed(Bytes::from(big)).unwrap();
+    assert_eq!(out.len(), 32 * 1024 + 8);
+    assert!(r.held.capacity() <= KEEP_HELD, "{}", r.held.capacity());
+}

@@ -121,6 +121,27 @@ pub(crate) struct Args {
     /// After measuring, keep the servers running until Ctrl-C.
     #[arg(long)]
     hold: bool,
+    /// Run only these scenarios (comma-separated; default: all). The warm-up always runs.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIOS")]
+    only: Vec<Scenario>,
+}
+
+/// The scenarios `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Rpc,
+    Upload,
+    Sse,
+    Streams,
+    OverMax,
+    Policy,
+}
+
+impl Args {
+    /// Whether `--only` leaves `scenario` in the run.
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
 }
 
 impl Args {
@@ -333,15 +354,27 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
     );
     scenarios::warm_up(args, &env, &mut report).await?;
     println!("Warmed up; measuring.\n");
-    scenarios::rpc(args, &env, &mut report).await?;
-    scenarios::upload(args, &env, &mut report).await?;
-    scenarios::sse(args, &env, &mut report).await?;
-    scenarios::streams(args, &env, &mut report).await?;
-    scenarios::over_max(&env, &mut report).await?;
-    let mut pol = policy::measure(args, &env).await?;
-    report.note(pol.render(true));
-    pol.stop().await;
-    println!("  done: tool policy none/off/on");
+    if args.runs(Scenario::Rpc) {
+        scenarios::rpc(args, &env, &mut report).await?;
+    }
+    if args.runs(Scenario::Upload) {
+        scenarios::upload(args, &env, &mut report).await?;
+    }
+    if args.runs(Scenario::Sse) {
+        scenarios::sse(args, &env, &mut report).await?;
+    }
+    if args.runs(Scenario::Streams) {
+        scenarios::streams(args, &env, &mut report).await?;
+    }
+    if args.runs(Scenario::OverMax) {
+        scenarios::over_max(&env, &mut report).await?;
+    }
+    if args.runs(Scenario::Policy) {
+        let mut pol = policy::measure(args, &env).await?;
+        report.note(pol.render(true));
+        pol.stop().await;
+        println!("  done: tool policy none/off/on");
+    }
     let end = procstat::read(daemon_pid);
     let nginx_end = env.nginx_pid().map(procstat::read);
     report.row(

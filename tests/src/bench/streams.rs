@@ -60,6 +60,10 @@ pub(super) async fn ticks(side: &Side, n: u64, every_us: u64) -> anyhow::Result<
     Ok((samples, most_per_read))
 }
 
+/// How close to idle the RSS must come back after the streams close (the target) before
+/// the wait for it ends early.
+const RSS_SLACK_KIB: u64 = 8 * 1024;
+
 /// What `n` concurrent idle streams cost the process `pid`.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub(super) struct StreamCost {
@@ -67,7 +71,7 @@ pub(super) struct StreamCost {
     pub(super) opened: u64,
     pub(super) idle: ProcStat,
     pub(super) open: ProcStat,
-    /// After every stream closed (or the deadline passed).
+    /// After every stream closed and the RSS came back within 8 MiB of idle (or 15 s passed).
     pub(super) after: ProcStat,
     pub(super) open_seconds: f64,
 }
@@ -137,10 +141,12 @@ pub(super) async fn hold_many(
     let open = procstat::read(pid);
     let _ = close_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    // Bounded wait for the process to close its side of every connection.
+    // Bounded wait for the process to close its side of every connection and for its
+    // allocator to hand the memory back (allocators that return memory do so after a delay).
     let settle = Instant::now() + Duration::from_secs(15);
+    let settled = |s: &ProcStat| s.fds <= idle.fds + 2 && s.rss_kib <= idle.rss_kib + RSS_SLACK_KIB;
     let mut after = procstat::read(pid);
-    while after.fds > idle.fds + 2 && Instant::now() < settle {
+    while !settled(&after) && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(100)).await;
         after = procstat::read(pid);
     }
