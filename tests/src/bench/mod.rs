@@ -401,6 +401,14 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
         Kind::Cost,
         [None, Some(end.fds as f64), nginx_end.map(|s| s.fds as f64)],
     );
+    let problems = env.daemon.problems();
+    report.fact(
+        "mcpproxyd warnings and errors logged",
+        problems.count.to_string(),
+    );
+    for line in problems.first {
+        report.note(format!("mcpproxyd logged: {line}"));
+    }
     report.fact(
         "run time",
         format!("{:.1} s", started.elapsed().as_secs_f64()),
