@@ -235,12 +235,12 @@ pub(super) async fn refresh(args: &Args, env: &Env, report: &mut Report) -> anyh
     rows(report, &label, &without, grants(&world) - before);
     report.row(
         &label,
-        "p99 with refresh / without",
-        Kind::Plain,
+        "p99 with refresh / without (%)",
+        Kind::Cost,
         [
             None,
             Some(
-                with.samples.quantile(0.99).as_secs_f64()
+                100.0 * with.samples.quantile(0.99).as_secs_f64()
                     / without.samples.quantile(0.99).as_secs_f64().max(1e-9),
             ),
             None,
