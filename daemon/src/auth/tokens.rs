@@ -254,8 +254,7 @@ impl Tokens {
             }
         }
         let (record, phase, _) = slot.snapshot();
-        let fresh = record?.access_token;
-        (phase == Phase::Valid && fresh.expose_secret() != sent.expose_secret()).then_some(fresh)
+        retry_with(record, phase, sent, slot.clock().now())
     }
 
     /// A finished login: persisted, then used.
@@ -353,6 +352,22 @@ fn view(slot: &Slot) -> ProfileView {
 
 /// Whether `record` comes from the authorization server `profile` names (always, where the
 /// profile names none: it was discovered).
+/// The token to retry with after the upstream refused `sent`: the current one, if it is
+/// another and may still be sent. Also while the next refresh is in flight (`Refreshing`): the
+/// current token is good until that refresh replaces it, and with short-lived tokens under
+/// load a request that left with the token before last meets a refresh in progress often.
+fn retry_with(
+    record: Option<TokenRecord>,
+    phase: Phase,
+    sent: &SecretString,
+    now: u64,
+) -> Option<SecretString> {
+    let record = record?;
+    let holds = matches!(phase, Phase::Valid | Phase::Refreshing) && schedule::usable(&record, now);
+    (holds && record.access_token.expose_secret() != sent.expose_secret())
+        .then_some(record.access_token)
+}
+
 fn issued_by_profile(record: &TokenRecord, profile: &AuthProfile) -> bool {
     let AuthProfile::OAuth(o) = profile else {
         return true;
@@ -410,4 +425,53 @@ fn profile_http(profile: &AuthProfile, config: &Config) -> reqwest::Client {
         })
         .expect("a client without extra CA builds")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::token_store::record::tests::sample;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn current(access: &str) -> Option<TokenRecord> {
+        Some(TokenRecord {
+            access_token: SecretString::from(access),
+            obtained_at: NOW - 1,
+            access_expires_at: Some(NOW + 1),
+            ..sample()
+        })
+    }
+
+    fn retried(record: Option<TokenRecord>, phase: Phase, sent: &str) -> Option<String> {
+        retry_with(record, phase, &SecretString::from(sent), NOW)
+            .map(|t| t.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn a_401_is_retried_with_the_current_token_also_while_the_next_refresh_runs() {
+        assert_eq!(
+            retried(current("b"), Phase::Valid, "a").as_deref(),
+            Some("b")
+        );
+        // The token before last came back 401 while the refresher renews the current one.
+        assert_eq!(
+            retried(current("b"), Phase::Refreshing, "a").as_deref(),
+            Some("b")
+        );
+    }
+
+    #[test]
+    fn a_401_is_not_retried_with_the_same_an_expired_or_a_dead_token() {
+        assert_eq!(retried(current("a"), Phase::Valid, "a"), None);
+        let expired = current("b").map(|r| TokenRecord {
+            access_expires_at: Some(NOW),
+            ..r
+        });
+        assert_eq!(retried(expired, Phase::Valid, "a"), None);
+        for phase in [Phase::NeedsLogin, Phase::Revoked, Phase::LoggedOut] {
+            assert_eq!(retried(current("b"), phase, "a"), None);
+        }
+        assert_eq!(retried(None, Phase::Valid, "a"), None);
+    }
 }

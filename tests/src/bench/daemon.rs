@@ -50,12 +50,37 @@ pub(super) async fn daemon_version(bin: &Path) -> String {
     }
 }
 
+/// The daemon's log lines at `WARN` or `ERROR` (upstream failures and the like): how many,
+/// and the first few of them.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Problems {
+    pub(super) count: u64,
+    pub(super) first: Vec<String>,
+}
+
+impl Problems {
+    const KEEP: usize = 8;
+
+    /// Counts `line` if it is a warning or an error (the fmt layer's level column).
+    fn see(&mut self, line: &str) {
+        if !(line.contains(" WARN ") || line.contains(" ERROR ")) {
+            return;
+        }
+        self.count += 1;
+        if self.first.len() < Self::KEEP {
+            self.first.push(line.to_owned());
+        }
+    }
+}
+
 /// The running daemon; killed when dropped.
 pub(super) struct Daemon {
     pub(super) child: Child,
     pub(super) addr: SocketAddr,
     /// The last lines the daemon wrote to stderr.
     pub(super) stderr_tail: Arc<Mutex<Vec<String>>>,
+    /// Its warnings and errors so far.
+    pub(super) problems: Arc<Mutex<Problems>>,
 }
 
 impl Daemon {
@@ -89,9 +114,12 @@ impl Daemon {
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().context("daemon stderr")?;
         let tail = stderr_tail.clone();
+        let problems = Arc::new(Mutex::new(Problems::default()));
+        let seen = problems.clone();
         let stderr_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                seen.lock().unwrap_or_else(|e| e.into_inner()).see(&line);
                 let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                 if t.len() == Self::TAIL {
                     t.remove(0);
@@ -118,6 +146,7 @@ impl Daemon {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr_tail,
+            problems,
         };
         let why = match outcome {
             Ok(Ok(Some(addr))) => {
@@ -154,6 +183,14 @@ impl Daemon {
         } else {
             format!("\n--- daemon stderr (last lines) ---\n{}", tail.join("\n"))
         }
+    }
+
+    /// Its warnings and errors so far.
+    pub(super) fn problems(&self) -> Problems {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(super) fn pid(&self) -> Option<u32> {

@@ -8,7 +8,9 @@
 //!
 //! Scenarios: JSON-RPC `tools/call` at each concurrency (wrk when installed, else a built-in
 //! generator); streamed uploads; SSE time to first event and per-event latency of one long
-//! stream; N concurrent idle SSE streams; one connection over `max_connections`. Everything
+//! stream; a big response and a big request body (peak RSS growth); N concurrent idle SSE
+//! streams; one connection over `max_connections`; c=256 load while the OAuth token is
+//! refreshed every second; start-up time and memory. Everything
 //! is bounded in count and in time (`--max-seconds`); `--quick` runs each scenario tiny.
 //!
 //! Absolute numbers depend on the machine and its load; the ratios of one run are what to
@@ -16,17 +18,21 @@
 //!
 //! Files by concern: `daemon` starts and stops the daemon under test, `nginx` the nginx
 //! column, `load` has the clients and the HTTP workloads, `wrk` runs and reads wrk,
-//! `streams` the SSE workloads, `policy` the tool policy's cost (none/off/on), `procstat`
+//! `streams` the SSE workloads, `big` the big bodies, `refresh` the token refresh under load,
+//! `startup` the start-up, `policy` the tool policy's cost (none/off/on), `procstat`
 //! reads `/proc`, `scenarios` runs each scenario on the three columns, `report` formats the
 //! results (text, Markdown, JSON).
 
+mod big;
 mod daemon;
 mod load;
 mod nginx;
 mod policy;
 mod procstat;
+mod refresh;
 mod report;
 mod scenarios;
+mod startup;
 mod streams;
 mod wrk;
 
@@ -96,6 +102,18 @@ pub(crate) struct Args {
     /// Concurrent idle SSE streams per proxy (capped by the open-file limit).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     streams: u64,
+    /// Size in MiB of the one big response body and the one big request body per column.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    big_mib: u64,
+    /// Seconds of each load run of the token-refresh scenario (with and without refresh).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    refresh_seconds: u64,
+    /// Concurrency of the token-refresh scenario's load.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    refresh_concurrency: u64,
+    /// Starts of each proxy for the start-up scenario (the median is reported).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    starts: u64,
     /// Warm-up JSON-RPC requests per side, at the highest concurrency level.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     warmup: u64,
@@ -131,9 +149,12 @@ pub(crate) struct Args {
 enum Scenario {
     Rpc,
     Upload,
+    Big,
     Sse,
     Streams,
     OverMax,
+    Refresh,
+    Startup,
     Policy,
 }
 
@@ -161,6 +182,10 @@ impl Args {
         self.ticks = self.ticks.min(50);
         self.streams = self.streams.min(20);
         self.warmup = self.warmup.min(20);
+        self.big_mib = self.big_mib.min(2);
+        self.refresh_seconds = 2;
+        self.refresh_concurrency = self.refresh_concurrency.min(16);
+        self.starts = self.starts.min(3);
     }
 }
 
@@ -274,7 +299,12 @@ async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
         .context("starting the test upstream")?,
     );
     let setup = Setup::new()?;
-    let extra = format!("[log]\nlevel = {:?}\n", args.daemon_log);
+    // The big request body must pass the daemon's `max_request_body` (16 MiB by default).
+    let extra = format!(
+        "[log]\nlevel = {:?}\n\n[limits]\nmax_request_body = \"{}MiB\"\n",
+        args.daemon_log,
+        args.big_mib.max(MAX_UPLOAD_MIB) + 1
+    );
     let config = setup.write_config(&setup.static_config(&upstream, &extra)?)?;
     let daemon = Daemon::start(&daemon_bin, &config, setup.dir.path()).await?;
     let nginx = if args.no_nginx {
@@ -360,6 +390,12 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
     if args.runs(Scenario::Upload) {
         scenarios::upload(args, &env, &mut report).await?;
     }
+    // It resets the proxies' peak RSS: keep the peak it saw for the whole run's row.
+    let peaks = if args.runs(Scenario::Big) {
+        big::big_bodies(args, &env, &mut report).await?
+    } else {
+        [0; 3]
+    };
     if args.runs(Scenario::Sse) {
         scenarios::sse(args, &env, &mut report).await?;
     }
@@ -368,6 +404,12 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
     }
     if args.runs(Scenario::OverMax) {
         scenarios::over_max(&env, &mut report).await?;
+    }
+    if args.runs(Scenario::Refresh) {
+        refresh::refresh(args, &env, &mut report).await?;
+    }
+    if args.runs(Scenario::Startup) {
+        startup::startup(args, &env, &mut report).await?;
     }
     if args.runs(Scenario::Policy) {
         let mut pol = policy::measure(args, &env).await?;
@@ -383,8 +425,8 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
         Kind::Cost,
         [
             None,
-            Some(end.peak_rss_kib as f64),
-            nginx_end.map(|s| s.peak_rss_kib as f64),
+            Some(end.peak_rss_kib.max(peaks[1]) as f64),
+            nginx_end.map(|s| s.peak_rss_kib.max(peaks[2]) as f64),
         ],
     );
     report.row(
@@ -403,6 +445,14 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
         Kind::Cost,
         [None, Some(end.fds as f64), nginx_end.map(|s| s.fds as f64)],
     );
+    let problems = env.daemon.problems();
+    report.fact(
+        "mcpproxyd warnings and errors logged",
+        problems.count.to_string(),
+    );
+    for line in problems.first {
+        report.note(format!("mcpproxyd logged: {line}"));
+    }
     report.fact(
         "run time",
         format!("{:.1} s", started.elapsed().as_secs_f64()),

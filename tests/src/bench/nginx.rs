@@ -22,6 +22,8 @@ pub(super) struct Nginx {
     child: Child,
     pub(super) addr: SocketAddr,
     pub(super) version: String,
+    /// From exec to the first accepted connection (polled every millisecond).
+    pub(super) started_in: Duration,
 }
 
 fn find_nginx() -> Option<PathBuf> {
@@ -91,7 +93,7 @@ http {{
     upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        client_max_body_size 16m;
+        client_max_body_size 1024m;
         location / {{
             proxy_pass https://up;
             proxy_http_version 1.1;
@@ -135,6 +137,7 @@ impl Nginx {
             |_| "unknown".to_owned(),
             |o| String::from_utf8_lossy(&o.stderr).trim().to_owned(),
         );
+        let exec = Instant::now();
         let child = Command::new(&bin)
             .arg("-p")
             .arg(&prefix)
@@ -150,6 +153,7 @@ impl Nginx {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             version,
+            started_in: Duration::ZERO,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
@@ -158,9 +162,10 @@ impl Nginx {
                 return Err(format!("nginx exited ({status}): {}", log.trim()));
             }
             if tokio::net::TcpStream::connect(nginx.addr).await.is_ok() {
+                nginx.started_in = exec.elapsed();
                 return Ok(nginx);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         nginx.stop().await;
         Err(format!(

@@ -76,3 +76,13 @@ pub fn read(pid: u32) -> ProcStat {
     }
     total
 }
+
+/// Resets the peak RSS (`VmHWM`) of `pid` and its children to their current RSS (`5` to
+/// `/proc/PID/clear_refs`, Linux 4.0+), so that a later [`read`] shows the peak of what ran
+/// in between. `Err` when the kernel refuses (another user's process, an old kernel).
+pub fn reset_peak(pid: u32) -> std::io::Result<()> {
+    for p in std::iter::once(pid).chain(children(pid)) {
+        std::fs::write(format!("/proc/{p}/clear_refs"), "5")?;
+    }
+    Ok(())
+}

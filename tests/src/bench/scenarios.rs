@@ -67,6 +67,7 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
     }
     let pids = [None, env.daemon.pid(), env.nginx_pid()];
     for &conc in &args.concurrency {
+        let problems_before = env.daemon.problems().count;
         let label = format!("JSON-RPC tools/call, c={conc}");
         let mut rate = [None; 3];
         let mut p50 = [None; 3];
@@ -111,6 +112,12 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
         if errors > 0 {
             report.note(format!(
                 "{label}: wrk counted {errors} errors or non-2xx answers"
+            ));
+        }
+        let problems = env.daemon.problems().count - problems_before;
+        if problems > 0 {
+            report.note(format!(
+                "{label}: the daemon logged {problems} warnings or errors (see the end)"
             ));
         }
         println!("  done: {label}");

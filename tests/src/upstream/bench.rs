@@ -5,6 +5,8 @@
 //! - `GET /raw/ticks?n=N&every_us=U`: N events `data: <µs since the Unix epoch>`, one every
 //!   U µs (N <= 1,000,000, U <= 1 s), then the end; the client computes each event's latency.
 //! - `GET /raw/hold`: `data: open`, then holds the stream open until the client drops it.
+//! - `GET /raw/bytes?n=N`: N bytes (N <= 1 GiB) of `x` with `Content-Length: N`, streamed in
+//!   64 KiB frames of one static buffer: the upstream holds no copy of the body.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -80,6 +82,29 @@ pub(crate) fn ticks(req: &Req) -> Response<RespBody> {
         Some((Ok(Frame::data(Bytes::from(line))), (i + 1, interval)))
     });
     sse_response(StreamBody::new(events).boxed())
+}
+
+/// The largest body `/raw/bytes` sends.
+const MAX_BYTES: u64 = 1 << 30;
+/// One frame of `/raw/bytes`.
+const CHUNK: usize = 64 * 1024;
+
+pub(crate) fn bytes(req: &Req) -> Response<RespBody> {
+    static BUF: [u8; CHUNK] = [b'x'; CHUNK];
+    let n = query_u64(req, "n").unwrap_or(0).min(MAX_BYTES);
+    let frames = stream::unfold(n, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let len = left.min(CHUNK as u64);
+        let frame = Frame::data(Bytes::from_static(&BUF[..len as usize]));
+        Some((Ok(frame), left - len))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, n)
+        .body(StreamBody::new(frames).boxed())
+        .expect("static response parts are valid")
 }
 
 pub(crate) fn hold(shared: Arc<Shared>) -> Response<RespBody> {

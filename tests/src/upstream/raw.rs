@@ -15,7 +15,7 @@
 //! - `GET /raw/big-endpoint`: an SSE `endpoint` event of 70 000 bytes, then the end.
 //! - `GET /raw/reflect`: `{}` with the request's `Authorization` reflected in the response
 //!   header `X-Seen-Authorization`, as a careless server or debugging middlebox might.
-//! - `/raw/rpc`, `/raw/ticks`, `/raw/hold`: cheap routes for the bench (see `bench.rs`).
+//! - `/raw/rpc`, `/raw/ticks`, `/raw/hold`, `/raw/bytes`: cheap routes for the bench (see `bench.rs`).
 //!
 //! [`release`]: super::TestUpstream::release
 //! [`closed_streams`]: super::TestUpstream::closed_streams
@@ -59,6 +59,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
         "/raw/rpc" if is(&req, Method::POST) => super::bench::rpc(req).await,
         "/raw/ticks" if is(&req, Method::GET) => super::bench::ticks(&req),
         "/raw/hold" if is(&req, Method::GET) => super::bench::hold(shared.clone()),
+        "/raw/bytes" if is(&req, Method::GET) => super::bench::bytes(&req),
         p if p.starts_with("/raw/status/") && is(&req, Method::GET) => status(p),
         "/raw/slow-sse" | "/raw/hang" | "/raw/redirect" => method_not_allowed("GET"),
         "/raw/count" => method_not_allowed("POST"),
