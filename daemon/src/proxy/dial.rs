@@ -200,13 +200,23 @@ where
     Ok(Fresh::H1(sender))
 }
 
+/// The HTTP/2 flow-control windows the daemon grants an upstream.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 4 << 20;
+
 async fn h2<T>(io: T) -> Result<Fresh, DialError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .adaptive_window(true)
+        // Fixed windows, not the adaptive ones that start at 64 KiB: h2 caps the small DATA
+        // frames buffered on a connection at half its target window, and many concurrent
+        // small answers on a fresh connection overran 32 KiB (GOAWAY "too_many_data_frames",
+        // a 502 for every request on it). 4 MiB gives a 2 MiB budget; the windows are credit,
+        // not memory that is allocated up front.
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .handshake(TokioIo::new(io))
         .await
         .map_err(DialError::Handshake)?;
