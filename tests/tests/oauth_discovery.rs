@@ -83,6 +83,32 @@ async fn a_login_without_refresh_token_lasts_until_the_access_token_expires() {
 }
 
 #[tokio::test]
+async fn a_token_refused_early_without_a_refresh_token_gets_the_needs_login_answer() {
+    let opts = OAuthOptions {
+        issue_refresh_token: false,
+        ..Default::default()
+    };
+    let w = world(opts, true, "").await;
+    let d = TestDaemon::start(&w.config, &[]).await.unwrap();
+    assert_eq!(login(&w, &d).await["status"], "succeeded");
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The authorization server revokes the token long before it expires: the upstream 401s,
+    // no refresh is possible, and the client hears what to do instead of an opaque 401.
+    for token in w.auth.issued_tokens() {
+        w.auth.revoke_token(&token);
+    }
+    let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("mcpproxyctl login"), "{body}");
+    assert!(message.contains("no refresh token"), "{body}");
+    let p = status(&d).await;
+    assert_eq!(p["state"], "needs_login", "{p}");
+}
+
+#[tokio::test]
 async fn offline_access_is_asked_for_when_the_server_lists_it() {
     let opts = OAuthOptions {
         refresh_needs_offline_access: true,

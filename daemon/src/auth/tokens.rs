@@ -236,25 +236,36 @@ impl Tokens {
 
     /// After the upstream answered 401 to `sent`: one forced refresh (single-flight), unless
     /// the token already changed since. Returns the token to retry with, if there is one.
+    ///
+    /// `Err(message)` when the forced refresh showed that the profile needs a new login (no
+    /// refresh token, or the grant refused): the client is told so instead of getting the
+    /// upstream's opaque 401.
     pub async fn after_unauthorized(
         &self,
         profile: &str,
         sent: &SecretString,
-    ) -> Option<SecretString> {
-        let slot = self.slot(profile)?;
+    ) -> Result<Option<SecretString>, String> {
+        let Some(slot) = self.slot(profile) else {
+            return Ok(None);
+        };
         if slot.is_static() {
-            return None;
+            return Ok(None);
         }
         let (record, _, generation) = slot.snapshot();
-        let record = record?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
         if record.access_token.expose_secret() == sent.expose_secret() {
             if let Err(e) = slot.refresh(generation).await {
                 tracing::warn!(profile, error = %e, "refresh after an upstream 401 failed");
-                return None;
+                if e.needs_login() && slot.machine().is_none() {
+                    return Err(needs_login_message(profile, &e));
+                }
+                return Ok(None);
             }
         }
         let (record, phase, _) = slot.snapshot();
-        retry_with(record, phase, sent, slot.clock().now())
+        Ok(retry_with(record, phase, sent, slot.clock().now()))
     }
 
     /// A finished login: persisted, then used.

@@ -294,11 +294,15 @@ async fn forward_step(
         forward::send(forwarder, upstream, parts, &target, token, &mut out, limits).await?;
     if response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
         // The token may have been revoked or expired early: one forced refresh, one retry.
-        if let Some(fresh) = shared
+        let after = shared
             .tokens
             .after_unauthorized(&upstream.auth, token)
-            .await
-        {
+            .await;
+        let after = after.map_err(|message| ProxyError::NotLoggedIn {
+            profile: upstream.auth.clone(),
+            message,
+        })?;
+        if let Some(fresh) = after {
             tracing::info!(upstream = %upstream.name, "upstream answered 401; retrying once with a refreshed token");
             response = forward::send(
                 forwarder, upstream, parts, &target, &fresh, &mut out, limits,
