@@ -29,22 +29,34 @@ pub struct OutcomeScan {
 
 impl OutcomeScan {
     pub fn feed(&mut self, chunk: &[u8]) {
+        if self.carry.is_empty() {
+            // The usual one-chunk answer: scanned where it lies, no copy of it.
+            self.scan(chunk);
+            let keep = chunk.len().saturating_sub(CARRY);
+            self.carry.extend_from_slice(&chunk[keep..]);
+            return;
+        }
         let mut window = std::mem::take(&mut self.carry);
         window.extend_from_slice(chunk);
-        if key_then(&window, b"isError", b"true") {
+        self.scan(&window);
+        let keep = window.len().saturating_sub(CARRY);
+        window.drain(..keep);
+        self.carry = window;
+    }
+
+    fn scan(&mut self, window: &[u8]) {
+        if key_then(window, b"isError", b"true") {
             self.is_error = true;
         }
-        if key_then(&window, b"error", b"{") {
+        if key_then(window, b"error", b"{") {
             self.error = true;
         }
-        if key_then(&window, b"result", b"") {
+        if key_then(window, b"result", b"") {
             self.result = true;
         }
         if self.error && self.code.is_none() {
-            self.code = key_number(&window, b"code");
+            self.code = key_number(window, b"code");
         }
-        let keep = window.len().saturating_sub(CARRY);
-        self.carry = window.split_off(keep);
     }
 
     pub fn outcome(&self) -> Outcome {
@@ -70,8 +82,9 @@ impl OutcomeScan {
 /// Positions just after each unescaped `"key"` followed by optional spaces and `:`.
 fn after_key<'a>(text: &'a [u8], key: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
     let n = key.len() + 2;
-    (0..text.len().saturating_sub(n - 1)).filter_map(move |i| {
-        let hit = text[i] == b'"'
+    // Only the quotes can start a key: memchr finds them many bytes at a time.
+    memchr::memchr_iter(b'"', text).filter_map(move |i| {
+        let hit = i + n <= text.len()
             && &text[i + 1..i + 1 + key.len()] == key
             && text[i + n - 1] == b'"'
             && (i == 0 || text[i - 1] != b'\\');
