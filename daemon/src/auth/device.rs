@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::device_poll::{self, Ended, Schedule};
 use crate::auth::errors::LoginError;
 use crate::auth::login_plan::{self as plan, Clients, Plan};
-use crate::auth::oauth::{self, AuthMethod, Grant};
+use crate::auth::oauth::{self, Grant};
 use crate::auth::tokens::Tokens;
 use crate::clock::now;
 use crate::config::{AuthProfile, Config};
@@ -195,29 +195,18 @@ impl DeviceLogins {
     }
 }
 
-/// A fresh client assertion for one request of a `private_key_jwt` plan (each assertion's
-/// `jti` is good once, so every device request and every poll signs its own); `None` for
-/// other clients.
+/// A fresh client assertion for one request of the plan's client, if it signs them: every
+/// device request and every poll signs its own.
 fn fresh_assertion(tokens: &Tokens, profile: &str, plan: &Plan) -> Option<SecretString> {
-    match plan.secret {
-        Some((_, AuthMethod::PrivateKeyJwt)) => {
-            let audience = oauth::assertion_audience(&plan.endpoints);
-            tokens.assertion(profile, &plan.client_id, audience)
-        }
-        _ => None,
-    }
+    tokens.login_assertion(profile, &plan.client_id, &plan.endpoints, &plan.secret)
 }
 
 /// The grant a plan authenticates with: its secret, or `assertion` when it signs one.
 fn grant_of<'a>(plan: &'a Plan, assertion: Option<&'a SecretString>) -> Grant<'a> {
-    let secret = match assertion {
-        Some(a) => Some((a, AuthMethod::PrivateKeyJwt)),
-        None => plan.secret.as_ref().map(|(s, m)| (s, *m)),
-    };
     Grant {
         endpoints: &plan.endpoints,
         client_id: &plan.client_id,
-        secret,
+        secret: oauth::credential(&plan.secret, assertion),
         keep_secret: plan.secret_registered,
         resource: plan.resource.as_deref(),
     }

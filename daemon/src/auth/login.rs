@@ -309,22 +309,12 @@ impl Logins {
         } else if let Err(m) = check_iss(&p.endpoints, params) {
             Err(m)
         } else if let Some(code) = params.get("code") {
-            // A key-authenticated client signs a fresh assertion for this one request.
-            let assertion = match &p.secret {
-                Some((_, AuthMethod::PrivateKeyJwt)) => {
-                    let audience = oauth::assertion_audience(&p.endpoints);
-                    tokens.assertion(&p.profile, &p.client_id, audience)
-                }
-                _ => None,
-            };
-            let secret = match (&assertion, &p.secret) {
-                (Some(a), _) => Some((a, AuthMethod::PrivateKeyJwt)),
-                (None, s) => s.as_ref().map(|(s, m)| (s, *m)),
-            };
+            let assertion =
+                tokens.login_assertion(&p.profile, &p.client_id, &p.endpoints, &p.secret);
             let grant = Grant {
                 endpoints: &p.endpoints,
                 client_id: &p.client_id,
-                secret,
+                secret: oauth::credential(&p.secret, assertion.as_ref()),
                 keep_secret: p.secret_registered,
                 resource: p.resource.as_deref(),
             };

@@ -301,6 +301,25 @@ impl Tokens {
         self.slot(profile)?.client_auth(record)
     }
 
+    /// A fresh assertion for one request of a login's client when `secret` says it signs
+    /// them (`private_key_jwt`: each assertion's `jti` is good once); `None` for other clients.
+    pub fn login_assertion(
+        &self,
+        profile: &str,
+        client_id: &str,
+        endpoints: &crate::auth::oauth::Endpoints,
+        secret: &Option<(SecretString, crate::auth::oauth::AuthMethod)>,
+    ) -> Option<SecretString> {
+        match secret {
+            Some((_, crate::auth::oauth::AuthMethod::PrivateKeyJwt)) => self.assertion(
+                profile,
+                client_id,
+                crate::auth::oauth::assertion_audience(endpoints),
+            ),
+            _ => None,
+        }
+    }
+
     /// A fresh `private_key_jwt` assertion of `client_id` (the client `profile` configures) for
     /// the authorization server `audience`.
     pub fn assertion(

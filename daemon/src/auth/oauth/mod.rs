@@ -116,6 +116,18 @@ pub fn assertion_audience(endpoints: &Endpoints) -> &str {
         .unwrap_or(endpoints.token.as_str())
 }
 
+/// How a request authenticates: the fresh `assertion` when the client signs one, else its
+/// `secret` and method.
+pub fn credential<'a>(
+    secret: &'a Option<(SecretString, AuthMethod)>,
+    assertion: Option<&'a SecretString>,
+) -> Option<(&'a SecretString, AuthMethod)> {
+    match assertion {
+        Some(a) => Some((a, AuthMethod::PrivateKeyJwt)),
+        None => secret.as_ref().map(|(s, m)| (s, *m)),
+    }
+}
+
 /// The form parameters that carry a client assertion, when `secret` is one.
 fn assertion_params(secret: Option<(&SecretString, AuthMethod)>) -> Vec<(&'static str, String)> {
     match secret {
