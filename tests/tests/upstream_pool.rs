@@ -67,3 +67,65 @@ async fn a_plain_http1_upstream_serves_concurrent_streams_and_then_requests() {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// Bodies larger than every HTTP/2 flow-control window cross an HTTP/2 upstream whole, both
+/// ways: a streamed upload (chunked, and announced but over `retry_body_limit`), a kept one
+/// (under it, sent with its headers), and a download.
+#[tokio::test]
+async fn bodies_larger_than_the_http2_windows_cross_whole_both_ways() {
+    const BIG: usize = 8 << 20;
+    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
+    let setup = Setup::new().unwrap();
+    let config = setup
+        .static_config(
+            &up,
+            "[limits]\nmax_request_body = \"16MiB\"\nretry_body_limit = \"4MiB\"\n",
+        )
+        .unwrap();
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    let counted = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()["bytes"]
+            .as_u64()
+            .unwrap() as usize
+    };
+    let chunks = futures_util::stream::iter(
+        (0..BIG / (64 << 10)).map(|_| Ok::<_, std::io::Error>(vec![b'c'; 64 << 10])),
+    );
+    let chunked = reqwest::Body::wrap_stream(chunks);
+    let r = proxy_client()
+        .post(d.url("/raw/count"))
+        .body(chunked)
+        .send();
+    assert_eq!(counted(r.await.unwrap()).await, BIG, "a chunked upload");
+    let r = proxy_client()
+        .post(d.url("/raw/count"))
+        .body(vec![b'l'; BIG]);
+    assert_eq!(
+        counted(r.send().await.unwrap()).await,
+        BIG,
+        "an upload over the retry limit"
+    );
+    let r = proxy_client()
+        .post(d.url("/raw/count"))
+        .body(vec![b'k'; 3 << 20]);
+    assert_eq!(
+        counted(r.send().await.unwrap()).await,
+        3 << 20,
+        "a kept upload"
+    );
+    let r = proxy_client()
+        .get(d.url(&format!("/raw/bytes?n={BIG}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), BIG, "a download");
+    let versions: Vec<String> = up.requests().into_iter().map(|r| r.version).collect();
+    assert!(
+        versions.iter().all(|v| v == "HTTP/2.0"),
+        "every request went over HTTP/2: {versions:?}"
+    );
+}

@@ -4,15 +4,14 @@
 //! `http/1.1`) as every other outbound client, then the HTTP handshake the peer chose.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -99,9 +98,9 @@ pub fn path_and_query(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
 /// A fresh connection, after its HTTP handshake.
 pub enum Fresh {
     H1(http1::SendRequest<UpBody>),
-    /// The sender, and the peer's current `SETTINGS_MAX_CONCURRENT_STREAMS`, kept up to date
-    /// by the connection task.
-    H2(http2::SendRequest<UpBody>, Arc<AtomicUsize>),
+    /// With the peer's current `SETTINGS_MAX_CONCURRENT_STREAMS`, kept up to date by the
+    /// connection task.
+    H2(crate::proxy::upstream_h2::Sender),
 }
 
 /// Why a connection could not be opened (logged; the client sees a 502).
@@ -117,6 +116,8 @@ pub enum DialError {
     Tls(std::io::Error),
     #[error("HTTP handshake failed: {0}")]
     Handshake(hyper::Error),
+    #[error("HTTP/2 handshake failed: {0}")]
+    H2Handshake(h2::Error),
 }
 
 /// How to open connections to one upstream.
@@ -200,64 +201,14 @@ where
     Ok(Fresh::H1(sender))
 }
 
-/// The HTTP/2 flow-control windows the daemon grants an upstream.
-const H2_STREAM_WINDOW: u32 = 1 << 20;
-const H2_CONNECTION_WINDOW: u32 = 4 << 20;
-
 async fn h2<T>(io: T) -> Result<Fresh, DialError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        // Fixed windows, not the adaptive ones that start at 64 KiB: h2 caps the small DATA
-        // frames buffered on a connection at half its target window, and many concurrent
-        // small answers on a fresh connection overran 32 KiB (GOAWAY "too_many_data_frames",
-        // a 502 for every request on it). 4 MiB gives a 2 MiB budget; the windows are credit,
-        // not memory that is allocated up front.
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
-        .handshake(TokioIo::new(io))
+    crate::proxy::upstream_h2::handshake(io)
         .await
-        .map_err(DialError::Handshake)?;
-    let limit = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
-    tokio::spawn(Watched {
-        conn,
-        limit: limit.clone(),
-    });
-    Ok(Fresh::H2(sender, limit))
-}
-
-/// Drives an HTTP/2 connection and publishes the peer's stream limit whenever it is polled
-/// (every frame), so the pool learns it from the peer's `SETTINGS`.
-struct Watched<C> {
-    conn: C,
-    limit: Arc<AtomicUsize>,
-}
-
-impl<T> std::future::Future for Watched<http2::Connection<T, UpBody, TokioExecutor>>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.conn).poll(cx);
-        this.limit
-            .store(this.conn.current_max_send_streams(), Ordering::Relaxed);
-        match polled {
-            std::task::Poll::Ready(Err(e)) => {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
-                std::task::Poll::Ready(())
-            }
-            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(()),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    }
+        .map(Fresh::H2)
+        .map_err(DialError::H2Handshake)
 }
 
 #[cfg(test)]

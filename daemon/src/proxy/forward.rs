@@ -23,6 +23,7 @@ use crate::proxy::dial;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 use crate::proxy::pool::{Conn, Lease, Pool};
+use crate::proxy::upstream_h2;
 
 /// The client's request body, kept or waiting to be streamed.
 pub enum OutBody {
@@ -151,6 +152,7 @@ impl http_body::Body for UpBody {
 /// reqwest.
 pub enum UpstreamBody {
     Pooled(Incoming, Lease),
+    H2(upstream_h2::RecvBody, Lease),
     Proxied(reqwest::Body),
 }
 
@@ -161,6 +163,35 @@ impl UpstreamBody {
         }
         UpstreamBody::Pooled(body, lease)
     }
+
+    fn h2(body: upstream_h2::RecvBody, mut lease: Lease) -> UpstreamBody {
+        if body.is_end_stream() {
+            lease.release();
+        }
+        UpstreamBody::H2(body, lease)
+    }
+}
+
+/// Polls a pooled body, freeing its connection (or stream slot) once it has ended.
+fn poll_leased<B>(
+    body: &mut B,
+    lease: &mut Lease,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let polled = Pin::new(&mut *body).poll_frame(cx);
+    let ended = match &polled {
+        Poll::Ready(None) => true,
+        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+        _ => false,
+    };
+    if ended {
+        lease.release();
+    }
+    polled.map_err(Into::into)
 }
 
 impl http_body::Body for UpstreamBody {
@@ -172,18 +203,8 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            UpstreamBody::Pooled(body, lease) => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                let ended = match &polled {
-                    Poll::Ready(None) => true,
-                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
-                    _ => false,
-                };
-                if ended {
-                    lease.release();
-                }
-                polled.map_err(Into::into)
-            }
+            UpstreamBody::Pooled(body, lease) => poll_leased(body, lease, cx),
+            UpstreamBody::H2(body, lease) => poll_leased(body, lease, cx),
             UpstreamBody::Proxied(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
@@ -191,6 +212,7 @@ impl http_body::Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Pooled(b, _) => b.is_end_stream(),
+            UpstreamBody::H2(b, _) => b.is_end_stream(),
             UpstreamBody::Proxied(b) => b.is_end_stream(),
         }
     }
@@ -198,6 +220,7 @@ impl http_body::Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Pooled(b, _) => b.size_hint(),
+            UpstreamBody::H2(b, _) => b.size_hint(),
             UpstreamBody::Proxied(b) => b.size_hint(),
         }
     }
@@ -310,9 +333,20 @@ async fn send_pooled(
                 lease.hold(sender);
                 (sent, lease)
             }
-            Conn::H2(mut sender, lease) => {
+            Conn::H2(sender, lease) => {
                 aim(pool, &mut request, target, true);
-                (sender.try_send_request(request).await, lease)
+                match sender.send(request).await {
+                    Ok(response) => {
+                        return Ok(response.map(|b| UpstreamBody::h2(b, lease)));
+                    }
+                    Err(upstream_h2::SendError::Unsent(_, unsent)) if !fresh_only => {
+                        fresh_only = true;
+                        request = *unsent;
+                        continue;
+                    }
+                    Err(upstream_h2::SendError::Unsent(e, _))
+                    | Err(upstream_h2::SendError::Failed(e)) => return Err(error_chain(&e)),
+                }
             }
         };
         match sent {
@@ -351,8 +385,12 @@ fn proxied_url(upstream: &Upstream, target: &PathAndQuery) -> url::Url {
 
 /// The body length the client announced in `Content-Length`, if it did.
 pub(crate) fn declared_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
+    content_length(&parts.headers)
+}
+
+/// The `Content-Length` of a message, if it has a valid one.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())

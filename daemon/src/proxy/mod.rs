@@ -50,3 +50,4 @@ pub mod tool_filter;
 pub mod tool_policy;
 pub mod tool_reply;
 pub mod trim;
+pub mod upstream_h2;

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 
 use crate::proxy::dial::{DialError, Dialer, Fresh};
 use crate::proxy::forward::UpBody;
+use crate::proxy::upstream_h2;
 
 /// Idle HTTP/1.1 connections kept per upstream.
 pub const MAX_IDLE_H1: usize = 256;
@@ -22,17 +23,16 @@ const UNLIMITED_STREAMS: usize = 256;
 
 /// One HTTP/2 connection and the streams in flight on it.
 struct H2Conn {
-    sender: http2::SendRequest<UpBody>,
+    /// With the peer's current stream limit.
+    sender: upstream_h2::Sender,
     in_flight: AtomicUsize,
-    /// The peer's current stream limit.
-    limit: Arc<AtomicUsize>,
     /// When the last stream ended (ms since the pool's epoch), for the idle timeout.
     idle_since: AtomicU64,
 }
 
 impl H2Conn {
     fn limit(&self) -> usize {
-        match self.limit.load(Ordering::Relaxed) {
+        match self.sender.limit.load(Ordering::Relaxed) {
             0 => 1,
             n if n == usize::MAX => UNLIMITED_STREAMS,
             n => n,
@@ -80,7 +80,7 @@ pub struct Pool(Arc<Inner>);
 /// A connection checked out for one request.
 pub enum Conn {
     H1(http1::SendRequest<UpBody>, Lease),
-    H2(http2::SendRequest<UpBody>, Lease),
+    H2(upstream_h2::Sender, Lease),
 }
 
 /// Holds a request's place on its connection until the response body ends or is dropped:
@@ -164,12 +164,11 @@ impl Pool {
                 *lock(&self.0.proto) = Proto::H1;
                 self.h1_conn(sender)
             }
-            Fresh::H2(sender, limit) => {
+            Fresh::H2(sender) => {
                 *lock(&self.0.proto) = Proto::H2;
                 let conn = Arc::new(H2Conn {
                     sender: sender.clone(),
                     in_flight: AtomicUsize::new(1),
-                    limit,
                     idle_since: AtomicU64::new(self.now_ms()),
                 });
                 lock(&self.0.h2).push(conn.clone());
@@ -188,7 +187,7 @@ impl Pool {
         )
     }
 
-    fn h2_conn(&self, sender: http2::SendRequest<UpBody>, conn: Arc<H2Conn>) -> Conn {
+    fn h2_conn(&self, sender: upstream_h2::Sender, conn: Arc<H2Conn>) -> Conn {
         Conn::H2(
             sender,
             Lease {
@@ -212,7 +211,7 @@ impl Pool {
             first &= !keep;
             keep
         });
-        let conn = conns.iter().find(|c| c.sender.is_ready() && c.reserve())?;
+        let conn = conns.iter().find(|c| c.reserve())?;
         let conn = conn.clone();
         drop(conns);
         Some(self.h2_conn(conn.sender.clone(), conn))
