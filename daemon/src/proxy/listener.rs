@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::control::admin::{peer_credentials, PeerCred};
 use crate::proxy::pipeline::Peer;
+use crate::proxy::workers::Portable;
 use crate::state::Shared;
 
 /// How long a refused Unix peer may take to send the request it is refused.
@@ -43,7 +44,7 @@ impl fmt::Display for ClientAddr {
 
 /// A bound proxy listener.
 pub trait Accept: Send + Sync + 'static {
-    type Io: AsyncRead + AsyncWrite + Peek + Unpin + Send + 'static;
+    type Io: AsyncRead + AsyncWrite + Peek + Portable + Unpin + Send + 'static;
     /// The next connection the proxy serves (refused peers are answered and skipped here).
     fn accept(
         &self,

@@ -1,7 +1,8 @@
 //! The data plane: what a request from a local app meets, in order.
 //!
 //! - [`server`]: accept loops over already-bound listeners, connection limits, graceful shutdown;
-//!   [`listener`]: TCP and Unix-socket listeners behind one accept interface, Unix peers checked.
+//!   [`listener`]: TCP and Unix-socket listeners behind one accept interface, Unix peers checked;
+//!   [`workers`]: one single-threaded runtime per core that serves the connections.
 //! - [`conn`]: each connection's deadlines: first request, idle between requests;
 //!   [`nofile`]: the open-file limit sized against `limits.max_connections`; [`trim`]: freed
 //!   memory handed back after a burst of connections.
@@ -13,7 +14,8 @@
 //! - [`acl`]: allowed and blocked servers, matched against the catalog.
 //! - [`forward`]: the request sent upstream with the profile's token; [`pool`] the upstream
 //!   connections (HTTP/2 spread over more connections past the peer's stream limit), [`dial`]
-//!   the upstream URL parsed once and each new connection (TCP, rustls, HTTP handshake).
+//!   the upstream URL parsed once and each new connection (TCP, rustls, HTTP handshake),
+//!   [`upstream_h2`] requests on an HTTP/2 upstream, sent from the request's own task.
 //! - [`headers`], [`body`], [`sse`]: what crosses the proxy, streamed; SSE endpoint rewriting.
 //! - [`rpc_scan`]: the JSON-RPC method and tool name, read as the body streams by (audit).
 //! - [`tool_policy`]: the tool policy step; [`policy`] its pure matching, [`jsonrpc`] the
@@ -51,3 +53,4 @@ pub mod tool_policy;
 pub mod tool_reply;
 pub mod trim;
 pub mod upstream_h2;
+pub mod workers;

@@ -3,6 +3,7 @@
 //! response body ends: when every open connection is full, another is opened (one HTTP/2
 //! connection would queue every stream past its limit inside h2, the client hanging).
 //! HTTP/1.1 connections are kept alive, one request at a time, up to [`MAX_IDLE_H1`] idle.
+//! Each proxy worker thread has its own connections (see `proxy::workers`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use hyper::client::conn::http1;
 use crate::proxy::dial::{DialError, Dialer, Fresh};
 use crate::proxy::forward::UpBody;
 use crate::proxy::upstream_h2;
+use crate::proxy::workers;
 
 /// Idle HTTP/1.1 connections kept per upstream.
 pub const MAX_IDLE_H1: usize = 256;
@@ -61,16 +63,24 @@ enum Proto {
 struct Inner {
     dialer: Dialer,
     epoch: Instant,
-    h2: Mutex<Vec<Arc<H2Conn>>>,
-    h1_idle: Mutex<Vec<(http1::SendRequest<UpBody>, Instant)>>,
+    /// One set of connections per proxy worker (and one for the main runtime): a request uses
+    /// the connections driven on its own thread.
+    slots: Box<[Slot]>,
     proto: Mutex<Proto>,
-    /// One opener at a time while the protocol is unknown or HTTP/2 (waiters then find room
-    /// on the connection just opened instead of each opening one).
-    opening: tokio::sync::Mutex<()>,
     /// Open attempts so far, and whether the last one failed: waiters behind a failed attempt
     /// share its failure instead of each waiting out a connect timeout in turn.
     attempts: AtomicU64,
     last_failed: std::sync::atomic::AtomicBool,
+}
+
+/// The connections of one thread.
+#[derive(Default)]
+struct Slot {
+    h2: Mutex<Vec<Arc<H2Conn>>>,
+    h1_idle: Mutex<Vec<(http1::SendRequest<UpBody>, Instant)>>,
+    /// One opener at a time while the protocol is unknown or HTTP/2 (waiters then find room
+    /// on the connection just opened instead of each opening one).
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// The connection pool of one upstream (cheap to clone).
@@ -104,10 +114,8 @@ impl Pool {
         Pool(Arc::new(Inner {
             dialer,
             epoch: Instant::now(),
-            h2: Mutex::new(Vec::new()),
-            h1_idle: Mutex::new(Vec::new()),
+            slots: (0..=workers::count()).map(|_| Slot::default()).collect(),
             proto: Mutex::new(Proto::Unknown),
-            opening: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
             last_failed: Default::default(),
         }))
@@ -115,6 +123,11 @@ impl Pool {
 
     pub fn target(&self) -> &crate::proxy::dial::Target {
         &self.0.dialer.target
+    }
+
+    /// The current thread's connections.
+    fn slot(&self) -> &Slot {
+        &self.0.slots[workers::current() % self.0.slots.len()]
     }
 
     fn now_ms(&self) -> u64 {
@@ -139,7 +152,7 @@ impl Pool {
             return self.open().await;
         }
         let seen = self.0.attempts.load(Ordering::Acquire);
-        let _one = self.0.opening.lock().await;
+        let _one = self.slot().opening.lock().await;
         if !fresh_only {
             if let Some(c) = self.shared_h2() {
                 return Ok(c);
@@ -171,7 +184,7 @@ impl Pool {
                     in_flight: AtomicUsize::new(1),
                     idle_since: AtomicU64::new(self.now_ms()),
                 });
-                lock(&self.0.h2).push(conn.clone());
+                lock(&self.slot().h2).push(conn.clone());
                 self.h2_conn(sender, conn)
             }
         })
@@ -201,7 +214,7 @@ impl Pool {
     /// idle past the timeout are dropped on the way.
     fn shared_h2(&self) -> Option<Conn> {
         let now = self.now_ms();
-        let mut conns = lock(&self.0.h2);
+        let mut conns = lock(&self.slot().h2);
         let mut first = true;
         conns.retain(|c| {
             let idle = c.in_flight.load(Ordering::Acquire) == 0
@@ -220,7 +233,7 @@ impl Pool {
     /// The most recently used idle HTTP/1.1 connection that is still open.
     async fn idle_h1(&self) -> Option<http1::SendRequest<UpBody>> {
         loop {
-            let (mut sender, since) = lock(&self.0.h1_idle).pop()?;
+            let (mut sender, since) = lock(&self.slot().h1_idle).pop()?;
             if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
                 continue;
             }
@@ -235,16 +248,16 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = lock(&self.0.h1_idle);
+        let mut idle = lock(&self.slot().h1_idle);
         if idle.len() >= MAX_IDLE_H1 {
             idle.remove(0);
         }
         idle.push((sender, Instant::now()));
     }
 
-    /// How many HTTP/2 connections are open (for tests and the log).
+    /// How many HTTP/2 connections are open, on every thread (for tests and the log).
     pub fn h2_connections(&self) -> usize {
-        lock(&self.0.h2).len()
+        self.0.slots.iter().map(|s| lock(&s.h2).len()).sum()
     }
 }
 

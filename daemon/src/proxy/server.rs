@@ -27,6 +27,7 @@ use crate::proxy::conn::{Activity, Expired, Tracked};
 use crate::proxy::listener::{Accept, ClientAddr, Peek, UnixProxyListener};
 use crate::proxy::pipeline::{self, Peer};
 use crate::proxy::trim::HighWater;
+use crate::proxy::workers::{Portable, Workers};
 use crate::state::{BuildError, Generation, Shared};
 
 /// How long to wait before accepting again when the process is out of file descriptors.
@@ -105,27 +106,30 @@ impl Daemon {
             slots.clone(),
             stop.clone(),
         ));
+        let workers = match Workers::start() {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the proxy's worker threads; serving on the main runtime");
+                None
+            }
+        };
+        let ctx = LoopCtx {
+            shared: self.shared.clone(),
+            slots: slots.clone(),
+            high: high.clone(),
+            graceful: graceful.clone(),
+            stop: stop.clone(),
+            force: force.clone(),
+            workers: workers.clone(),
+        };
         let mut loops = Vec::new();
         for listener in self.listeners {
-            loops.push(tokio::spawn(accept_loop(
-                listener,
-                self.shared.clone(),
-                (slots.clone(), high.clone()),
-                graceful.clone(),
-                stop.clone(),
-                force.clone(),
-            )));
+            loops.push(tokio::spawn(accept_loop(listener, ctx.clone())));
         }
         for listener in self.unix {
-            loops.push(tokio::spawn(accept_loop(
-                listener,
-                self.shared.clone(),
-                (slots.clone(), high.clone()),
-                graceful.clone(),
-                stop.clone(),
-                force.clone(),
-            )));
+            loops.push(tokio::spawn(accept_loop(listener, ctx.clone())));
         }
+        drop(ctx);
         shutdown.await;
         crate::control::systemd::stopping();
         tracing::info!(
@@ -146,6 +150,9 @@ impl Daemon {
             tracing::warn!("shutdown grace period over; closing the connections still open");
         }
         force.cancel();
+        if let Some(workers) = workers.and_then(|w| Arc::try_unwrap(w).ok()) {
+            workers.stop().await;
+        }
         self.shared.tokens.shutdown();
         self.shared.keys.flush(crate::clock::now());
     }
@@ -212,20 +219,33 @@ fn out_of_resources(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop<L: Accept>(
-    listener: L,
+/// What every accept loop shares.
+#[derive(Clone)]
+struct LoopCtx {
     shared: Arc<Shared>,
-    (slots, high): (Arc<Semaphore>, Arc<HighWater>),
+    slots: Arc<Semaphore>,
+    high: Arc<HighWater>,
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
     force: CancellationToken,
-) {
+    /// Where connections are served; `None`: on this runtime.
+    workers: Option<Arc<Workers>>,
+}
+
+async fn accept_loop<L: Accept>(listener: L, ctx: LoopCtx) {
+    let LoopCtx {
+        shared,
+        slots,
+        high,
+        stop,
+        ..
+    } = &ctx;
     let local = listener.describe();
     loop {
         let mut tick = tokio::time::interval(crate::control::systemd::HEARTBEAT);
         let accepted = loop {
             tokio::select! {
-                r = listener.accept(&shared) => break r,
+                r = listener.accept(shared) => break r,
                 _ = tick.tick() => shared.heartbeat.accept_alive(),
                 _ = stop.cancelled() => return,
             }
@@ -245,42 +265,71 @@ async fn accept_loop<L: Accept>(
                 continue;
             }
         };
-        let addr = peer.addr;
         // Over the limit: answered at once (503) rather than left hanging in the backlog.
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return,
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 let max = shared.current().config.limits.max_connections;
-                crate::proxy::overload::refuse(stream, addr, max);
+                crate::proxy::overload::refuse(stream, peer.addr, max);
                 continue;
             }
         };
-        let limits = shared.current().config.limits.clone();
-        high.record(&slots);
-        let activity = Activity::default();
-        let conn = serve_connection(
-            stream,
-            peer,
-            shared.clone(),
-            limits.clone(),
-            activity.clone(),
-            graceful.watcher(),
-        );
-        let force = force.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(client = %addr, error = %e, "connection ended with an error");
-                },
-                why = activity.expired(limits.header_read_timeout, limits.idle_timeout) => {
-                    log_expired(why, addr, &limits);
-                }
-                _ = force.cancelled() => {}
+        high.record(slots);
+        let Some(workers) = &ctx.workers else {
+            spawn_connection(stream, peer, permit, &ctx);
+            continue;
+        };
+        let std = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(client = %peer.addr, error = %e, "cannot hand the connection over");
+                continue;
             }
-        });
+        };
+        let ctx = ctx.clone();
+        workers.hand(Box::new(move || match L::Io::from_std(std) {
+            Ok(stream) => spawn_connection(stream, peer, permit, &ctx),
+            Err(e) => {
+                tracing::debug!(client = %peer.addr, error = %e, "cannot take the connection over");
+            }
+        }));
     }
+}
+
+/// Serves one connection on the current runtime, within its clocks, holding its slot.
+fn spawn_connection<Io>(
+    stream: Io,
+    peer: Peer,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    ctx: &LoopCtx,
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Peek + Unpin + Send + 'static,
+{
+    let addr = peer.addr;
+    let limits = ctx.shared.current().config.limits.clone();
+    let activity = Activity::default();
+    let conn = serve_connection(
+        stream,
+        peer,
+        ctx.shared.clone(),
+        limits.clone(),
+        activity.clone(),
+        ctx.graceful.watcher(),
+    );
+    let force = ctx.force.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        tokio::select! {
+            r = conn => if let Err(e) = r {
+                tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+            },
+            why = activity.expired(limits.header_read_timeout, limits.idle_timeout) => {
+                log_expired(why, addr, &limits);
+            }
+            _ = force.cancelled() => {}
+        }
+    });
 }
 
 /// Which protocol a connection speaks, from its first bytes (peeked, not consumed).
