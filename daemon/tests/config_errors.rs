@@ -38,6 +38,8 @@ fn bad_values_name_file_line_and_key() {
         ("[limits]\nconnect_timeout = \"10 parsecs\"\n", 2, "limits.connect_timeout"),
         ("[limits]\n\nmax_request_body = \"lots\"\n", 3, "limits.max_request_body"),
         ("[limits]\nmax_connections = 0\n", 2, "limits.max_connections"),
+        ("[limits]\nworkers = 0\n", 2, "limits.workers"),
+        ("[limits]\n\nworkers = 65\n", 3, "limits.workers"),
         ("[listen]\naddresses = [\"nowhere\"]\n", 2, "listen.addresses"),
         ("[listen]\naddresses = [\"0.0.0.0:8088\"]\n", 2, "listen.addresses"),
         ("[listen]\nallowed_origins = [\"localhost:3000\"]\n", 2, "listen.allowed_origins"),

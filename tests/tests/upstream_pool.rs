@@ -1,6 +1,7 @@
 //! The daemon's upstream connections: more concurrent event streams than one HTTP/2
 //! connection allows (the test upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` is hyper's 200) all
-//! open at once, and streams over a plain HTTP/1.1 upstream go on kept-alive connections.
+//! open at once (the extra connection closed soon after the burst), and streams over a plain
+//! HTTP/1.1 upstream go on kept-alive connections; bodies larger than the HTTP/2 windows.
 
 use std::time::Duration;
 
@@ -10,10 +11,12 @@ use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
 /// More than one HTTP/2 connection of the test upstream carries (200 streams).
 const STREAMS: usize = 260;
 
+/// A daemon with one worker thread: every stream then goes through one worker's connections
+/// (each worker has its own), so [`STREAMS`] is past one connection's limit.
 async fn start(opts: UpstreamOptions) -> (TestUpstream, TestDaemon, Setup) {
     let up = upstream::start(opts).await.unwrap();
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, "").unwrap();
+    let config = setup.static_config(&up, "[limits]\nworkers = 1\n").unwrap();
     let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
         .await
         .unwrap();
@@ -43,13 +46,54 @@ async fn open_streams(d: &TestDaemon, n: usize) -> Vec<EventReader> {
 #[tokio::test]
 async fn streams_past_one_http2_connections_limit_all_open() {
     let (up, d, _s) = start(UpstreamOptions::default()).await;
+    let port = up.addr().port();
     let streams = open_streams(&d, STREAMS).await;
     assert_eq!(streams.len(), STREAMS);
+    assert_eq!(
+        upstream_connections(d.pid(), port),
+        2,
+        "one past the stream limit"
+    );
     drop(streams);
     up.wait_stream_closed(STREAMS).await;
+    // The extra connection opened for the burst is closed soon after it, with no request to
+    // notice it; the first stays.
+    mcpproxy_tests::wait::poll_within(Duration::from_secs(30), "one connection left", || async {
+        (upstream_connections(d.pid(), port) == 1).then_some(())
+    })
+    .await
+    .unwrap();
     // The connections are still usable once the streams are gone.
     let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// The daemon's established TCP connections to `port` (its sockets, matched by inode against
+/// the kernel's table).
+fn upstream_connections(pid: i32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let remote = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| {
+            f.len() > 9 && f[2].ends_with(&remote) && f[3] == "01" && inodes.contains(&f[9])
+        })
+        .count()
 }
 
 #[tokio::test]

@@ -204,6 +204,8 @@ pub struct Limits {
     pub max_request_body: u64,
     pub retry_body_limit: u64,
     pub max_connections: usize,
+    /// Threads that serve proxy connections; `None`: one per core (see `proxy::workers`).
+    pub workers: Option<usize>,
     pub shutdown_grace: Duration,
     pub login_timeout: Duration,
     /// `status` warns this long before a login (its refresh token) expires.
@@ -222,6 +224,7 @@ impl Default for Limits {
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             refresh_token_warning: DEFAULT_REFRESH_TOKEN_WARNING,

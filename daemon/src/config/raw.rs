@@ -93,6 +93,7 @@ pub struct RawLimits {
     pub max_request_body: Option<String>,
     pub retry_body_limit: Option<String>,
     pub max_connections: Option<u64>,
+    pub workers: Option<u64>,
     pub shutdown_grace: Option<String>,
     pub login_timeout: Option<String>,
     pub refresh_token_warning: Option<String>,

@@ -89,6 +89,9 @@ pub(super) fn render(c: &Config) -> String {
         "max_connections".into(),
         Value::Integer(l.max_connections as i64),
     );
+    if let Some(n) = l.workers {
+        limits.insert("workers".into(), Value::Integer(n as i64));
+    }
     root.insert("limits".into(), Value::Table(limits));
 
     let mut log = Table::new();

@@ -300,6 +300,21 @@ fn limits(raw: &RawConfig, at: &Locator<'_>) -> Result<Limits> {
             }
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         },
+        workers: match l.workers {
+            None => None,
+            Some(n) if (1..=crate::proxy::workers::MAX_WORKERS as u64).contains(&n) => {
+                Some(n as usize)
+            }
+            Some(_) => {
+                return Err(at.error(
+                    &[Seg::Key("limits"), Seg::Key("workers")],
+                    format!(
+                        "must be from 1 to {} (or left out: one per core)",
+                        crate::proxy::workers::MAX_WORKERS
+                    ),
+                ))
+            }
+        },
         shutdown_grace: dur("shutdown_grace", &l.shutdown_grace, d.shutdown_grace)?,
         login_timeout: dur("login_timeout", &l.login_timeout, d.login_timeout)?,
         refresh_token_warning: dur(

@@ -20,6 +20,11 @@ use crate::proxy::workers;
 pub const MAX_IDLE_H1: usize = 256;
 /// How long an unused connection is kept (reqwest's default before, too).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long an HTTP/2 connection past the first of its thread may go without a stream: it was
+/// opened for a burst of streams, and its socket is given back soon after the burst.
+const EXTRA_IDLE: Duration = Duration::from_secs(5);
+/// How often idle connections are looked for, between requests too.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Streams per HTTP/2 connection when the peer sets no limit of its own.
 const UNLIMITED_STREAMS: usize = 256;
 
@@ -110,11 +115,33 @@ enum LeaseKind {
 }
 
 impl Pool {
+    /// A pool; inside a runtime, also the task that closes its idle connections (it ends with
+    /// the pool).
     pub fn new(dialer: Dialer) -> Pool {
+        let pool = Pool::unswept(dialer);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&pool.0);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(SWEEP_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    every.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    Pool(inner).sweep();
+                }
+            });
+        }
+        pool
+    }
+
+    fn unswept(dialer: Dialer) -> Pool {
         Pool(Arc::new(Inner {
             dialer,
             epoch: Instant::now(),
-            slots: (0..=workers::count()).map(|_| Slot::default()).collect(),
+            // Every worker there can be (a slot is a few empty lists), and the main runtime.
+            slots: (0..=workers::MAX_WORKERS)
+                .map(|_| Slot::default())
+                .collect(),
             proto: Mutex::new(Proto::Unknown),
             attempts: AtomicU64::new(0),
             last_failed: Default::default(),
@@ -210,24 +237,27 @@ impl Pool {
         )
     }
 
-    /// An open HTTP/2 connection with a free stream slot; closed ones and extra connections
-    /// idle past the timeout are dropped on the way.
+    /// An open HTTP/2 connection with a free stream slot; closed ones and idle extra
+    /// connections are dropped on the way.
     fn shared_h2(&self) -> Option<Conn> {
         let now = self.now_ms();
         let mut conns = lock(&self.slot().h2);
-        let mut first = true;
-        conns.retain(|c| {
-            let idle = c.in_flight.load(Ordering::Acquire) == 0
-                && now.saturating_sub(c.idle_since.load(Ordering::Relaxed))
-                    > IDLE_TIMEOUT.as_millis() as u64;
-            let keep = !c.sender.is_closed() && (first || !idle);
-            first &= !keep;
-            keep
-        });
+        prune(&mut conns, now);
         let conn = conns.iter().find(|c| c.reserve())?;
         let conn = conn.clone();
         drop(conns);
         Some(self.h2_conn(conn.sender.clone(), conn))
+    }
+
+    /// Drops every thread's closed connections and idle extra HTTP/2 ones (their sockets
+    /// close once the last handle is gone) and HTTP/1.1 ones idle past the timeout.
+    fn sweep(&self) {
+        let now = self.now_ms();
+        for slot in self.0.slots.iter() {
+            prune(&mut lock(&slot.h2), now);
+            lock(&slot.h1_idle)
+                .retain(|(sender, since)| !sender.is_closed() && since.elapsed() <= IDLE_TIMEOUT);
+        }
     }
 
     /// The most recently used idle HTTP/1.1 connection that is still open.
@@ -295,6 +325,20 @@ impl Drop for Lease {
             self.free_stream(&conn);
         }
     }
+}
+
+/// Keeps a thread's open HTTP/2 connections but for extra ones without a stream for
+/// [`EXTRA_IDLE`]; the first open one stays however long it is idle.
+fn prune(conns: &mut Vec<Arc<H2Conn>>, now_ms: u64) {
+    let mut first = true;
+    conns.retain(|c| {
+        let idle = c.in_flight.load(Ordering::Acquire) == 0
+            && now_ms.saturating_sub(c.idle_since.load(Ordering::Relaxed))
+                > EXTRA_IDLE.as_millis() as u64;
+        let keep = !c.sender.is_closed() && (first || !idle);
+        first &= !keep;
+        keep
+    });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

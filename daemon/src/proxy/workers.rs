@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// The most worker threads, whatever the machine has.
-const MAX_WORKERS: usize = 64;
+pub const MAX_WORKERS: usize = 64;
 
 thread_local! {
     /// This thread's worker number, from 1; 0 on any other thread.
@@ -78,9 +78,9 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// [`count`] workers.
-    pub fn start() -> io::Result<Workers> {
-        Workers::with(count())
+    /// `configured` workers, or [`count`].
+    pub fn start(configured: Option<usize>) -> io::Result<Workers> {
+        Workers::with(configured.unwrap_or_else(count).clamp(1, MAX_WORKERS))
     }
 
     pub fn with(n: usize) -> io::Result<Workers> {
