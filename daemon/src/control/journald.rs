@@ -237,8 +237,8 @@ impl<S: Subscriber> Layer<S> for JournaldLayer {
             let datagram = record.encode(event, &self.identifier);
             let _ = self.socket.send_to(datagram, &self.path);
         };
-        // A value's Debug that logs itself, or an event during thread teardown, gets a record
-        // of its own.
+        // An event while this thread's record is in use, or during thread teardown, gets a
+        // record of its own.
         let reused = RECORD.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut record) => {
                 send(&mut record);

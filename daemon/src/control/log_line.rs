@@ -4,8 +4,9 @@
 //! `2026-12-01T13:50:06.120276Z  INFO proxied client=127.0.0.1:50312 key="app" status=200`
 //!
 //! Why not the fmt layer itself: it spent ~1/6 of a proxied request's instructions on this
-//! text (`Writer::write_fmt` for every piece, `nu_ansi_term` styles even with ANSI off, the
-//! whole timestamp through `core::fmt` per line, stderr's lock). Here the line is built in a
+//! text (~28k of ~166k Ir per `tools/call`, callgrind; `Writer::write_fmt` for every piece,
+//! `nu_ansi_term` styles even with ANSI off, the whole timestamp through `core::fmt` per line,
+//! stderr's lock); this layer takes ~7k. Here the line is built in a
 //! reused per-thread buffer, plain strings and numbers are copied without `core::fmt`, the
 //! second of the timestamp is formatted once a second ([`log_time`]), and the line goes out in
 //! one `write(2)`; a failed write loses the line and nothing else.
@@ -90,8 +91,9 @@ impl<S: Subscriber, W: LineSink> Layer<S> for LineLayer<W> {
                 self.sink.write_line(buf);
             }
         };
-        // A value's Debug that logs itself, or an event during thread teardown, gets a buffer
-        // of its own.
+        // An event while this thread's buffer is in use (a value's Debug logging through a
+        // dispatcher of its own; tracing drops nested events of the same one), or during
+        // thread teardown, gets a buffer of its own.
         let reused = BUF.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
                 write(&mut buf);

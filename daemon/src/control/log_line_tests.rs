@@ -100,6 +100,7 @@ fn events() {
     tracing::error!(error = &Leaf as &(dyn Error + 'static), "leaf only");
     tracing::debug!(
         r#type = "x",
+        "r#literal" = 5u64,
         path = ?"/a\"b",
         tab = "tab\there",
         slash = "back\\slash",
@@ -184,7 +185,7 @@ fn lines_are_the_fmt_layers_lines() {
     );
     assert!(rest[4].starts_with(
         " DEBUG message with \\x1b[2J, \\x07\\x08\\x0c\\x7f, \\u{9b}\\u{80}\\u{9f} and \u{a0}é \
-         type=\"x\" path=\"/a\\\"b\" tab=\"tab\\there\""
+         type=\"x\" literal=5 path=\"/a\\\"b\" tab=\"tab\\there\""
     ));
     assert_eq!(rest[7], " TRACE only a message\n");
     assert_eq!(
