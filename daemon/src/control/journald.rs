@@ -25,7 +25,7 @@
 //! keeps between events (no `String` per field, no `format!`, no copy of the message).
 
 use std::cell::RefCell;
-use std::io::Write as _;
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -34,6 +34,8 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
+
+use super::log_line::Raw;
 
 const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
 /// The largest record sent; longer messages are cut (journald's datagram limit is larger,
@@ -73,17 +75,19 @@ fn put_field_name(out: &mut Vec<u8>, name: &str) -> bool {
     let start = out.len();
     out.extend_from_slice(b"MCP_");
     let mut len = 0;
-    for c in name.chars() {
-        let c = match c {
-            'a'..='z' => c.to_ascii_uppercase(),
-            'A'..='Z' | '0'..='9' | '_' => c,
-            _ => '_',
+    for &b in name.as_bytes() {
+        let c = match b {
+            b'a'..=b'z' => b.to_ascii_uppercase(),
+            b'A'..=b'Z' | b'0'..=b'9' | b'_' => b,
+            // The rest of a character: its first byte stood for all of it.
+            0x80..=0xbf => continue,
+            _ => b'_',
         };
         // A journal field name starts with a letter.
-        if len == 0 && (c == '_' || c.is_ascii_digit()) {
+        if len == 0 && (c == b'_' || c.is_ascii_digit()) {
             continue;
         }
-        out.push(c as u8);
+        out.push(c);
         len += 1;
     }
     if len == 0 || len > 60 {
@@ -201,10 +205,10 @@ impl Visit for Record {
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+            let _ = write!(Raw(&mut self.message), "{value:?}");
         } else {
             self.push(field, |v| {
-                let _ = write!(v, "{value:?}");
+                let _ = write!(Raw(v), "{value:?}");
             });
         }
     }

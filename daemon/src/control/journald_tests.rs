@@ -19,6 +19,8 @@ fn field_names_are_journal_names() {
     assert_eq!(field_name("latency.ms").as_deref(), Some("MCP_LATENCY_MS"));
     assert_eq!(field_name("_hidden").as_deref(), Some("MCP_HIDDEN"));
     assert_eq!(field_name("__"), None);
+    assert_eq!(field_name("naïve.ü").as_deref(), Some("MCP_NA_VE__"));
+    assert_eq!(field_name("ü_9x").as_deref(), Some("MCP_X"));
 }
 
 #[test]
@@ -154,6 +156,9 @@ fn records_are_the_bytes_the_allocating_version_sent() {
             uni = "café",
             _9lead = 1u64,
             __ = 2u64,
+            "naïve-café.ü" = 3u64,
+            "ü_9x" = 4u64,
+            "é" = 5u64,
             "message\nwith a newline"
         );
         tracing::info!(message = "explicit", after = 1u64);

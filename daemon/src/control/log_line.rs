@@ -264,7 +264,7 @@ pub(super) fn decimal(buf: &mut [u8; 20], mut value: u64, negative: bool) -> &[u
 }
 
 /// `fmt::Write` into a byte buffer.
-struct Raw<'a>(&'a mut Vec<u8>);
+pub(super) struct Raw<'a>(pub(super) &'a mut Vec<u8>);
 
 impl fmt::Write for Raw<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
