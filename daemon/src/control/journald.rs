@@ -20,8 +20,13 @@
 //!
 //! What the crate has beyond this layer (records over 48 KiB sent through a memfd, span fields)
 //! the daemon does not need: no log line comes near the cap, and no span carries fields.
+//!
+//! The daemon logs a line or two per request, so a record is built in buffers each thread
+//! keeps between events (no `String` per field, no `format!`, no copy of the message).
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
@@ -29,6 +34,8 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
+
+use super::log_line::Raw;
 
 const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
 /// The largest record sent; longer messages are cut (journald's datagram limit is larger,
@@ -62,23 +69,42 @@ impl JournaldLayer {
     }
 }
 
-/// The journal field of an event field: `MCP_` + upper case letters, digits and `_`.
-fn field_name(name: &str) -> Option<String> {
-    let upper: String = name
-        .chars()
-        .map(|c| match c {
-            'a'..='z' => c.to_ascii_uppercase(),
-            'A'..='Z' | '0'..='9' | '_' => c,
-            _ => '_',
-        })
-        .collect();
-    let trimmed = upper.trim_start_matches(|c: char| c == '_' || c.is_ascii_digit());
-    (!trimmed.is_empty() && trimmed.len() <= 60).then(|| format!("MCP_{trimmed}"))
+/// Appends the journal field name of an event field, `MCP_` + upper case letters, digits and
+/// `_`, if it has one (`false`, nothing appended, if not).
+fn put_field_name(out: &mut Vec<u8>, name: &str) -> bool {
+    let start = out.len();
+    out.extend_from_slice(b"MCP_");
+    let mut len = 0;
+    for &b in name.as_bytes() {
+        let c = match b {
+            b'a'..=b'z' => b.to_ascii_uppercase(),
+            b'A'..=b'Z' | b'0'..=b'9' | b'_' => b,
+            // The rest of a character: its first byte stood for all of it.
+            0x80..=0xbf => continue,
+            _ => b'_',
+        };
+        // A journal field name starts with a letter.
+        if len == 0 && (c == b'_' || c.is_ascii_digit()) {
+            continue;
+        }
+        out.push(c);
+        len += 1;
+    }
+    if len == 0 || len > 60 {
+        out.truncate(start);
+        return false;
+    }
+    true
 }
 
 /// Appends `NAME=value` in the native protocol (binary form for values with a newline).
 fn put(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
+    put_value(out, value);
+}
+
+/// The `=value` or binary part after a field name.
+fn put_value(out: &mut Vec<u8>, value: &[u8]) {
     if value.contains(&b'\n') {
         out.push(b'\n');
         out.extend_from_slice(&(value.len() as u64).to_le_bytes());
@@ -90,29 +116,113 @@ fn put(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.push(b'\n');
 }
 
+/// An event's text, kept per thread between events: the message, and every other field's
+/// name and the range of its value in `values`. (Values as the `Debug` text, a `&str` as it
+/// is.)
 #[derive(Default)]
-struct Collect {
-    message: String,
-    fields: Vec<(String, String)>,
+struct Record {
+    message: Vec<u8>,
+    values: Vec<u8>,
+    fields: Vec<(&'static str, Range<usize>)>,
+    out: Vec<u8>,
 }
 
-impl Visit for Collect {
+thread_local! {
+    static RECORD: RefCell<Record> = RefCell::new(Record::default());
+}
+
+/// A buffer grown past this by a long record is not kept for the next one.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+impl Record {
+    fn clear(&mut self) {
+        self.message.clear();
+        self.values.clear();
+        self.fields.clear();
+        self.out.clear();
+    }
+
+    fn push(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.values.len();
+        write(&mut self.values);
+        self.fields.push((field.name(), start..self.values.len()));
+    }
+
+    /// `value`'s `Debug` text, for numbers without `core::fmt`.
+    fn decimal(&mut self, field: &Field, value: u64, negative: bool) {
+        let mut digits = [0u8; 20];
+        let text = super::log_line::decimal(&mut digits, value, negative);
+        if field.name() == "message" {
+            self.message.extend_from_slice(text);
+        } else {
+            self.push(field, |v| v.extend_from_slice(text));
+        }
+    }
+
+    /// The datagram of `event`: MESSAGE (the fields appended as `journalctl` shows MESSAGE
+    /// only), PRIORITY, SYSLOG_IDENTIFIER, TARGET, then an `MCP_*` field per event field.
+    fn encode(&mut self, event: &Event<'_>, identifier: &str) -> &[u8] {
+        self.clear();
+        event.record(self);
+        let Record {
+            message,
+            values,
+            fields,
+            out,
+        } = self;
+        for (name, range) in fields.iter() {
+            message.push(b' ');
+            message.extend_from_slice(name.as_bytes());
+            message.push(b'=');
+            message.extend_from_slice(&values[range.clone()]);
+        }
+        put(out, "MESSAGE", message);
+        put(
+            out,
+            "PRIORITY",
+            priority(event.metadata().level()).as_bytes(),
+        );
+        put(out, "SYSLOG_IDENTIFIER", identifier.as_bytes());
+        put(out, "TARGET", event.metadata().target().as_bytes());
+        for (name, range) in fields.iter() {
+            if put_field_name(out, name) {
+                put_value(out, &values[range.clone()]);
+            }
+        }
+        out.truncate(MAX_RECORD);
+        out
+    }
+}
+
+impl Visit for Record {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.message.push_str(value);
+            self.message.extend_from_slice(value.as_bytes());
         } else {
-            self.fields
-                .push((field.name().to_string(), value.to_string()));
+            self.push(field, |v| v.extend_from_slice(value.as_bytes()));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+            let _ = write!(Raw(&mut self.message), "{value:?}");
         } else {
-            self.fields
-                .push((field.name().to_string(), format!("{value:?}")));
+            self.push(field, |v| {
+                let _ = write!(Raw(v), "{value:?}");
+            });
         }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.decimal(field, value, false);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.decimal(field, value.unsigned_abs(), value < 0);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record_str(field, if value { "true" } else { "false" });
     }
 }
 
@@ -127,52 +237,31 @@ fn priority(level: &Level) -> &'static str {
 
 impl<S: Subscriber> Layer<S> for JournaldLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut c = Collect::default();
-        event.record(&mut c);
-        let mut out = Vec::with_capacity(256);
-        // The human line also carries the fields, as `journalctl` shows MESSAGE only.
-        let mut message = c.message.clone();
-        for (k, v) in &c.fields {
-            let _ = write!(message, " {k}={v}");
-        }
-        put(&mut out, "MESSAGE", message.as_bytes());
-        put(
-            &mut out,
-            "PRIORITY",
-            priority(event.metadata().level()).as_bytes(),
-        );
-        put(&mut out, "SYSLOG_IDENTIFIER", self.identifier.as_bytes());
-        put(&mut out, "TARGET", event.metadata().target().as_bytes());
-        for (k, v) in &c.fields {
-            if let Some(name) = field_name(k) {
-                put(&mut out, &name, v.as_bytes());
+        let send = |record: &mut Record| {
+            let datagram = record.encode(event, &self.identifier);
+            let _ = self.socket.send_to(datagram, &self.path);
+        };
+        // An event while this thread's record is in use, or during thread teardown, gets a
+        // record of its own.
+        let reused = RECORD.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut record) => {
+                send(&mut record);
+                if record.out.capacity() > KEEP_CAPACITY
+                    || record.message.capacity() > KEEP_CAPACITY
+                    || record.values.capacity() > KEEP_CAPACITY
+                {
+                    *record = Record::default();
+                }
+                true
             }
+            Err(_) => false,
+        });
+        if reused != Ok(true) {
+            send(&mut Record::default());
         }
-        out.truncate(MAX_RECORD);
-        let _ = self.socket.send_to(&out, &self.path);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_names_are_journal_names() {
-        assert_eq!(field_name("server").as_deref(), Some("MCP_SERVER"));
-        assert_eq!(field_name("latency.ms").as_deref(), Some("MCP_LATENCY_MS"));
-        assert_eq!(field_name("_hidden").as_deref(), Some("MCP_HIDDEN"));
-        assert_eq!(field_name("__"), None);
-    }
-
-    #[test]
-    fn values_with_newlines_use_the_binary_form() {
-        let mut out = Vec::new();
-        put(&mut out, "A", b"x");
-        put(&mut out, "B", b"1\n2");
-        let mut want = b"A=x\nB\n".to_vec();
-        want.extend_from_slice(&3u64.to_le_bytes());
-        want.extend_from_slice(b"1\n2\n");
-        assert_eq!(out, want);
-    }
-}
+#[path = "journald_tests.rs"]
+mod tests;

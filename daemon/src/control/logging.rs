@@ -85,12 +85,7 @@ pub fn init(config: &Log) -> Result<(), LogError> {
     match journal {
         Some(layer) => registry.with(layer).try_init(),
         None => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(false)
-                    .with_target(false),
-            )
+            .with(crate::control::log_line::LineLayer::stderr())
             .try_init(),
     }
     .map_err(|e| LogError::Init(e.to_string()))

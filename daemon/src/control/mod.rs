@@ -5,11 +5,14 @@
 //! - [`metrics`]: Prometheus counters; [`tool_metrics`]: tool calls by server, tool and outcome.
 //! - [`banner`]: what the daemon prints at start.
 //! - [`terminal`]: whether a `SIGHUP` means "reload" or "the terminal closed".
-//! - [`logging`] and [`journald`]: where log lines go, with structured fields under journald.
+//! - [`logging`] and [`journald`]: where log lines go, with structured fields under journald;
+//!   [`log_line`] (and [`log_time`]): the stderr lines, cheaply.
 
 pub mod admin;
 pub mod banner;
 pub mod journald;
+pub mod log_line;
+pub mod log_time;
 pub mod logging;
 pub mod metrics;
 pub mod systemd;
