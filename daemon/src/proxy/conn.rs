@@ -8,16 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::watch;
-
-/// Requests seen and in flight on one connection.
-#[derive(Debug, Clone, Copy, Default)]
-struct State {
-    requests: u64,
-    in_flight: usize,
-}
+use tokio::time::Instant;
 
 /// Why a connection was closed by its clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +23,31 @@ pub enum Expired {
     Idle,
 }
 
+/// Requests seen and in flight on one connection, and when the last one ended. Counters, not a
+/// channel: a request costs a few atomic updates and wakes nothing; the clock looks at them
+/// when its deadline comes.
+#[derive(Debug)]
+struct State {
+    opened: Instant,
+    requests: AtomicU64,
+    in_flight: AtomicUsize,
+    /// When the last request ended, in µs since `opened`.
+    last_end: AtomicU64,
+}
+
 /// The activity of one connection, shared by its service (which counts requests) and its task
 /// (which waits for [`Activity::expired`]).
 #[derive(Debug, Clone)]
-pub struct Activity(Arc<watch::Sender<State>>);
+pub struct Activity(Arc<State>);
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity(Arc::new(watch::Sender::new(State::default())))
+        Activity(Arc::new(State {
+            opened: Instant::now(),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+        }))
     }
 }
 
@@ -43,46 +55,48 @@ impl Activity {
     /// A request head arrived: the request is in flight until the returned guard drops (with
     /// its response body, when it is sent or abandoned).
     pub fn begin(&self) -> InFlight {
-        self.0.send_modify(|s| {
-            s.requests += 1;
-            s.in_flight += 1;
-        });
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.0.clone())
     }
 
     /// Completes when the connection should be closed: `first` after opening without a request,
-    /// or `idle` after the last request in flight ended. Never while a request is in flight.
+    /// or `idle` after the last request in flight ended. Never while a request is in flight
+    /// (the clock then looks again every `idle`).
     pub async fn expired(&self, first: Duration, idle: Duration) -> Expired {
-        let mut rx = self.0.subscribe();
+        let state = &self.0;
+        let mut deadline = state.opened + first;
         loop {
-            let state = *rx.borrow_and_update();
-            let wait = match state {
-                State { requests: 0, .. } => Some((first, Expired::NoRequest)),
-                State { in_flight: 0, .. } => Some((idle, Expired::Idle)),
-                _ => None,
-            };
-            match wait {
-                Some((after, why)) => tokio::select! {
-                    _ = tokio::time::sleep(after) => return why,
-                    _ = rx.changed() => {}
-                },
-                // The sender lives as long as `self`: `changed` cannot fail here.
-                None => {
-                    let _ = rx.changed().await;
-                }
+            tokio::time::sleep_until(deadline).await;
+            if state.requests.load(Ordering::Relaxed) == 0 {
+                return Expired::NoRequest;
             }
+            let now = Instant::now();
+            if state.in_flight.load(Ordering::Acquire) > 0 {
+                deadline = now + idle;
+                continue;
+            }
+            let ended =
+                state.opened + Duration::from_micros(state.last_end.load(Ordering::Acquire));
+            if now >= ended + idle {
+                return Expired::Idle;
+            }
+            deadline = ended + idle;
         }
     }
 }
 
 /// One request in flight; dropping it ends the request for the connection's clock.
 #[derive(Debug)]
-pub struct InFlight(Arc<watch::Sender<State>>);
+pub struct InFlight(Arc<State>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0
-            .send_modify(|s| s.in_flight = s.in_flight.saturating_sub(1));
+        let state = &self.0;
+        // The end time first: a clock that sees nothing in flight also sees when it ended.
+        let since = state.opened.elapsed().as_micros() as u64;
+        state.last_end.fetch_max(since, Ordering::AcqRel);
+        state.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -148,6 +162,24 @@ mod tests {
         assert!(!watcher.is_finished());
         let ended = tokio::time::Instant::now();
         drop(request);
+        assert_eq!(watcher.await.unwrap(), Expired::Idle);
+        assert_eq!(ended.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlapping_requests_keep_the_connection_until_the_last_one_ends() {
+        let a = Activity::default();
+        let clock = a.clone();
+        let watcher = tokio::spawn(async move { clock.expired(FIRST, IDLE).await });
+        let one = a.begin();
+        let two = a.begin();
+        tokio::time::sleep(IDLE / 2).await;
+        drop(one);
+        // The other is still in flight well past the idle timeout since the first ended.
+        tokio::time::sleep(IDLE * 2).await;
+        assert!(!watcher.is_finished());
+        let ended = tokio::time::Instant::now();
+        drop(two);
         assert_eq!(watcher.await.unwrap(), Expired::Idle);
         assert_eq!(ended.elapsed(), IDLE);
     }
