@@ -216,7 +216,8 @@ async fn route_step<'g>(
     let local = parts.uri.path();
     path::check_normal(local).map_err(ProxyError::BadPath)?;
     if local == "/callback" {
-        return Ok(Routed::Answered(callback(shared, parts).await));
+        // Boxed: a login's state is large and rare; inline it would size every request's future.
+        return Ok(Routed::Answered(Box::pin(callback(shared, parts)).await));
     }
     trace.key = client_key::step(shared, generation, peer.local, parts)?;
     reserved(local)?;
@@ -294,10 +295,8 @@ async fn forward_step(
         forward::send(forwarder, upstream, parts, &target, token, &mut out, limits).await?;
     if response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
         // The token may have been revoked or expired early: one forced refresh, one retry.
-        let after = shared
-            .tokens
-            .after_unauthorized(&upstream.auth, token)
-            .await;
+        // Boxed, as a refresh is rare: inline it would size every request's future.
+        let after = Box::pin(shared.tokens.after_unauthorized(&upstream.auth, token)).await;
         let after = after.map_err(|message| ProxyError::NotLoggedIn {
             profile: upstream.auth.clone(),
             message,
