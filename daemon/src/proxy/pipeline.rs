@@ -39,17 +39,18 @@ pub struct Peer {
     pub local: Option<SocketAddr>,
 }
 
-/// What the pipeline learnt about a request, for logs and metrics.
+/// What the pipeline learnt about a request, for logs and metrics; names borrowed from the
+/// request's configuration generation.
 #[derive(Debug, Default)]
-struct Trace {
+struct Trace<'g> {
     origin: Option<String>,
-    upstream: String,
-    server: String,
+    upstream: &'g str,
+    server: &'g str,
     /// The client key's name, never the key.
     key: Option<crate::auth::client_keys::Authorized>,
 }
 
-impl Trace {
+impl Trace<'_> {
     fn key_name(&self) -> Option<&str> {
         self.key.as_ref().map(|k| k.name.as_str())
     }
@@ -105,7 +106,7 @@ pub async fn handle(
     }
     shared
         .metrics
-        .request(&trace.upstream, &trace.server, response.status().as_u16());
+        .request(trace.upstream, trace.server, response.status().as_u16());
     if let Some(key) = &trace.key {
         shared
             .metrics
@@ -131,13 +132,13 @@ fn log_path(parts: &Parts) -> crate::control::logging::Escaped<'_> {
     crate::control::logging::Escaped::new(parts.uri.path(), 512)
 }
 
-async fn pipeline(
+async fn pipeline<'g>(
     shared: &Shared,
-    generation: &Generation,
+    generation: &'g Generation,
     peer: Peer,
     parts: &Parts,
     body: Incoming,
-    trace: &mut Trace,
+    trace: &mut Trace<'g>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if let Some(answer) = guard_step(generation, peer, parts, trace)? {
         return Ok(answer);
@@ -172,10 +173,9 @@ fn guard_step(
     generation: &Generation,
     peer: Peer,
     parts: &Parts,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
-    let origin = generation.guard_for(peer.local).check(parts)?;
-    trace.origin = origin.clone();
+    trace.origin = generation.guard_for(peer.local).check(parts)?;
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
@@ -187,7 +187,7 @@ fn guard_step(
     ) {
         return Err(ProxyError::MethodNotAllowed(parts.method.clone()));
     }
-    if let Some(origin) = &origin {
+    if let Some(origin) = &trace.origin {
         if parts.method == Method::OPTIONS
             && parts.headers.contains_key("access-control-request-method")
         {
@@ -211,7 +211,7 @@ async fn route_step<'g>(
     generation: &'g Generation,
     peer: Peer,
     parts: &Parts,
-    trace: &mut Trace,
+    trace: &mut Trace<'g>,
 ) -> Result<Routed<'g>, ProxyError> {
     let local = parts.uri.path();
     path::check_normal(local).map_err(ProxyError::BadPath)?;
@@ -222,17 +222,16 @@ async fn route_step<'g>(
     trace.key = client_key::step(shared, generation, peer.local, parts)?;
     reserved(local)?;
     let upstream = generation.route(local).ok_or(ProxyError::NoRoute)?;
-    trace.upstream = upstream.name.clone();
+    trace.upstream = &upstream.name;
     trace.server = generation
         .catalog
         .server_for(local)
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
+        .map_or("", |s| s.name.as_str());
     Ok(Routed::To(upstream))
 }
 
 /// Step 3, the ACL, then the client key's own server scope (never wider than the ACL).
-fn acl_step(generation: &Generation, parts: &Parts, trace: &Trace) -> Result<(), ProxyError> {
+fn acl_step(generation: &Generation, parts: &Parts, trace: &Trace<'_>) -> Result<(), ProxyError> {
     let local = parts.uri.path();
     let decision = generation.acl.check(local);
     if !decision.is_allowed() {
@@ -278,7 +277,7 @@ async fn forward_step(
     parts: &Parts,
     body: tool_policy::PolicyBody,
     token: &SecretString,
-    trace: &Trace,
+    trace: &Trace<'_>,
 ) -> Result<Forwarded, ProxyError> {
     let started = Instant::now();
     let limits = &generation.config.limits;
@@ -329,7 +328,7 @@ fn log_proxied(
     peer: Peer,
     upstream: &Upstream,
     parts: &Parts,
-    trace: &Trace,
+    trace: &Trace<'_>,
     forwarded: &Forwarded,
 ) -> RpcInfo {
     let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {

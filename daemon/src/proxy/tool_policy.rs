@@ -60,13 +60,13 @@ impl PolicyBody {
     }
 }
 
-/// What the response needs from the request.
+/// What the response needs from the request (names borrowed from the configuration generation).
 #[derive(Debug, Default)]
-pub struct PolicyContext {
+pub struct PolicyContext<'g> {
     /// The policies of the server, if any apply.
     policy: Option<ServerPolicy>,
-    upstream: String,
-    server: String,
+    upstream: &'g str,
+    server: &'g str,
     /// Tool calls of a policy server's body (exact); `None`: scan the prefix (no policy).
     calls: Option<Vec<Message>>,
     /// The body asks for `tools/list`.
@@ -74,25 +74,25 @@ pub struct PolicyContext {
 }
 
 /// The outcome of the step.
-pub enum Step {
+pub enum Step<'g> {
     /// The proxy answers itself.
     Answer(Response<ProxyBody>),
-    Forward(PolicyBody, PolicyContext),
+    Forward(PolicyBody, PolicyContext<'g>),
 }
 
 /// Decides a request routed to `upstream` (after the ACL allowed it).
-pub async fn check(
+pub async fn check<'g>(
     shared: &Shared,
-    generation: &Generation,
-    upstream: &Upstream,
+    generation: &'g Generation,
+    upstream: &'g Upstream,
     peer: Peer,
     parts: &Parts,
     body: Incoming,
-) -> Result<Step, ProxyError> {
+) -> Result<Step<'g>, ProxyError> {
     let server = generation.catalog.server_for(parts.uri.path());
     let mut ctx = PolicyContext {
-        upstream: upstream.name.clone(),
-        server: server.map(|s| s.name.clone()).unwrap_or_default(),
+        upstream: &upstream.name,
+        server: server.map_or("", |s| s.name.as_str()),
         ..Default::default()
     };
     let Some(policy) = server_policy(generation, upstream, server) else {
@@ -205,7 +205,7 @@ fn deny(
     shared: &Shared,
     peer: Peer,
     parts: &Parts,
-    ctx: &PolicyContext,
+    ctx: &PolicyContext<'_>,
     rpc: &RpcBody,
     decisions: &[ToolDecision],
 ) -> Response<ProxyBody> {
@@ -230,7 +230,7 @@ fn deny(
                 shared
                     .metrics
                     .tools
-                    .call(&ctx.upstream, &ctx.server, tool, Outcome::Denied);
+                    .call(ctx.upstream, ctx.server, tool, Outcome::Denied);
                 format!("tool `{}` {reason}", tool_audit::clean(tool))
             }
         };
@@ -271,7 +271,7 @@ fn log_refusal(
     shared: &Shared,
     peer: Peer,
     parts: &Parts,
-    ctx: &PolicyContext,
+    ctx: &PolicyContext<'_>,
     rule: &str,
     call: Option<(&Message, &str)>,
     reason: &str,
@@ -306,7 +306,7 @@ fn id_text(id: &Value) -> String {
 /// Step 6's part: the response filtered (policy servers) and audited (tool calls).
 pub fn respond(
     shared: &Shared,
-    ctx: PolicyContext,
+    ctx: PolicyContext<'_>,
     parts: &Parts,
     rpc: &RpcInfo,
     response: Response<ProxyBody>,
@@ -351,7 +351,7 @@ pub fn respond(
     Response::from_parts(head, body)
 }
 
-fn records(ctx: &PolicyContext, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
+fn records(ctx: &PolicyContext<'_>, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
     let is_call = ctx.calls.as_ref().is_some_and(|c| !c.is_empty())
         || rpc.method.as_deref() == Some("tools/call");
     if !is_call {
@@ -360,8 +360,8 @@ fn records(ctx: &PolicyContext, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord>
     // Hashed only for tool calls: other requests pay nothing for the audit.
     let session = tool_audit::session_tag(parts);
     let record = |tool: &str, rpc_id: Option<String>, batched| CallRecord {
-        upstream: ctx.upstream.clone(),
-        server: ctx.server.clone(),
+        upstream: ctx.upstream.to_string(),
+        server: ctx.server.to_string(),
         tool: tool_audit::clean(tool),
         rpc_id,
         session: session.clone(),
