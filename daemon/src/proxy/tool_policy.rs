@@ -316,10 +316,9 @@ pub fn respond(
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim_start().to_ascii_lowercase())
-        .unwrap_or_default();
-    let is_sse = content_type.starts_with("text/event-stream");
-    let is_json = content_type.starts_with("application/json");
+        .map_or("", str::trim_start);
+    let is_sse = starts_with_ignore_case(content_type, "text/event-stream");
+    let is_json = starts_with_ignore_case(content_type, "application/json");
     if let Some(policy) = &ctx.policy {
         // GET streams (and the legacy transport's) may carry any response, even a resumed one.
         let get = parts.method == Method::GET;
@@ -349,6 +348,11 @@ pub fn respond(
         body = Audited::new(body, calls, shared.metrics.clone()).boxed();
     }
     Response::from_parts(head, body)
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 fn records(ctx: &PolicyContext<'_>, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
