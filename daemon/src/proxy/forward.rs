@@ -82,16 +82,20 @@ impl OutBody {
         }
     }
 
-    /// The body to send (a kept one again on a retry; a streamed one only once).
-    fn take(&mut self, limits: &Limits, fault: Arc<FaultCell>) -> UpBody {
+    /// The body to send (a kept one again on a retry; a streamed one only once), and for a
+    /// streamed one the cell its fault will be told in (known bytes cannot fail).
+    fn take(&mut self, limits: &Limits) -> (UpBody, Option<Arc<FaultCell>>) {
         match self {
-            OutBody::Kept(b) => UpBody::full(b.clone()),
+            OutBody::Kept(b) => (UpBody::full(b.clone()), None),
             OutBody::Streamed(body, captured) => match body.take() {
-                Some(b) => UpBody::Streamed(
-                    RequestBody::new(b, limits.max_request_body, limits.body_read_timeout, fault)
-                        .capturing(captured.clone()),
-                ),
-                None => UpBody::full(Bytes::new()),
+                Some(b) => {
+                    let fault = Arc::new(FaultCell::default());
+                    let timeout = limits.body_read_timeout;
+                    let body = RequestBody::new(b, limits.max_request_body, timeout, fault.clone())
+                        .capturing(captured.clone());
+                    (UpBody::Streamed(body), Some(fault))
+                }
+                None => (UpBody::full(Bytes::new()), None),
             },
         }
     }
@@ -230,8 +234,8 @@ pub async fn send(
                 message: "the stored token cannot be sent in a header; log in again".into(),
             }
         })?;
-    let fault = Arc::new(FaultCell::default());
-    let out = body.take(limits, fault.clone());
+    let (out, fault) = body.take(limits);
+    let fault = || fault.as_ref().and_then(|f| f.get());
     let sent = match forwarder {
         Forwarder::Pool(pool) => {
             let request = pooled_request(parts, out_headers, out);
@@ -261,8 +265,8 @@ pub async fn send(
         Err(_) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.name.clone(),
         }),
-        Ok(Err(_)) if fault.get().is_some() => {
-            Err(client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody))
+        Ok(Err(_)) if fault().is_some() => {
+            Err(client_fault(fault(), limits).unwrap_or(ProxyError::BadBody))
         }
         Ok(Err(error)) => {
             tracing::warn!(upstream = %upstream.name, error = %error, "upstream request failed");
