@@ -154,8 +154,9 @@ async fn pipeline<'g>(
             tool_policy::Step::Forward(body, policy) => (body, policy),
         };
     let (token, streams) = token_step(shared, upstream).await?;
-    let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
-    let rpc = log_proxied(generation, peer, upstream, parts, trace, &forwarded);
+    let mut forwarded =
+        forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
+    let rpc = log_proxied(generation, peer, upstream, parts, trace, &mut forwarded);
     let response = respond::respond(
         shared,
         generation,
@@ -329,10 +330,10 @@ fn log_proxied(
     upstream: &Upstream,
     parts: &Parts,
     trace: &Trace<'_>,
-    forwarded: &Forwarded,
+    forwarded: &mut Forwarded,
 ) -> RpcInfo {
     let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {
-        forwarded.body.rpc_info()
+        forwarded.body.take_rpc_info()
     } else {
         Default::default()
     };

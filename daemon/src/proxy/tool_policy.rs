@@ -55,7 +55,7 @@ impl PolicyBody {
     pub async fn into_out(self, parts: &Parts, limits: &Limits) -> Result<OutBody, ProxyError> {
         match self {
             PolicyBody::Untouched(b) => OutBody::new(parts, b, limits).await,
-            PolicyBody::Read(bytes) => Ok(OutBody::Kept(bytes)),
+            PolicyBody::Read(bytes) => Ok(OutBody::from_bytes(bytes)),
         }
     }
 }
