@@ -197,7 +197,8 @@ impl FaultCell {
 /// The client's request body on its way upstream (or into memory for a retry), cut off past
 /// `limit` bytes or after a pause of `timeout`; any failure is recorded in the [`FaultCell`].
 pub struct RequestBody<B> {
-    inner: Pin<Box<B>>,
+    /// Held in place (the client's body is `Unpin`): no allocation of its own.
+    inner: B,
     seen: u64,
     limit: u64,
     fault: Arc<FaultCell>,
@@ -213,7 +214,7 @@ pub struct RequestBody<B> {
 impl<B> RequestBody<B> {
     pub fn new(inner: B, limit: u64, timeout: Duration, fault: Arc<FaultCell>) -> Self {
         RequestBody {
-            inner: Box::pin(inner),
+            inner,
             seen: 0,
             limit,
             fault,
@@ -233,7 +234,7 @@ impl<B> RequestBody<B> {
 
 impl<B> Body for RequestBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -247,7 +248,7 @@ where
         if !std::mem::replace(&mut this.waiting, false) {
             this.deadline.as_mut().reset(Instant::now() + this.timeout);
         }
-        match this.inner.as_mut().poll_frame(cx) {
+        match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if let Some(capture) = &this.capture {
