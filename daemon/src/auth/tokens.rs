@@ -190,6 +190,8 @@ impl Tokens {
                 streams,
             };
         }
+        // The refreshes below are boxed: their state is large and rarely needed, and inline it
+        // would size the future of every proxied request.
         for _ in 0..2 {
             let (record, phase, generation) = slot.snapshot();
             let now = slot.clock().now();
@@ -198,7 +200,7 @@ impl Tokens {
                     TokenState::Token(r.access_token)
                 }
                 (Phase::Valid | Phase::Refreshing, Some(_)) => {
-                    match slot.refresh(generation).await {
+                    match Box::pin(slot.refresh(generation)).await {
                         Ok(()) => continue,
                         Err(e) if e.needs_login() => TokenState::NeedsLogin(needs_login_message(profile, &e)),
                         Err(e) => TokenState::Unavailable(format!(
@@ -208,7 +210,7 @@ impl Tokens {
                 }
                 (Phase::LoggedOut | Phase::NeedsLogin, _) if slot.machine().is_some() => {
                     // No login for a machine profile: fetch a token now (single-flight).
-                    match slot.refresh(generation).await {
+                    match Box::pin(slot.refresh(generation)).await {
                         Ok(()) => continue,
                         Err(e) => TokenState::Unavailable(format!(
                             "profile `{profile}` could not fetch a token with its client credentials: {e}"

@@ -30,17 +30,10 @@ impl Histogram {
     }
 }
 
-/// Labels of one request outcome.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct RequestKey {
-    upstream: String,
-    server: String,
-    status: u16,
-}
-
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<RequestKey, u64>,
+    /// Requests by upstream, server and status (nested: counted without allocating).
+    requests: BTreeMap<String, BTreeMap<String, BTreeMap<u16, u64>>>,
     denials: BTreeMap<String, u64>,
     latency: BTreeMap<String, Histogram>,
     refreshes: BTreeMap<(String, String), u64>,
@@ -65,6 +58,14 @@ pub struct Gauges {
     pub token_expiry: Vec<(String, f64)>,
 }
 
+/// The value under `key`, inserted (and the key allocated) only the first time.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -72,12 +73,9 @@ impl Metrics {
 
     /// A request finished its headers with `status`.
     pub fn request(&self, upstream: &str, server: &str, status: u16) {
-        let key = RequestKey {
-            upstream: upstream.to_string(),
-            server: server.to_string(),
-            status,
-        };
-        *self.lock().requests.entry(key).or_default() += 1;
+        let mut inner = self.lock();
+        let servers = entry(&mut inner.requests, upstream);
+        *entry(servers, server).entry(status).or_default() += 1;
     }
 
     /// A request that presented the client key `name` finished its headers with `status`.
@@ -96,11 +94,7 @@ impl Metrics {
 
     /// Time from forwarding to the upstream's response headers.
     pub fn upstream_latency(&self, upstream: &str, took: Duration) {
-        self.lock()
-            .latency
-            .entry(upstream.to_string())
-            .or_default()
-            .observe(took.as_secs_f64());
+        entry(&mut self.lock().latency, upstream).observe(took.as_secs_f64());
     }
 
     /// A token refresh ended with `outcome` (`ok`, `transient`, `invalid_grant`, ...).
@@ -127,14 +121,17 @@ impl Metrics {
             "counter",
             "Requests answered, by upstream, server and status.",
         );
-        for (k, v) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "mcpproxyd_requests_total{{upstream=\"{}\",server=\"{}\",status=\"{}\"}} {v}",
-                esc(&k.upstream),
-                esc(&k.server),
-                k.status
-            );
+        for (upstream, servers) in &inner.requests {
+            for (server, statuses) in servers {
+                for (status, v) in statuses {
+                    let _ = writeln!(
+                        out,
+                        "mcpproxyd_requests_total{{upstream=\"{}\",server=\"{}\",status=\"{status}\"}} {v}",
+                        esc(upstream),
+                        esc(server),
+                    );
+                }
+            }
         }
         header(
             &mut out,

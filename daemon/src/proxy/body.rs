@@ -49,7 +49,8 @@ impl Drop for StreamGuard {
 
 /// The upstream's response body on its way to the client, frame by frame as it arrives.
 pub struct ResponseBody<B> {
-    inner: Pin<Box<B>>,
+    /// Held in place (the upstream's bodies are `Unpin`): no allocation of its own.
+    inner: B,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     rewriter: Option<Rewriter>,
@@ -67,7 +68,7 @@ impl<B> ResponseBody<B> {
         revoked: Option<tokio_util::sync::CancellationToken>,
     ) -> Self {
         ResponseBody {
-            inner: Box::pin(inner),
+            inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             rewriter,
@@ -79,7 +80,7 @@ impl<B> ResponseBody<B> {
 
 impl<B> Body for ResponseBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -96,7 +97,7 @@ where
             }
         }
         loop {
-            match this.inner.as_mut().poll_frame(cx) {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     this.deadline.as_mut().reset(Instant::now() + this.idle);
                     let frame = match (frame.into_data(), this.rewriter.as_mut()) {
@@ -197,7 +198,8 @@ impl FaultCell {
 /// The client's request body on its way upstream (or into memory for a retry), cut off past
 /// `limit` bytes or after a pause of `timeout`; any failure is recorded in the [`FaultCell`].
 pub struct RequestBody<B> {
-    inner: Pin<Box<B>>,
+    /// Held in place (the client's body is `Unpin`): no allocation of its own.
+    inner: B,
     seen: u64,
     limit: u64,
     fault: Arc<FaultCell>,
@@ -213,7 +215,7 @@ pub struct RequestBody<B> {
 impl<B> RequestBody<B> {
     pub fn new(inner: B, limit: u64, timeout: Duration, fault: Arc<FaultCell>) -> Self {
         RequestBody {
-            inner: Box::pin(inner),
+            inner,
             seen: 0,
             limit,
             fault,
@@ -233,7 +235,7 @@ impl<B> RequestBody<B> {
 
 impl<B> Body for RequestBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -247,7 +249,7 @@ where
         if !std::mem::replace(&mut this.waiting, false) {
             this.deadline.as_mut().reset(Instant::now() + this.timeout);
         }
-        match this.inner.as_mut().poll_frame(cx) {
+        match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if let Some(capture) = &this.capture {

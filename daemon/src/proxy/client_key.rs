@@ -116,7 +116,7 @@ pub fn check_tool(
             what,
         }))
     };
-    let Some(kept) = body.kept() else {
+    let (Some(kept), Some(rpc)) = (body.kept(), body.kept_rpc_info()) else {
         return refuse(
             "request bodies over limits.retry_body_limit (the tool cannot be checked)".into(),
         );
@@ -124,16 +124,16 @@ pub fn check_tool(
     if kept.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return refuse("JSON-RPC batches (the tools cannot be checked)".into());
     }
-    let rpc = crate::proxy::rpc_scan::scan(&kept);
+    // The scan is remembered for the audit line.
     if rpc.method.as_deref() != Some("tools/call") {
         return Ok(());
     }
-    match rpc.tool {
+    match rpc.tool.as_deref() {
         Some(tool)
             if key
                 .tools
                 .iter()
-                .any(|g| crate::auth::client_keys::record::glob(g, &tool)) =>
+                .any(|g| crate::auth::client_keys::record::glob(g, tool)) =>
         {
             Ok(())
         }
@@ -278,7 +278,7 @@ mod tests {
         let post = http::Method::POST;
         let key = authorized(&[], &["echo", "Describe*"]);
         let call = |name: &str| {
-            OutBody::Kept(Bytes::from(format!(
+            OutBody::from_bytes(Bytes::from(format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#
             )))
         };
@@ -286,11 +286,11 @@ mod tests {
         assert!(check_tool(Some(&key), &p, &call("echo")).is_ok());
         assert!(check_tool(Some(&key), &p, &call("DescribeRegions")).is_ok());
         assert!(check_tool(Some(&key), &p, &call("add")).is_err());
-        let list = OutBody::Kept(Bytes::from_static(
+        let list = OutBody::from_bytes(Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
         ));
         assert!(check_tool(Some(&key), &p, &list).is_ok());
-        let batch = OutBody::Kept(Bytes::from_static(br#" [{"method":"tools/call"}]"#));
+        let batch = OutBody::from_bytes(Bytes::from_static(br#" [{"method":"tools/call"}]"#));
         assert!(check_tool(Some(&key), &p, &batch).is_err());
         // No tool scope, or no key: nothing to check.
         assert!(check_tool(Some(&authorized(&[], &[])), &p, &call("add")).is_ok());

@@ -102,20 +102,21 @@ impl Drop for InFlight {
 
 /// A response body that keeps its request in flight until it is finished or dropped.
 pub struct Tracked<B> {
-    inner: Pin<Box<B>>,
+    /// Held in place (a boxed body is `Unpin`): no allocation of its own.
+    inner: B,
     _request: InFlight,
 }
 
 impl<B> Tracked<B> {
     pub fn new(inner: B, request: InFlight) -> Self {
         Tracked {
-            inner: Box::pin(inner),
+            inner,
             _request: request,
         }
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Tracked<B> {
+impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -123,7 +124,7 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        self.inner.as_mut().poll_frame(cx)
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

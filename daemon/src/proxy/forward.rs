@@ -23,16 +23,24 @@ use crate::proxy::dial;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 use crate::proxy::pool::{Conn, Lease, Pool};
+use crate::proxy::rpc_scan::{self, RpcInfo};
 use crate::proxy::upstream_h2;
 
 /// The client's request body, kept or waiting to be streamed.
 pub enum OutBody {
-    Kept(Bytes),
+    /// The bytes, and what the JSON-RPC scan found in them once asked (the client key's tool
+    /// scope and the audit line both ask: scanned once).
+    Kept(Bytes, std::sync::OnceLock<RpcInfo>),
     /// The body, until it is sent, and the copy of its first bytes.
     Streamed(Option<Incoming>, Arc<std::sync::Mutex<Vec<u8>>>),
 }
 
 impl OutBody {
+    /// Known bytes, not scanned yet.
+    pub fn from_bytes(bytes: Bytes) -> OutBody {
+        OutBody::Kept(bytes, Default::default())
+    }
+
     /// Keeps the body when it is known to be small; refuses one announced over the limit.
     pub async fn new(
         parts: &Parts,
@@ -58,7 +66,7 @@ impl OutBody {
         let fault = Arc::new(FaultCell::default());
         let timed = RequestBody::new(body, u64::MAX, limits.body_read_timeout, fault.clone());
         match Limited::new(timed, limit).collect().await {
-            Ok(collected) => Ok(OutBody::Kept(collected.to_bytes())),
+            Ok(collected) => Ok(OutBody::from_bytes(collected.to_bytes())),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
             // The client stalled, went away or sent a broken body: nothing to forward.
             Err(_) => Err(client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody)),
@@ -68,31 +76,44 @@ impl OutBody {
     /// The bytes, if kept (so the request can be repeated).
     pub fn kept(&self) -> Option<Bytes> {
         match self {
-            OutBody::Kept(b) => Some(b.clone()),
+            OutBody::Kept(b, _) => Some(b.clone()),
             OutBody::Streamed(..) => None,
         }
     }
 
-    /// The JSON-RPC method and tool, from the body's first bytes seen so far.
-    pub fn rpc_info(&self) -> crate::proxy::rpc_scan::RpcInfo {
+    /// What the JSON-RPC scan finds in kept bytes (scanned on the first call only).
+    pub fn kept_rpc_info(&self) -> Option<&RpcInfo> {
         match self {
-            OutBody::Kept(b) => crate::proxy::rpc_scan::scan(b),
+            OutBody::Kept(b, scanned) => Some(scanned.get_or_init(|| rpc_scan::scan(b))),
+            OutBody::Streamed(..) => None,
+        }
+    }
+
+    /// The JSON-RPC method and tool, from the body's first bytes seen so far (a kept body's
+    /// earlier scan handed over, not repeated).
+    pub fn take_rpc_info(&mut self) -> RpcInfo {
+        match self {
+            OutBody::Kept(b, scanned) => scanned.take().unwrap_or_else(|| rpc_scan::scan(b)),
             OutBody::Streamed(_, captured) => {
-                crate::proxy::rpc_scan::scan(&captured.lock().unwrap_or_else(|e| e.into_inner()))
+                rpc_scan::scan(&captured.lock().unwrap_or_else(|e| e.into_inner()))
             }
         }
     }
 
-    /// The body to send (a kept one again on a retry; a streamed one only once).
-    fn take(&mut self, limits: &Limits, fault: Arc<FaultCell>) -> UpBody {
+    /// The body to send (a kept one again on a retry; a streamed one only once), and for a
+    /// streamed one the cell its fault will be told in (known bytes cannot fail).
+    fn take(&mut self, limits: &Limits) -> (UpBody, Option<Arc<FaultCell>>) {
         match self {
-            OutBody::Kept(b) => UpBody::full(b.clone()),
+            OutBody::Kept(b, _) => (UpBody::full(b.clone()), None),
             OutBody::Streamed(body, captured) => match body.take() {
-                Some(b) => UpBody::Streamed(
-                    RequestBody::new(b, limits.max_request_body, limits.body_read_timeout, fault)
-                        .capturing(captured.clone()),
-                ),
-                None => UpBody::full(Bytes::new()),
+                Some(b) => {
+                    let fault = Arc::new(FaultCell::default());
+                    let timeout = limits.body_read_timeout;
+                    let body = RequestBody::new(b, limits.max_request_body, timeout, fault.clone())
+                        .capturing(captured.clone());
+                    (UpBody::Streamed(body), Some(fault))
+                }
+                None => (UpBody::full(Bytes::new()), None),
             },
         }
     }
@@ -253,8 +274,8 @@ pub async fn send(
                 message: "the stored token cannot be sent in a header; log in again".into(),
             }
         })?;
-    let fault = Arc::new(FaultCell::default());
-    let out = body.take(limits, fault.clone());
+    let (out, fault) = body.take(limits);
+    let fault = || fault.as_ref().and_then(|f| f.get());
     let sent = match forwarder {
         Forwarder::Pool(pool) => {
             let request = pooled_request(parts, out_headers, out);
@@ -284,8 +305,8 @@ pub async fn send(
         Err(_) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.name.clone(),
         }),
-        Ok(Err(_)) if fault.get().is_some() => {
-            Err(client_fault(fault.get(), limits).unwrap_or(ProxyError::BadBody))
+        Ok(Err(_)) if fault().is_some() => {
+            Err(client_fault(fault(), limits).unwrap_or(ProxyError::BadBody))
         }
         Ok(Err(error)) => {
             tracing::warn!(upstream = %upstream.name, error = %error, "upstream request failed");

@@ -103,6 +103,10 @@ impl Guard {
             }
         }
         for value in authority.into_iter().chain(header.map(header_text)) {
+            // The usual `Host` is already in normal form: looked up as sent, nothing allocated.
+            if already_normal(value) && self.hosts.contains(value) {
+                continue;
+            }
             let normal = parse_host_value(value).unwrap_or_default();
             if !self.hosts.contains(&normal) {
                 return Err(GuardError::BadHost(printable(value)));
@@ -143,6 +147,25 @@ fn has_port(host: &str) -> bool {
         Some(i) => !host[i..].contains(']'),
         None => false,
     }
+}
+
+/// A `Host` value that [`parse_host_value`] returns unchanged: a lower-case name or IPv4
+/// address, and a port (if any) without leading zeros.
+fn already_normal(text: &str) -> bool {
+    let (host, port) = match text.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (text, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        });
+    host_ok
+        && port.is_none_or(|p| {
+            p.bytes().all(|b| b.is_ascii_digit())
+                && (p == "0" || !p.starts_with('0'))
+                && p.parse::<u16>().is_ok()
+        })
 }
 
 /// Normalises a `Host` value (`host`, `host:port`, `[v6]:port`) to lower case; `None` if it is
@@ -383,5 +406,21 @@ mod tests {
         assert_eq!(parse_host_value("h:"), None);
         assert_eq!(parse_host_value("h:99999"), None);
         assert_eq!(parse_host_value("http://h"), None);
+        for v in ["localhost", "127.0.0.1:8088", "a-b.c_d:0", "h:80"] {
+            assert!(already_normal(v), "{v}");
+            assert_eq!(parse_host_value(v).as_deref(), Some(v), "{v}");
+        }
+        for v in [
+            "LocalHost",
+            "h:080",
+            "h:",
+            "h:99999",
+            "[::1]:80",
+            " h",
+            "a:1:2",
+            "",
+        ] {
+            assert!(!already_normal(v), "{v}");
+        }
     }
 }

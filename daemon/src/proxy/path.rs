@@ -156,13 +156,14 @@ pub fn check_normal(path: &str) -> Result<(), PathError> {
         i += 1;
     }
     check_run(&mut run)?;
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    for (n, seg) in segments.iter().enumerate() {
-        match *seg {
+    // Walked, not collected: no allocation per request.
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
             "." | ".." => return Err(PathError::DotSegment),
             // Only the root or a trailing slash leaves an empty segment, and only at the end.
-            "" if n != last => return Err(PathError::EmptySegment),
+            "" if !last => return Err(PathError::EmptySegment),
             _ => {}
         }
     }

@@ -39,17 +39,18 @@ pub struct Peer {
     pub local: Option<SocketAddr>,
 }
 
-/// What the pipeline learnt about a request, for logs and metrics.
+/// What the pipeline learnt about a request, for logs and metrics; names borrowed from the
+/// request's configuration generation.
 #[derive(Debug, Default)]
-struct Trace {
+struct Trace<'g> {
     origin: Option<String>,
-    upstream: String,
-    server: String,
+    upstream: &'g str,
+    server: &'g str,
     /// The client key's name, never the key.
     key: Option<crate::auth::client_keys::Authorized>,
 }
 
-impl Trace {
+impl Trace<'_> {
     fn key_name(&self) -> Option<&str> {
         self.key.as_ref().map(|k| k.name.as_str())
     }
@@ -105,7 +106,7 @@ pub async fn handle(
     }
     shared
         .metrics
-        .request(&trace.upstream, &trace.server, response.status().as_u16());
+        .request(trace.upstream, trace.server, response.status().as_u16());
     if let Some(key) = &trace.key {
         shared
             .metrics
@@ -131,13 +132,13 @@ fn log_path(parts: &Parts) -> crate::control::logging::Escaped<'_> {
     crate::control::logging::Escaped::new(parts.uri.path(), 512)
 }
 
-async fn pipeline(
+async fn pipeline<'g>(
     shared: &Shared,
-    generation: &Generation,
+    generation: &'g Generation,
     peer: Peer,
     parts: &Parts,
     body: Incoming,
-    trace: &mut Trace,
+    trace: &mut Trace<'g>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if let Some(answer) = guard_step(generation, peer, parts, trace)? {
         return Ok(answer);
@@ -153,8 +154,9 @@ async fn pipeline(
             tool_policy::Step::Forward(body, policy) => (body, policy),
         };
     let (token, streams) = token_step(shared, upstream).await?;
-    let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
-    let rpc = log_proxied(generation, peer, upstream, parts, trace, &forwarded);
+    let mut forwarded =
+        forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
+    let rpc = log_proxied(generation, peer, upstream, parts, trace, &mut forwarded);
     let response = respond::respond(
         shared,
         generation,
@@ -172,10 +174,9 @@ fn guard_step(
     generation: &Generation,
     peer: Peer,
     parts: &Parts,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
-    let origin = generation.guard_for(peer.local).check(parts)?;
-    trace.origin = origin.clone();
+    trace.origin = generation.guard_for(peer.local).check(parts)?;
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
@@ -187,7 +188,7 @@ fn guard_step(
     ) {
         return Err(ProxyError::MethodNotAllowed(parts.method.clone()));
     }
-    if let Some(origin) = &origin {
+    if let Some(origin) = &trace.origin {
         if parts.method == Method::OPTIONS
             && parts.headers.contains_key("access-control-request-method")
         {
@@ -211,27 +212,27 @@ async fn route_step<'g>(
     generation: &'g Generation,
     peer: Peer,
     parts: &Parts,
-    trace: &mut Trace,
+    trace: &mut Trace<'g>,
 ) -> Result<Routed<'g>, ProxyError> {
     let local = parts.uri.path();
     path::check_normal(local).map_err(ProxyError::BadPath)?;
     if local == "/callback" {
-        return Ok(Routed::Answered(callback(shared, parts).await));
+        // Boxed: a login's state is large and rare; inline it would size every request's future.
+        return Ok(Routed::Answered(Box::pin(callback(shared, parts)).await));
     }
     trace.key = client_key::step(shared, generation, peer.local, parts)?;
     reserved(local)?;
     let upstream = generation.route(local).ok_or(ProxyError::NoRoute)?;
-    trace.upstream = upstream.name.clone();
+    trace.upstream = &upstream.name;
     trace.server = generation
         .catalog
         .server_for(local)
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
+        .map_or("", |s| s.name.as_str());
     Ok(Routed::To(upstream))
 }
 
 /// Step 3, the ACL, then the client key's own server scope (never wider than the ACL).
-fn acl_step(generation: &Generation, parts: &Parts, trace: &Trace) -> Result<(), ProxyError> {
+fn acl_step(generation: &Generation, parts: &Parts, trace: &Trace<'_>) -> Result<(), ProxyError> {
     let local = parts.uri.path();
     let decision = generation.acl.check(local);
     if !decision.is_allowed() {
@@ -277,7 +278,7 @@ async fn forward_step(
     parts: &Parts,
     body: tool_policy::PolicyBody,
     token: &SecretString,
-    trace: &Trace,
+    trace: &Trace<'_>,
 ) -> Result<Forwarded, ProxyError> {
     let started = Instant::now();
     let limits = &generation.config.limits;
@@ -294,10 +295,8 @@ async fn forward_step(
         forward::send(forwarder, upstream, parts, &target, token, &mut out, limits).await?;
     if response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
         // The token may have been revoked or expired early: one forced refresh, one retry.
-        let after = shared
-            .tokens
-            .after_unauthorized(&upstream.auth, token)
-            .await;
+        // Boxed, as a refresh is rare: inline it would size every request's future.
+        let after = Box::pin(shared.tokens.after_unauthorized(&upstream.auth, token)).await;
         let after = after.map_err(|message| ProxyError::NotLoggedIn {
             profile: upstream.auth.clone(),
             message,
@@ -330,11 +329,11 @@ fn log_proxied(
     peer: Peer,
     upstream: &Upstream,
     parts: &Parts,
-    trace: &Trace,
-    forwarded: &Forwarded,
+    trace: &Trace<'_>,
+    forwarded: &mut Forwarded,
 ) -> RpcInfo {
     let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {
-        forwarded.body.rpc_info()
+        forwarded.body.take_rpc_info()
     } else {
         Default::default()
     };

@@ -2,6 +2,10 @@
 //! from the first bytes of the body as they stream by: nothing is delayed, buffered beyond
 //! [`SCAN_LIMIT`] bytes of copy, or logged but these two names.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 /// How much of a body is looked at.
 pub const SCAN_LIMIT: usize = 4096;
 
@@ -14,56 +18,62 @@ pub struct RpcInfo {
     pub id: Option<String>,
 }
 
-/// The string value of the first `"key": "..."` at or after `from`; short, printable only.
-fn string_after(text: &[u8], key: &str, from: usize) -> Option<(String, usize)> {
-    let needle = format!("\"{key}\"");
-    let start = from + find(&text[from.min(text.len())..], needle.as_bytes())?;
-    let mut i = start + needle.len();
-    while i < text.len() && text[i].is_ascii_whitespace() {
-        i += 1;
-    }
+/// The string value of the first `"key": "..."` at or after `from` (`quoted_key` is the key
+/// with its quotes); short, printable only. An escaped byte is dropped with its backslash
+/// (escapes are rare in method and tool names).
+fn string_after(text: &[u8], key: &Finder<'static>, from: usize) -> Option<(String, usize)> {
+    let start = from + key.find(text.get(from..)?)?;
+    let mut i = skip_ws(text, start + key.needle().len());
     if text.get(i) != Some(&b':') {
         return None;
     }
-    i += 1;
-    while i < text.len() && text[i].is_ascii_whitespace() {
-        i += 1;
-    }
+    i = skip_ws(text, i + 1);
     if text.get(i) != Some(&b'"') {
         return None;
     }
     i += 1;
-    let mut out = String::new();
-    while i < text.len() {
-        match text[i] {
-            b'"' => return Some((out, i + 1)),
-            b'\\' => {
-                // Escapes are rare in method and tool names: keep the escaped byte as is.
-                i += 1;
-            }
-            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
-            _ => out.push('?'),
-        }
-        if out.len() > 128 {
+    let mut out = Vec::new();
+    loop {
+        // The plain run up to the next quote or backslash, found many bytes at a time.
+        let rest = text.get(i..)?;
+        let run = memchr::memchr2(b'"', b'\\', rest)?;
+        if out.len() + run > MAX_NAME {
             return None;
         }
-        i += 1;
+        out.extend(rest[..run].iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b
+            } else {
+                b'?'
+            }
+        }));
+        i += run;
+        if text[i] == b'"' {
+            // Printable ASCII only: always UTF-8.
+            return Some((String::from_utf8(out).ok()?, i + 1));
+        }
+        i += 2;
     }
-    None
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
+/// The searchers for the keys looked for, built once (building one costs more than a search).
+static METHOD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"method\""));
+static PARAMS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"params\""));
+static NAME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"name\""));
+
+/// The longest method or tool name reported (longer ones are not names a log should carry).
+const MAX_NAME: usize = 128;
 
 /// Scans a body prefix (possibly cut anywhere) for `method` and, for `tools/call`, the tool.
 pub fn scan(prefix: &[u8]) -> RpcInfo {
     let prefix = &prefix[..prefix.len().min(SCAN_LIMIT)];
-    let Some((method, _)) = string_after(prefix, "method", 0) else {
+    let Some((method, _)) = string_after(prefix, &METHOD, 0) else {
         return RpcInfo::default();
     };
     let tool = if method == "tools/call" {
-        find(prefix, b"\"params\"").and_then(|p| string_after(prefix, "name", p).map(|(n, _)| n))
+        PARAMS
+            .find(prefix)
+            .and_then(|p| string_after(prefix, &NAME, p).map(|(n, _)| n))
     } else {
         None
     };
@@ -76,38 +86,44 @@ pub fn scan(prefix: &[u8]) -> RpcInfo {
 
 /// The top-level `id` of a JSON-RPC body prefix (not one inside `params`), as text.
 pub fn top_level_id(body: &[u8]) -> Option<String> {
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    let mut key_start = None;
-    for (i, &b) in body.iter().enumerate() {
-        if in_str {
-            match (esc, b) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => {
-                    in_str = false;
-                    let key = key_start.take().map(|s| &body[s..i]);
-                    if depth == 1 && key == Some(b"id".as_slice()) {
-                        let j = skip_ws(body, i + 1);
-                        if body.get(j) == Some(&b':') {
-                            return id_value(body, skip_ws(body, j + 1));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
         match b {
             b'"' => {
-                in_str = true;
-                key_start = Some(i + 1);
+                let end = string_end(body, i + 1)?;
+                if depth == 1 && &body[i + 1..end] == b"id" {
+                    let j = skip_ws(body, end + 1);
+                    if body.get(j) == Some(&b':') {
+                        return id_value(body, skip_ws(body, j + 1));
+                    }
+                }
+                i = end + 1;
             }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
         }
     }
     None
+}
+
+/// The index of the quote that closes the string whose text starts at `from`, skipping escaped
+/// bytes; `None` when the prefix ends first.
+fn string_end(body: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        from += memchr::memchr2(b'"', b'\\', body.get(from..)?)?;
+        if body[from] == b'"' {
+            return Some(from);
+        }
+        from += 2;
+    }
 }
 
 fn skip_ws(text: &[u8], mut i: usize) -> usize {
@@ -177,5 +193,25 @@ mod tests {
         assert_eq!(id(r#"{"method":"x","params":{"id":1}}"#), None);
         assert_eq!(id(r#"{"text":"\"id\":5","id" : 6 }"#).as_deref(), Some("6"));
         assert_eq!(id(r#"{"id":"#), None);
+    }
+
+    #[test]
+    fn names_are_short_and_escapes_dropped() {
+        let call =
+            |name: &str| format!(r#"{{"method":"tools/call","params":{{"name":"{name}"}}}}"#);
+        let n128 = "n".repeat(128);
+        assert_eq!(
+            scan(call(&n128).as_bytes()).tool.as_deref(),
+            Some(n128.as_str())
+        );
+        assert_eq!(scan(call(&"n".repeat(129)).as_bytes()).tool, None);
+        assert_eq!(
+            scan(call(r#"a\"b\\c"#).as_bytes()).tool.as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            scan(call("caf\u{e9}\t").as_bytes()).tool.as_deref(),
+            Some("caf???")
+        );
     }
 }

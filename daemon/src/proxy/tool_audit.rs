@@ -17,9 +17,11 @@ use crate::proxy::body::{BoxError, ProxyBody};
 const CARRY: usize = 256;
 
 /// Reads a response for the outcome of a tool call, chunk by chunk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutcomeScan {
-    carry: Vec<u8>,
+    /// The last bytes seen (up to [`CARRY`]), kept inline: no allocation for a one-chunk answer.
+    carry: [u8; CARRY],
+    carried: usize,
     result: bool,
     is_error: bool,
     /// Inside `"error": {`, looking for its `"code"`.
@@ -27,35 +29,56 @@ pub struct OutcomeScan {
     code: Option<i64>,
 }
 
+impl Default for OutcomeScan {
+    fn default() -> Self {
+        OutcomeScan {
+            carry: [0; CARRY],
+            carried: 0,
+            result: false,
+            is_error: false,
+            error: false,
+            code: None,
+        }
+    }
+}
+
 impl OutcomeScan {
     pub fn feed(&mut self, chunk: &[u8]) {
-        if self.carry.is_empty() {
+        if self.carried == 0 {
             // The usual one-chunk answer: scanned where it lies, no copy of it.
             self.scan(chunk);
-            let keep = chunk.len().saturating_sub(CARRY);
-            self.carry.extend_from_slice(&chunk[keep..]);
+            self.keep_tail(chunk);
             return;
         }
-        let mut window = std::mem::take(&mut self.carry);
+        let mut window = Vec::with_capacity(self.carried + chunk.len());
+        window.extend_from_slice(&self.carry[..self.carried]);
         window.extend_from_slice(chunk);
         self.scan(&window);
-        let keep = window.len().saturating_sub(CARRY);
-        window.drain(..keep);
-        self.carry = window;
+        self.keep_tail(&window);
     }
 
+    fn keep_tail(&mut self, seen: &[u8]) {
+        let tail = &seen[seen.len().saturating_sub(CARRY)..];
+        self.carry[..tail.len()].copy_from_slice(tail);
+        self.carried = tail.len();
+    }
+
+    /// One pass over the window's keys: `isError` then `true`, `error` then `{`, any `result`,
+    /// and the first complete number after a `code` (taken once an error is seen).
     fn scan(&mut self, window: &[u8]) {
-        if key_then(window, b"isError", b"true") {
-            self.is_error = true;
-        }
-        if key_then(window, b"error", b"{") {
-            self.error = true;
-        }
-        if key_then(window, b"result", b"") {
-            self.result = true;
+        let mut code = None;
+        for (key, j) in keys(window) {
+            let value = &window[j..];
+            match key {
+                Key::IsError if value.starts_with(b"true") => self.is_error = true,
+                Key::Error if value.starts_with(b"{") => self.error = true,
+                Key::Result => self.result = true,
+                Key::Code if code.is_none() => code = number_at(window, j),
+                _ => {}
+            }
         }
         if self.error && self.code.is_none() {
-            self.code = key_number(window, b"code");
+            self.code = code;
         }
     }
 
@@ -79,23 +102,36 @@ impl OutcomeScan {
     }
 }
 
-/// Positions just after each unescaped `"key"` followed by optional spaces and `:`.
-fn after_key<'a>(text: &'a [u8], key: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let n = key.len() + 2;
+/// The keys the outcome depends on.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    IsError,
+    Error,
+    Result,
+    Code,
+}
+
+const KEYS: [(&[u8], Key); 4] = [
+    (b"isError", Key::IsError),
+    (b"error", Key::Error),
+    (b"result", Key::Result),
+    (b"code", Key::Code),
+];
+
+/// Each unescaped `"key"` of [`KEYS`] followed by optional spaces and `:`, with the position
+/// of its value (after spaces).
+fn keys(text: &[u8]) -> impl Iterator<Item = (Key, usize)> + '_ {
     // Only the quotes can start a key: memchr finds them many bytes at a time.
     memchr::memchr_iter(b'"', text).filter_map(move |i| {
-        let hit = i + n <= text.len()
-            && &text[i + 1..i + 1 + key.len()] == key
-            && text[i + n - 1] == b'"'
-            && (i == 0 || text[i - 1] != b'\\');
-        if !hit {
+        if i > 0 && text[i - 1] == b'\\' {
             return None;
         }
-        let mut j = skip_ws(text, i + n);
-        (text.get(j) == Some(&b':')).then(|| {
-            j = skip_ws(text, j + 1);
-            j
-        })
+        let rest = &text[i + 1..];
+        let &(name, key) = KEYS.iter().find(|(name, _)| {
+            rest.len() > name.len() && rest.starts_with(name) && rest[name.len()] == b'"'
+        })?;
+        let j = skip_ws(text, i + name.len() + 2);
+        (text.get(j) == Some(&b':')).then(|| (key, skip_ws(text, j + 1)))
     })
 }
 
@@ -106,22 +142,17 @@ fn skip_ws(text: &[u8], mut i: usize) -> usize {
     i
 }
 
-fn key_then(text: &[u8], key: &[u8], value: &[u8]) -> bool {
-    after_key(text, key).any(|j| text[j..].starts_with(value))
-}
-
-fn key_number(text: &[u8], key: &[u8]) -> Option<i64> {
-    after_key(text, key).find_map(|j| {
-        let end = text[j..]
-            .iter()
-            .enumerate()
-            .position(|(k, b)| !(b.is_ascii_digit() || (k == 0 && *b == b'-')))
-            .map_or(text.len(), |p| j + p);
-        if end == text.len() {
-            return None; // the number may go on in the next chunk
-        }
-        std::str::from_utf8(&text[j..end]).ok()?.parse().ok()
-    })
+/// The integer at `j`, unless it runs to the end of the text (it may go on in the next chunk).
+fn number_at(text: &[u8], j: usize) -> Option<i64> {
+    let end = text[j..]
+        .iter()
+        .enumerate()
+        .position(|(k, b)| !(b.is_ascii_digit() || (k == 0 && *b == b'-')))
+        .map_or(text.len(), |p| j + p);
+    if end == text.len() {
+        return None;
+    }
+    std::str::from_utf8(&text[j..end]).ok()?.parse().ok()
 }
 
 /// A value fit for a log field: printable, at most 64 characters.

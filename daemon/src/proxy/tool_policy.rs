@@ -55,18 +55,18 @@ impl PolicyBody {
     pub async fn into_out(self, parts: &Parts, limits: &Limits) -> Result<OutBody, ProxyError> {
         match self {
             PolicyBody::Untouched(b) => OutBody::new(parts, b, limits).await,
-            PolicyBody::Read(bytes) => Ok(OutBody::Kept(bytes)),
+            PolicyBody::Read(bytes) => Ok(OutBody::from_bytes(bytes)),
         }
     }
 }
 
-/// What the response needs from the request.
+/// What the response needs from the request (names borrowed from the configuration generation).
 #[derive(Debug, Default)]
-pub struct PolicyContext {
+pub struct PolicyContext<'g> {
     /// The policies of the server, if any apply.
     policy: Option<ServerPolicy>,
-    upstream: String,
-    server: String,
+    upstream: &'g str,
+    server: &'g str,
     /// Tool calls of a policy server's body (exact); `None`: scan the prefix (no policy).
     calls: Option<Vec<Message>>,
     /// The body asks for `tools/list`.
@@ -74,25 +74,25 @@ pub struct PolicyContext {
 }
 
 /// The outcome of the step.
-pub enum Step {
+pub enum Step<'g> {
     /// The proxy answers itself.
     Answer(Response<ProxyBody>),
-    Forward(PolicyBody, PolicyContext),
+    Forward(PolicyBody, PolicyContext<'g>),
 }
 
 /// Decides a request routed to `upstream` (after the ACL allowed it).
-pub async fn check(
+pub async fn check<'g>(
     shared: &Shared,
-    generation: &Generation,
-    upstream: &Upstream,
+    generation: &'g Generation,
+    upstream: &'g Upstream,
     peer: Peer,
     parts: &Parts,
     body: Incoming,
-) -> Result<Step, ProxyError> {
+) -> Result<Step<'g>, ProxyError> {
     let server = generation.catalog.server_for(parts.uri.path());
     let mut ctx = PolicyContext {
-        upstream: upstream.name.clone(),
-        server: server.map(|s| s.name.clone()).unwrap_or_default(),
+        upstream: &upstream.name,
+        server: server.map_or("", |s| s.name.as_str()),
         ..Default::default()
     };
     let Some(policy) = server_policy(generation, upstream, server) else {
@@ -205,7 +205,7 @@ fn deny(
     shared: &Shared,
     peer: Peer,
     parts: &Parts,
-    ctx: &PolicyContext,
+    ctx: &PolicyContext<'_>,
     rpc: &RpcBody,
     decisions: &[ToolDecision],
 ) -> Response<ProxyBody> {
@@ -230,7 +230,7 @@ fn deny(
                 shared
                     .metrics
                     .tools
-                    .call(&ctx.upstream, &ctx.server, tool, Outcome::Denied);
+                    .call(ctx.upstream, ctx.server, tool, Outcome::Denied);
                 format!("tool `{}` {reason}", tool_audit::clean(tool))
             }
         };
@@ -271,7 +271,7 @@ fn log_refusal(
     shared: &Shared,
     peer: Peer,
     parts: &Parts,
-    ctx: &PolicyContext,
+    ctx: &PolicyContext<'_>,
     rule: &str,
     call: Option<(&Message, &str)>,
     reason: &str,
@@ -306,7 +306,7 @@ fn id_text(id: &Value) -> String {
 /// Step 6's part: the response filtered (policy servers) and audited (tool calls).
 pub fn respond(
     shared: &Shared,
-    ctx: PolicyContext,
+    ctx: PolicyContext<'_>,
     parts: &Parts,
     rpc: &RpcInfo,
     response: Response<ProxyBody>,
@@ -316,10 +316,9 @@ pub fn respond(
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim_start().to_ascii_lowercase())
-        .unwrap_or_default();
-    let is_sse = content_type.starts_with("text/event-stream");
-    let is_json = content_type.starts_with("application/json");
+        .map_or("", str::trim_start);
+    let is_sse = starts_with_ignore_case(content_type, "text/event-stream");
+    let is_json = starts_with_ignore_case(content_type, "application/json");
     if let Some(policy) = &ctx.policy {
         // GET streams (and the legacy transport's) may carry any response, even a resumed one.
         let get = parts.method == Method::GET;
@@ -351,7 +350,12 @@ pub fn respond(
     Response::from_parts(head, body)
 }
 
-fn records(ctx: &PolicyContext, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+fn records(ctx: &PolicyContext<'_>, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
     let is_call = ctx.calls.as_ref().is_some_and(|c| !c.is_empty())
         || rpc.method.as_deref() == Some("tools/call");
     if !is_call {
@@ -360,8 +364,8 @@ fn records(ctx: &PolicyContext, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord>
     // Hashed only for tool calls: other requests pay nothing for the audit.
     let session = tool_audit::session_tag(parts);
     let record = |tool: &str, rpc_id: Option<String>, batched| CallRecord {
-        upstream: ctx.upstream.clone(),
-        server: ctx.server.clone(),
+        upstream: ctx.upstream.to_string(),
+        server: ctx.server.to_string(),
         tool: tool_audit::clean(tool),
         rpc_id,
         session: session.clone(),
