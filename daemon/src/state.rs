@@ -205,6 +205,8 @@ pub struct Shared {
 pub struct Heartbeat {
     start: Instant,
     accept: AtomicU64,
+    /// Each proxy worker thread's last tick, by worker number (from 1; see `proxy::workers`).
+    workers: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 impl Default for Heartbeat {
@@ -212,6 +214,7 @@ impl Default for Heartbeat {
         Heartbeat {
             start: Instant::now(),
             accept: AtomicU64::new(0),
+            workers: Mutex::new(Vec::new()),
         }
     }
 }
@@ -226,12 +229,54 @@ impl Heartbeat {
         self.accept.store(self.now_ms(), Ordering::Relaxed);
     }
 
+    /// A proxy worker's clock, alive as of now; the worker ticks it.
+    pub fn worker(&self) -> WorkerBeat {
+        let beat = Arc::new(AtomicU64::new(self.now_ms()));
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(beat.clone());
+        WorkerBeat {
+            start: self.start,
+            beat,
+        }
+    }
+
+    /// The proxy worker that showed it was alive longest ago (number from 1), and how long
+    /// ago; `None` without workers.
+    pub fn stalest_worker(&self) -> Option<(usize, Duration)> {
+        let now = self.now_ms();
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let age = now.saturating_sub(b.load(Ordering::Relaxed));
+                (i + 1, Duration::from_millis(age))
+            })
+            .max_by_key(|(_, age)| *age)
+    }
+
     /// How long ago the accept loops last showed they were alive (for the watchdog).
     pub fn accept_age(&self) -> Duration {
         Duration::from_millis(
             self.now_ms()
                 .saturating_sub(self.accept.load(Ordering::Relaxed)),
         )
+    }
+}
+
+/// One proxy worker's heartbeat, ticked from its thread.
+#[derive(Debug, Clone)]
+pub struct WorkerBeat {
+    start: Instant,
+    beat: Arc<AtomicU64>,
+}
+
+impl WorkerBeat {
+    pub fn alive(&self) {
+        self.beat
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -335,6 +380,9 @@ impl Shared {
         }
         if old.config.limits.max_connections != config.limits.max_connections {
             needs_restart.push("limits.max_connections".to_string());
+        }
+        if old.config.limits.workers != config.limits.workers {
+            needs_restart.push("limits.workers".to_string());
         }
         if old.config.admin.socket != config.admin.socket {
             needs_restart.push("admin.socket".to_string());

@@ -170,11 +170,17 @@ pub async fn supervise(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Healthy: the accept loops ran recently and every refresher looped recently.
+/// Healthy: the accept loops and every proxy worker ran recently, and every refresher looped
+/// recently.
 fn health(shared: &Shared) -> Result<(), String> {
     let accept = shared.heartbeat.accept_age();
     if accept > HEARTBEAT * 3 {
         return Err(format!("the accept loop has not run for {accept:?}"));
+    }
+    if let Some((worker, age)) = shared.heartbeat.stalest_worker() {
+        if age > HEARTBEAT * 3 {
+            return Err(format!("proxy worker {worker} has not run for {age:?}"));
+        }
     }
     if let Some(profile) = shared.tokens.stuck_refresher() {
         return Err(format!("the token refresher of `{profile}` is stuck"));

@@ -106,7 +106,7 @@ impl Daemon {
             slots.clone(),
             stop.clone(),
         ));
-        let workers = match Workers::start(limits.workers) {
+        let workers = match Workers::start(limits.workers, &self.shared.heartbeat) {
             Ok(w) => Some(Arc::new(w)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the proxy's worker threads; serving on the main runtime");

@@ -15,6 +15,8 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::state::{Heartbeat, WorkerBeat};
+
 /// The most worker threads, whatever the machine has.
 pub const MAX_WORKERS: usize = 64;
 
@@ -78,16 +80,20 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// `configured` workers, or [`count`].
-    pub fn start(configured: Option<usize>) -> io::Result<Workers> {
-        Workers::with(configured.unwrap_or_else(count).clamp(1, MAX_WORKERS))
+    /// `configured` workers, or [`count`], each ticking its own heartbeat (the watchdog's
+    /// health check looks at them).
+    pub fn start(configured: Option<usize>, heartbeat: &Heartbeat) -> io::Result<Workers> {
+        let n = configured.unwrap_or_else(count).clamp(1, MAX_WORKERS);
+        Workers::with((0..n).map(|_| Some(heartbeat.worker())).collect())
     }
 
-    pub fn with(n: usize) -> io::Result<Workers> {
+    /// One worker per entry, with its heartbeat if it has one.
+    fn with(beats: Vec<Option<WorkerBeat>>) -> io::Result<Workers> {
+        let n = beats.len();
         let done = CancellationToken::new();
         let mut queues = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        for i in 1..=n {
+        for (i, beat) in (1..=n).zip(beats) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -97,7 +103,7 @@ impl Workers {
                 .name(format!("proxy-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(i));
-                    runtime.block_on(run(rx, done));
+                    runtime.block_on(run(rx, done, beat));
                 })?;
             queues.push(tx);
             threads.push(thread);
@@ -142,13 +148,24 @@ impl Workers {
 
 /// A worker's life: run what it is handed until told to stop. Tasks still running then (none
 /// after a graceful shutdown) are dropped with the runtime.
-async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, done: CancellationToken) {
+async fn run(
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    done: CancellationToken,
+    beat: Option<WorkerBeat>,
+) {
+    // A thread stuck in one task stops ticking: the watchdog then stops being pinged.
+    let mut tick = tokio::time::interval(crate::control::systemd::HEARTBEAT);
     loop {
         tokio::select! {
             job = jobs.recv() => match job {
                 Some(job) => job(),
                 None => break,
             },
+            _ = tick.tick() => {
+                if let Some(beat) = &beat {
+                    beat.alive();
+                }
+            }
             _ = done.cancelled() => break,
         }
     }
@@ -161,7 +178,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn jobs_run_in_turn_on_the_workers_own_runtimes() {
-        let workers = Workers::with(2).unwrap();
+        let heartbeat = Heartbeat::default();
+        let workers = Workers::start(Some(2), &heartbeat).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let tx = Arc::new(tx);
         for _ in 0..4 {
@@ -180,6 +198,11 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, vec![1, 1, 2, 2]);
         assert_eq!(current(), 0);
+        let (stalest, age) = heartbeat.stalest_worker().unwrap();
+        assert!(
+            stalest <= 2 && age < std::time::Duration::from_secs(5),
+            "{stalest} {age:?}"
+        );
         workers.stop().await;
     }
 }
