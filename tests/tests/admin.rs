@@ -194,10 +194,16 @@ async fn reload_applies_the_acl_keeps_streams_and_refuses_invalid_files() {
         "[auth.test]",
         "[listen]\naddresses = [\"127.0.0.2:8088\"]\n\n[auth.test]",
     );
-    std::fs::write(&path, moved).unwrap();
+    std::fs::write(&path, &moved).unwrap();
     let (status, v) = post_json(&sock, "/v1/reload", "").await.unwrap();
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["needs_restart"], serde_json::json!(["listen.addresses"]));
+    // So is another number of proxy worker threads.
+    let workers = format!("{moved}\n[limits]\nworkers = 1\n");
+    std::fs::write(&path, workers).unwrap();
+    let (status, v) = post_json(&sock, "/v1/reload", "").await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["needs_restart"], serde_json::json!(["limits.workers"]));
 
     up.release();
     assert_eq!(events.next_event().await.unwrap().data, "two");
