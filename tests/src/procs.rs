@@ -64,7 +64,12 @@ mod tests {
             .unwrap();
         let pid = child.id().unwrap() as i32;
         assert!(alive(pid));
-        assert_eq!(with_arg(file.path()), [pid]);
+        // Until the child has exec'd `tail`, its command line is still this test's.
+        wait::until("the child's command line names the file", || async {
+            with_arg(file.path()) == [pid]
+        })
+        .await
+        .unwrap();
         child.kill().await.unwrap();
         wait_none_with_arg(file.path()).await.unwrap();
         assert!(!alive(pid));
