@@ -106,20 +106,10 @@ fn write_wide(out: &mut Vec<u8>, secs: i64) {
     );
 }
 
-/// Year, month, day, hour, minute, second (UTC, proleptic Gregorian) of `secs` since the epoch
-/// (Howard Hinnant's `civil_from_days`).
+/// Year, month, day, hour, minute, second (UTC, proleptic Gregorian) of `secs` since the epoch.
 fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
     let in_day = secs.rem_euclid(86_400) as u32;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::clock::civil_from_days(secs.div_euclid(86_400));
     (
         year,
         month,

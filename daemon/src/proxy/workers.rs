@@ -116,14 +116,6 @@ impl Workers {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.queues.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.queues.is_empty()
-    }
-
     /// Runs `job` on the next worker, in turn.
     pub fn hand(&self, job: Job) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len();
