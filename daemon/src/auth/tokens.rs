@@ -193,13 +193,18 @@ impl Tokens {
         // The refreshes below are boxed: their state is large and rarely needed, and inline it
         // would size the future of every proxied request.
         for _ in 0..2 {
-            let (record, phase, generation) = slot.snapshot();
+            // Only the access token is copied out (and only when it is usable), not the whole
+            // record: this runs for every proxied request.
             let now = slot.clock().now();
-            let state = match (phase, record) {
-                (Phase::Valid | Phase::Refreshing, Some(r)) if schedule::usable(&r, now) => {
-                    TokenState::Token(r.access_token)
-                }
-                (Phase::Valid | Phase::Refreshing, Some(_)) => {
+            let (usable, phase, generation) = slot.read(|l| {
+                let usable = l
+                    .record()
+                    .map(|r| schedule::usable(r, now).then(|| r.access_token.clone()));
+                (usable, l.phase(), l.generation())
+            });
+            let state = match (phase, usable) {
+                (Phase::Valid | Phase::Refreshing, Some(Some(token))) => TokenState::Token(token),
+                (Phase::Valid | Phase::Refreshing, Some(None)) => {
                     match Box::pin(slot.refresh(generation)).await {
                         Ok(()) => continue,
                         Err(e) if e.needs_login() => TokenState::NeedsLogin(needs_login_message(profile, &e)),

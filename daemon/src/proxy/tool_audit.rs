@@ -157,20 +157,31 @@ fn number_at(text: &[u8], j: usize) -> Option<i64> {
 
 /// A value fit for a log field: printable, at most 64 characters.
 pub fn clean(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(64).collect()
+    // Nearly every name is short printable ASCII: copied whole, not a character at a time.
+    if text.len() <= MAX_CLEAN && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return text.to_owned();
+    }
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CLEAN)
+        .collect()
 }
+
+/// How many characters of a name [`clean`] keeps.
+const MAX_CLEAN: usize = 64;
 
 /// A short fingerprint of an `Mcp-Session-Id`: correlates records without logging the session
 /// id itself, which works as a capability for the session.
 pub fn session_tag(parts: &http::request::Parts) -> Option<String> {
     let v = parts.headers.get("mcp-session-id")?;
     let digest = ring::digest::digest(&ring::digest::SHA256, v.as_bytes());
-    Some(
-        digest.as_ref()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut tag = String::with_capacity(12);
+    for b in &digest.as_ref()[..6] {
+        tag.push(char::from(HEX[usize::from(b >> 4)]));
+        tag.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    Some(tag)
 }
 
 /// What the record of one tool call says besides its outcome.
@@ -292,6 +303,45 @@ mod tests {
                 "{text} split at {i}"
             );
         }
+    }
+
+    #[test]
+    fn clean_keeps_printable_names_and_drops_controls() {
+        // The definition the fast path must agree with.
+        let slow = |t: &str| -> String { t.chars().filter(|c| !c.is_control()).take(64).collect() };
+        let long = "n".repeat(64);
+        let longer = "n".repeat(65);
+        for name in [
+            "",
+            "echo",
+            "get weather",
+            long.as_str(),
+            longer.as_str(),
+            "a\u{7f}b",
+            "tab\there",
+            "line\nbreak",
+            "\u{1b}[31mred",
+            "caf\u{e9}",
+            "\u{9b}c1",
+            "~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}",
+        ] {
+            assert_eq!(clean(name), slow(name), "{name:?}");
+        }
+        assert_eq!(clean(&longer).len(), 64);
+        assert_eq!(clean("tab\there"), "tabhere");
+    }
+
+    #[test]
+    fn session_tags_are_the_first_six_bytes_of_the_sha256_in_hex() {
+        let (parts, ()) = http::Request::builder()
+            .header("mcp-session-id", "abc")
+            .body(())
+            .unwrap()
+            .into_parts();
+        // SHA-256("abc") begins ba7816bf8f01.
+        assert_eq!(session_tag(&parts).as_deref(), Some("ba7816bf8f01"));
+        let (none, ()) = http::Request::new(()).into_parts();
+        assert_eq!(session_tag(&none), None);
     }
 
     #[test]
