@@ -64,11 +64,10 @@ pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, In
         out.append(name.clone(), value.clone());
     }
     // Event streams are scanned for `endpoint` events, which needs them uncompressed.
-    let wants_sse = client.get_all(header::ACCEPT).iter().any(|v| {
-        v.as_bytes()
-            .windows(17)
-            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
-    });
+    let wants_sse = client
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| names_event_stream(v.as_bytes()));
     if wants_sse {
         out.insert(
             header::ACCEPT_ENCODING,
@@ -77,6 +76,18 @@ pub fn request_headers(client: &HeaderMap, bearer: &str) -> Result<HeaderMap, In
     }
     out.insert(header::AUTHORIZATION, bearer_value(bearer)?);
     Ok(out)
+}
+
+/// `text/event-stream` in an `Accept` value, in any case: found by memchr's search when the
+/// value is in lower case (as clients send it), else compared window by window.
+fn names_event_stream(value: &[u8]) -> bool {
+    const TYPE: &[u8] = b"text/event-stream";
+    if !value.iter().any(u8::is_ascii_uppercase) {
+        return memchr::memmem::find(value, TYPE).is_some();
+    }
+    value
+        .windows(TYPE.len())
+        .any(|w| w.eq_ignore_ascii_case(TYPE))
 }
 
 /// What the proxy drops from requests on top of the hop-by-hop headers.
@@ -175,6 +186,22 @@ pub fn response_headers(upstream: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_stream_is_found_in_accept_in_any_case() {
+        for (value, want) in [
+            ("application/json, text/event-stream", true),
+            ("text/event-stream", true),
+            ("TEXT/Event-Stream;q=0.9", true),
+            ("application/json, Text/event-streaM", true),
+            ("application/json", false),
+            ("text/event-strea", false),
+            ("TEXT/EVENT-STREAMS", true),
+            ("", false),
+        ] {
+            assert_eq!(names_event_stream(value.as_bytes()), want, "{value}");
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
