@@ -257,8 +257,7 @@ impl Pool {
         let now = self.now_ms();
         for slot in self.0.slots.iter() {
             prune(&mut lock(&slot.h2), now);
-            lock(&slot.h1_idle)
-                .retain(|(sender, since)| !sender.is_closed() && since.elapsed() <= IDLE_TIMEOUT);
+            lock(&slot.h1_idle).retain(|(sender, since)| !stale_h1(sender, *since));
         }
     }
 
@@ -266,7 +265,7 @@ impl Pool {
     async fn idle_h1(&self) -> Option<http1::SendRequest<UpBody>> {
         loop {
             let (mut sender, since) = lock(&self.slot().h1_idle).pop()?;
-            if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
+            if stale_h1(&sender, since) {
                 continue;
             }
             // Ready at once unless the connection task has not yet seen the last response end.
@@ -327,6 +326,11 @@ impl Drop for Lease {
             self.free_stream(&conn);
         }
     }
+}
+
+/// An idle HTTP/1.1 connection not to use again: closed, or idle for over [`IDLE_TIMEOUT`].
+fn stale_h1(sender: &http1::SendRequest<UpBody>, idle_since: Instant) -> bool {
+    sender.is_closed() || idle_since.elapsed() > IDLE_TIMEOUT
 }
 
 /// Keeps a thread's open HTTP/2 connections but for extra ones without a stream for
