@@ -75,6 +75,12 @@ impl Samples {
     }
 }
 
+/// The middle value (the upper one of an even count); `None` for none.
+pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then(|| v[v.len() / 2])
+}
+
 /// One echo `tools/call`; checks the answer.
 pub(super) async fn rpc_call(side: &Side) -> anyhow::Result<()> {
     let resp = side

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::process::Command;
 
+use super::load::median;
 use super::nginx::Nginx;
 use super::procstat;
 use super::report::{Kind, Report};
@@ -23,11 +24,6 @@ use super::{Args, Env, START_TIMEOUT};
 struct Start {
     ready: Duration,
     rss_kib: u64,
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    (!v.is_empty()).then(|| v[v.len() / 2])
 }
 
 /// Waits for a datagram with a `READY=1` line, up to `deadline`.
