@@ -77,6 +77,11 @@ pub(crate) struct Args {
     /// Seconds of each wrk JSON-RPC run (wrk bounds itself by it).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
+    /// Rounds of the JSON-RPC runs and of the long SSE stream: each round measures every
+    /// column in turn (the JSON-RPC rows are the medians of the rounds; the stream's events are
+    /// split over them).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    rounds: u64,
     /// JSON-RPC requests per side at each concurrency level when wrk is not installed.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     requests: u64,
@@ -169,6 +174,7 @@ impl Args {
     /// `--quick`: every scenario tiny.
     fn shrink(&mut self) {
         self.seconds = 1;
+        self.rounds = 1;
         // CI runs --quick: at c=256 the daemon has now and then answered the next request 502
         // (its HTTP/2 upstream connection broken by the load; see BENCHMARKS.md), which would
         // make CI flaky. The full run keeps c=256.

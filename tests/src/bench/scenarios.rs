@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::load::{
-    rpc_call, rpc_run, sse_first_event, upload as upload_once, versions_since, Samples, Side,
+    median, rpc_call, rpc_run, sse_first_event, upload as upload_once, versions_since, Samples,
+    Side,
 };
 use super::procstat::{self, ProcStat};
 use super::report::{Kind, Report};
@@ -35,9 +36,17 @@ pub(super) async fn warm_up(args: &Args, env: &Env, report: &mut Report) -> anyh
     Ok(())
 }
 
-fn cpu_us_per_request(before: ProcStat, after: ProcStat, requests: u64) -> f64 {
-    let cpu = (after.user + after.system).saturating_sub(before.user + before.system);
-    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+/// User and system CPU time spent between two readings.
+fn cpu_used(before: ProcStat, after: ProcStat) -> Duration {
+    (after.user + after.system).saturating_sub(before.user + before.system)
+}
+
+/// One load run of one column.
+struct Run {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    requests: u64,
 }
 
 /// JSON-RPC `tools/call` at each concurrency: wrk when installed, else the built-in generator.
@@ -50,8 +59,10 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
             report.fact(
                 "JSON-RPC load",
                 format!(
-                    "{} -dN s per column, keep-alive, POST {RPC_PATH}",
-                    bin.display()
+                    "{} -d{} s per column and round, {} rounds in turn (medians), keep-alive, POST {RPC_PATH}",
+                    bin.display(),
+                    args.seconds,
+                    args.rounds
                 ),
             );
         }
@@ -59,8 +70,8 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
             report.fact(
                 "JSON-RPC load",
                 format!(
-                    "built-in generator (wrk not installed), {} requests per column",
-                    args.requests
+                    "built-in generator (wrk not installed), {} requests per column and round, {} rounds in turn (medians)",
+                    args.requests, args.rounds
                 ),
             );
         }
@@ -69,37 +80,57 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
     for &conc in &args.concurrency {
         let problems_before = env.daemon.problems().count;
         let label = format!("JSON-RPC tools/call, c={conc}");
-        let mut rate = [None; 3];
-        let mut p50 = [None; 3];
-        let mut p99 = [None; 3];
-        let mut cpu = [None; 3];
+        // Each round runs every column once, in turn: a burst of noise on the shared machine
+        // lands on one round of one column, and the medians leave it out.
+        let mut runs: [Vec<Run>; 3] = Default::default();
+        let mut cpu_total = [Duration::ZERO; 3];
+        let mut requests_total = [0u64; 3];
         let mut errors = 0;
-        for (i, side) in env.sides().into_iter().enumerate() {
-            let Some(side) = side else { continue };
-            let before = pids[i].map(procstat::read);
-            let requests = match &wrk_bin {
-                Some(bin) => {
-                    let url = format!("{}{RPC_PATH}", side.base);
-                    let r = wrk::run(bin, &script, &url, side.auth.as_deref(), conc, args.seconds)
-                        .await?;
-                    rate[i] = Some(r.per_second);
-                    p50[i] = Some(r.p50);
-                    p99[i] = Some(r.p99);
-                    errors += r.errors;
-                    r.requests
+        for _ in 0..args.rounds {
+            for (i, side) in env.sides().into_iter().enumerate() {
+                let Some(side) = side else { continue };
+                let before = pids[i].map(procstat::read);
+                let run = match &wrk_bin {
+                    Some(bin) => {
+                        let url = format!("{}{RPC_PATH}", side.base);
+                        let r =
+                            wrk::run(bin, &script, &url, side.auth.as_deref(), conc, args.seconds)
+                                .await?;
+                        errors += r.errors;
+                        Run {
+                            per_second: r.per_second,
+                            p50: r.p50,
+                            p99: r.p99,
+                            requests: r.requests,
+                        }
+                    }
+                    None => {
+                        let s = rpc_run(side, args.requests, conc).await?;
+                        Run {
+                            per_second: s.per_second(args.requests as f64),
+                            p50: s.quantile(0.5),
+                            p99: s.quantile(0.99),
+                            requests: args.requests,
+                        }
+                    }
+                };
+                if let (Some(before), Some(pid)) = (before, pids[i]) {
+                    cpu_total[i] += cpu_used(before, procstat::read(pid));
                 }
-                None => {
-                    let s = rpc_run(side, args.requests, conc).await?;
-                    rate[i] = Some(s.per_second(args.requests as f64));
-                    p50[i] = Some(s.quantile(0.5));
-                    p99[i] = Some(s.quantile(0.99));
-                    args.requests
-                }
-            };
-            if let (Some(before), Some(pid)) = (before, pids[i]) {
-                cpu[i] = Some(cpu_us_per_request(before, procstat::read(pid), requests));
+                requests_total[i] += run.requests;
+                runs[i].push(run);
             }
         }
+        let medians = |f: fn(&Run) -> f64| -> [Option<f64>; 3] {
+            std::array::from_fn(|i| median(runs[i].iter().map(f).collect()))
+        };
+        let as_duration = |v: [Option<f64>; 3]| v.map(|secs| secs.map(Duration::from_secs_f64));
+        let rate = medians(|r| r.per_second);
+        let p50 = as_duration(medians(|r| r.p50.as_secs_f64()));
+        let p99 = as_duration(medians(|r| r.p99.as_secs_f64()));
+        let cpu: [Option<f64>; 3] = std::array::from_fn(|i| {
+            pids[i].map(|_| cpu_total[i].as_secs_f64() * 1e6 / requests_total[i].max(1) as f64)
+        });
         report.row(&label, "requests/s", Kind::Rate, rate);
         report.latency(&label, "p50", p50);
         report.latency(&label, "p99", p99);
@@ -150,7 +181,7 @@ pub(super) async fn upload(args: &Args, env: &Env, report: &mut Report) -> anyho
     Ok(())
 }
 
-/// Time to the first event of a stream; then per-event latency of one long stream.
+/// Time to the first event of a stream; then per-event latency of long streams (one a round).
 pub(super) async fn sse(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let label = "SSE time to first event, c=1";
     let mut p50 = [None; 3];
@@ -170,20 +201,35 @@ pub(super) async fn sse(args: &Args, env: &Env, report: &mut Report) -> anyhow::
     report.latency(label, "p99", p99);
     println!("  done: {label}");
 
+    // The events are split over the rounds, one stream per column a round, in turn; the
+    // quantiles are of all of a column's events.
+    let per_round = args.ticks.div_ceil(args.rounds).max(1);
     let label = format!(
-        "SSE one stream, {} events, 1 per {} µs",
-        args.ticks, args.tick_us
+        "SSE {} events, 1 per {} µs, {} stream(s) per column",
+        per_round * args.rounds,
+        args.tick_us,
+        args.rounds
     );
-    let mut p50 = [None; 3];
-    let mut p99 = [None; 3];
+    let mut events: [Option<Samples>; 3] = Default::default();
     let mut batched = [None; 3];
-    for (i, side) in env.sides().into_iter().enumerate() {
-        let Some(side) = side else { continue };
-        let (samples, most) = streams::ticks(side, args.ticks, args.tick_us).await?;
-        p50[i] = Some(samples.quantile(0.5));
-        p99[i] = Some(samples.quantile(0.99));
-        batched[i] = Some(most as f64);
+    for _ in 0..args.rounds {
+        for (i, side) in env.sides().into_iter().enumerate() {
+            let Some(side) = side else { continue };
+            let (samples, most) = streams::ticks(side, per_round, args.tick_us).await?;
+            events[i]
+                .get_or_insert_with(Samples::default)
+                .latencies
+                .extend(samples.latencies);
+            let most = most as f64;
+            batched[i] = Some(batched[i].map_or(most, |m: f64| m.max(most)));
+        }
     }
+    let p50 = events
+        .each_ref()
+        .map(|s| s.as_ref().map(|s| s.quantile(0.5)));
+    let p99 = events
+        .each_ref()
+        .map(|s| s.as_ref().map(|s| s.quantile(0.99)));
     report.latency(&label, "per-event p50", p50);
     report.latency(&label, "per-event p99", p99);
     report.row(
