@@ -29,6 +29,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Allow plain `http://` (loopback upstreams that the config opted in for).
     pub allow_http: bool,
+    /// HTTP/1.1 only (`http_version = "1.1"`): HTTP/2 is not offered in the TLS handshake.
+    pub http1_only: bool,
 }
 
 /// The system's trust anchors, read once.
@@ -60,6 +62,14 @@ fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError
 
 /// A rustls client configuration trusting the system roots plus `ca_file`.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ClientError> {
+    tls_config_for(ca_file, false)
+}
+
+/// [`tls_config`], offering only HTTP/1.1 by ALPN when `http1_only`.
+pub fn tls_config_for(
+    ca_file: Option<&Path>,
+    http1_only: bool,
+) -> Result<rustls::ClientConfig, ClientError> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
@@ -76,14 +86,18 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Client
         .map_err(|e| ClientError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if http1_only {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 
 /// Builds a client. Redirects are never followed: a token must not travel to a URL the config
 /// did not name.
 pub fn build(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
-    let tls = tls_config(opts.ca_file.as_deref())?;
+    let tls = tls_config_for(opts.ca_file.as_deref(), opts.http1_only)?;
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
@@ -93,6 +107,9 @@ pub fn build(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .http2_adaptive_window(true);
+    if opts.http1_only {
+        builder = builder.http1_only();
+    }
     builder = match &opts.proxy {
         Some(url) => builder.proxy(
             reqwest::Proxy::all(url.as_str()).map_err(|e| ClientError::Build(e.to_string()))?,

@@ -80,6 +80,7 @@ impl Generation {
                 proxy: u.proxy.clone(),
                 connect_timeout: config.limits.connect_timeout,
                 allow_http: u.allow_http,
+                http1_only: u.http_version == crate::config::HttpVersion::Http11,
             };
             let client = http_client::build(&opts).map_err(|source| BuildError::Client {
                 upstream: u.name.clone(),
@@ -153,7 +154,7 @@ fn forwarder(
         return Err(ClientError::Build("http:// needs allow_http = true".into()));
     }
     let target = Target::new(&u.url).map_err(|e| ClientError::Build(e.to_string()))?;
-    let tls = http_client::tls_config(opts.ca_file.as_deref())?;
+    let tls = http_client::tls_config_for(opts.ca_file.as_deref(), opts.http1_only)?;
     Ok(Forwarder::Pool(Pool::new(Dialer::new(
         target,
         tls,

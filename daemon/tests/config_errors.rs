@@ -64,6 +64,11 @@ fn bad_values_name_file_line_and_key() {
             5,
             "upstream[0].mount",
         ),
+        (
+            "[auth.a]\nkind = \"oauth\"\n[[upstream]]\nurl = \"https://e.com\"\nhttp_version = \"2\"\n",
+            5,
+            "upstream[0].http_version",
+        ),
     ];
     for (text, line, key) in cases {
         let e = err(text);

@@ -70,6 +70,7 @@ fn example_mentions_every_key_of_the_schema() {
         "catalog_refresh",
         "allow_http",
         "proxy",
+        "http_version",
         "id",
         "mcp",
         "sse",

@@ -112,6 +112,45 @@ async fn a_plain_http1_upstream_serves_concurrent_streams_and_then_requests() {
     }
 }
 
+/// `http_version = "1.1"`: an upstream that offers HTTP/2 is spoken to in HTTP/1.1 all the
+/// same, for calls, event streams and big bodies alike.
+#[tokio::test]
+async fn an_upstream_set_to_http_1_1_gets_only_http_1_1() {
+    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
+    let setup = Setup::new().unwrap();
+    let config = setup
+        .static_config(&up, "http_version = \"1.1\"\n\n[limits]\nworkers = 1\n")
+        .unwrap();
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    let streams = open_streams(&d, 8).await;
+    for _ in 0..3 {
+        let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = proxy_client()
+        .post(d.url("/raw/count"))
+        .body(vec![b'k'; 3 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = proxy_client()
+        .get(d.url(&format!("/raw/bytes?n={}", 4 << 20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), 4 << 20);
+    drop(streams);
+    let versions: Vec<String> = up.requests().into_iter().map(|r| r.version).collect();
+    assert_eq!(versions.len(), 8 + 3 + 2, "{versions:?}");
+    assert!(
+        versions.iter().all(|v| v == "HTTP/1.1"),
+        "every request went over HTTP/1.1: {versions:?}"
+    );
+}
+
 /// Bodies larger than every HTTP/2 flow-control window cross an HTTP/2 upstream whole, both
 /// ways: a streamed upload (chunked, and announced but over `retry_body_limit`), a kept one
 /// (under it, sent with its headers), and a download.

@@ -106,6 +106,7 @@ pub fn lister(
         proxy: upstream.proxy.clone(),
         connect_timeout,
         allow_http: upstream.allow_http,
+        http1_only: upstream.http_version == crate::config::HttpVersion::Http11,
     })?;
     Ok(Lister::new(http, upstream.url.clone(), key))
 }

@@ -453,6 +453,7 @@ fn profile_http(profile: &AuthProfile, config: &Config) -> reqwest::Client {
         proxy: None,
         connect_timeout: config.limits.connect_timeout,
         allow_http: false,
+        http1_only: false,
     };
     http_client::build(&opts).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot build the authorization server client; using the system trust anchors only");

@@ -275,7 +275,28 @@ pub struct Upstream {
     pub catalog_refresh: Duration,
     pub allow_http: bool,
     pub proxy: Option<Url>,
+    pub http_version: HttpVersion,
     pub servers: Vec<Server>,
+}
+
+/// Which HTTP the daemon speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server offers it in the TLS handshake (ALPN), else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only, even to a server that offers HTTP/2.
+    Http11,
+}
+
+impl HttpVersion {
+    /// As the config file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Auto => "auto",
+            HttpVersion::Http11 => "1.1",
+        }
+    }
 }
 
 /// A catalog entry: upstream paths of one MCP server.

@@ -136,6 +136,8 @@ pub struct RawUpstream {
     pub allow_http: bool,
     /// Outbound HTTP(S) proxy URL; environment variables are ignored.
     pub proxy: String,
+    /// `auto` (HTTP/2 when the server offers it) | `1.1`.
+    pub http_version: Option<String>,
     /// How often an `alibaba` catalog is listed again.
     pub catalog_refresh: Option<String>,
     /// Static catalog entries.

@@ -151,6 +151,7 @@ fn upstream(u: &Upstream) -> Table {
         .map(|p| format!("{}://{}", p.scheme(), p.host_str().unwrap_or_default()))
         .unwrap_or_default();
     t.insert("proxy".into(), s(proxy));
+    t.insert("http_version".into(), s(u.http_version.as_str()));
     let servers = u
         .servers
         .iter()

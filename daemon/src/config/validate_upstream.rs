@@ -45,6 +45,7 @@ pub(super) fn upstream(
         ca_file: ca_file(u, at)?,
         allow_http: u.allow_http,
         proxy: proxy(u, at)?,
+        http_version: http_version(u, at)?,
     })
 }
 
@@ -188,6 +189,21 @@ fn catalog_refresh(u: &RawUpstream, at: Here<'_, '_>) -> Result<std::time::Durat
             }
             Ok(d)
         }
+    }
+}
+
+fn http_version(u: &RawUpstream, at: Here<'_, '_>) -> Result<crate::config::HttpVersion> {
+    use crate::config::HttpVersion;
+    match u.http_version.as_deref() {
+        None | Some("auto") => Ok(HttpVersion::Auto),
+        Some("1.1") => Ok(HttpVersion::Http11),
+        Some(other) => Err(at.error(
+            "http_version",
+            format!(
+                "unknown HTTP version {other:?}: \"auto\" (HTTP/2 when the server offers it, \
+                 else HTTP/1.1) or \"1.1\" (HTTP/1.1 only)"
+            ),
+        )),
     }
 }
 

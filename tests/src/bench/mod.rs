@@ -135,6 +135,10 @@ pub(crate) struct Args {
     /// beside this binary's target directory).
     #[arg(long, value_name = "PATH")]
     daemon: Option<PathBuf>,
+    /// The main daemon's `http_version` for the upstream: `auto` (HTTP/2, which the test
+    /// upstream offers) or `1.1` (as nginx's `proxy_pass` speaks).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "1.1"])]
+    upstream_http: String,
     /// The daemon's `[log] level`; `info` logs one line per request, as in production.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     daemon_log: String,
@@ -306,8 +310,10 @@ async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
     );
     let setup = Setup::new()?;
     // The big request body must pass the daemon's `max_request_body` (16 MiB by default).
+    // Keys before the first table belong to the `[[upstream]]` that `static_config` ends with.
     let extra = format!(
-        "[log]\nlevel = {:?}\n\n[limits]\nmax_request_body = \"{}MiB\"\n",
+        "http_version = {:?}\n\n[log]\nlevel = {:?}\n\n[limits]\nmax_request_body = \"{}MiB\"\n",
+        args.upstream_http,
         args.daemon_log,
         args.big_mib.max(MAX_UPLOAD_MIB) + 1
     );

@@ -40,6 +40,7 @@ fn daemon_http(fake: &AliyunFake) -> reqwest::Client {
         proxy: None,
         connect_timeout: Duration::from_secs(5),
         allow_http: false,
+        http1_only: false,
     })
     .expect("daemon HTTP client")
 }
