@@ -57,6 +57,8 @@ pub struct ResponseBody<B> {
     _stream: Option<StreamGuard>,
     /// Fires when the token this response was fetched with is revoked.
     revoked: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    /// The upstream's name, for the line that says why a body ended early.
+    upstream: Box<str>,
 }
 
 impl<B> ResponseBody<B> {
@@ -66,6 +68,7 @@ impl<B> ResponseBody<B> {
         rewriter: Option<Rewriter>,
         stream: Option<StreamGuard>,
         revoked: Option<tokio_util::sync::CancellationToken>,
+        upstream: &str,
     ) -> Self {
         ResponseBody {
             inner,
@@ -74,6 +77,7 @@ impl<B> ResponseBody<B> {
             rewriter,
             _stream: stream,
             revoked: revoked.map(|t| Box::pin(t.cancelled_owned())),
+            upstream: upstream.into(),
         }
     }
 }
@@ -122,10 +126,29 @@ where
                     };
                     return Poll::Ready(Some(Ok(frame)));
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Err(e))) => {
+                    // reqwest's errors (an upstream behind an outbound proxy) name the URL,
+                    // query and all: the line names the upstream instead.
+                    let e: BoxError = match e.into().downcast::<reqwest::Error>() {
+                        Ok(e) => Box::new(e.without_url()),
+                        Err(e) => e,
+                    };
+                    // The head has gone out: the client learns of it only as a cut body.
+                    tracing::warn!(
+                        upstream = %this.upstream,
+                        error = &*e as &(dyn std::error::Error + 'static),
+                        "the upstream's response body failed; the client's connection was closed"
+                    );
+                    return Poll::Ready(Some(Err(e)));
+                }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => {
                     if this.deadline.as_mut().poll(cx).is_ready() {
+                        tracing::info!(
+                            upstream = %this.upstream,
+                            timeout = ?this.idle,
+                            "the upstream sent nothing for the stream's idle timeout; the stream was closed"
+                        );
                         return Poll::Ready(Some(Err(Box::new(IdleTimeout(this.idle)))));
                     }
                     return Poll::Pending;

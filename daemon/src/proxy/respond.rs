@@ -51,7 +51,15 @@ pub(super) fn respond(
     } else {
         generation.config.limits.stream_idle_timeout
     };
-    let body = ResponseBody::new(upstream_body, idle, rewriter, stream, revoked).boxed();
+    let body = ResponseBody::new(
+        upstream_body,
+        idle,
+        rewriter,
+        stream,
+        revoked,
+        &upstream.name,
+    )
+    .boxed();
     Response::from_parts(head, body)
 }
 
