@@ -66,28 +66,17 @@ impl DeviceLogins {
         step_up: &[String],
     ) -> Result<LoginStarted, LoginError> {
         self.forget_old();
-        let o = match config.auth.get(profile) {
-            None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
-            Some(AuthProfile::OAuth(o)) if crate::auth::machine::is_machine(o) => {
-                return Err(LoginError::Profile(format!(
-                    "profile `{profile}` uses grant = \"client_credentials\": the daemon fetches \
-                     its tokens itself, there is nothing to log in to"
-                )))
-            }
-            Some(AuthProfile::OAuth(o)) => o,
-            Some(AuthProfile::Alibaba(_)) => return Err(no_device_flow(profile)),
-            Some(AuthProfile::Static(_)) => {
+        let o = match plan::loginable(config, profile)? {
+            AuthProfile::OAuth(o) => o,
+            AuthProfile::Alibaba(_) => return Err(no_device_flow(profile)),
+            AuthProfile::Static(_) => {
                 return Err(LoginError::Profile(format!(
                     "profile `{profile}` uses a static token; there is nothing to log in to"
                 )))
             }
         };
         let mut plan = plan::oauth(config, profile, o, clients, default_redirect).await?;
-        for scope in step_up {
-            if !plan.scopes.contains(scope) {
-                plan.scopes.push(scope.clone());
-            }
-        }
+        plan.ask_also(step_up);
         let endpoint = plan
             .endpoints
             .device_authorization

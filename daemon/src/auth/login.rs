@@ -92,31 +92,20 @@ impl Logins {
         step_up: &[String],
     ) -> Result<LoginStarted, LoginError> {
         self.expire_old();
-        let mut plan = match config.auth.get(profile) {
-            None => return Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
-            Some(AuthProfile::OAuth(o)) if crate::auth::machine::is_machine(o) => {
-                return Err(LoginError::Profile(format!(
-                    "profile `{profile}` uses grant = \"client_credentials\": the daemon fetches \
-                     its tokens itself, there is nothing to log in to"
-                )))
-            }
-            Some(AuthProfile::OAuth(o)) => {
+        let mut plan = match plan::loginable(config, profile)? {
+            AuthProfile::OAuth(o) => {
                 plan::oauth(config, profile, o, clients, default_redirect).await?
             }
-            Some(AuthProfile::Alibaba(a)) => {
+            AuthProfile::Alibaba(a) => {
                 plan::alibaba(profile, a, clients.auth, default_redirect).await?
             }
-            Some(AuthProfile::Static(_)) => {
+            AuthProfile::Static(_) => {
                 return Err(LoginError::Profile(format!(
                     "profile `{profile}` uses a static token"
                 )))
             }
         };
-        for scope in step_up {
-            if !plan.scopes.contains(scope) {
-                plan.scopes.push(scope.clone());
-            }
-        }
+        plan.ask_also(step_up);
         self.begin(profile, plan, config.limits.login_timeout)
     }
 

@@ -31,6 +31,37 @@ pub(crate) struct Plan {
     pub(crate) redirect_uri: String,
 }
 
+impl Plan {
+    /// Adds the scopes an upstream asked for beyond the last login (`step_up`) that the plan
+    /// does not ask for yet.
+    pub(crate) fn ask_also(&mut self, step_up: &[String]) {
+        for scope in step_up {
+            if !self.scopes.contains(scope) {
+                self.scopes.push(scope.clone());
+            }
+        }
+    }
+}
+
+/// The profile a login is started for: refused when it is not configured, or when it fetches
+/// its tokens itself (`grant = "client_credentials"`) and has nothing to log in to.
+pub(crate) fn loginable<'c>(
+    config: &'c Config,
+    profile: &str,
+) -> Result<&'c crate::config::AuthProfile, LoginError> {
+    use crate::config::AuthProfile;
+    match config.auth.get(profile) {
+        None => Err(LoginError::Profile(format!("no auth profile `{profile}`"))),
+        Some(AuthProfile::OAuth(o)) if crate::auth::machine::is_machine(o) => {
+            Err(LoginError::Profile(format!(
+                "profile `{profile}` uses grant = \"client_credentials\": the daemon fetches \
+                 its tokens itself, there is nothing to log in to"
+            )))
+        }
+        Some(p) => Ok(p),
+    }
+}
+
 /// A generic OAuth profile: endpoints as configured or discovered, then the client id as
 /// configured or registered (RFC 7591), then the `resource`.
 pub(crate) async fn oauth(
