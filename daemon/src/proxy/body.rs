@@ -52,7 +52,11 @@ pub struct ResponseBody<B> {
     /// Held in place (the upstream's bodies are `Unpin`): no allocation of its own.
     inner: B,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the last frame came (or the body began).
+    last: Instant,
+    /// Armed at the first wait, and moved on only when it fires early (a frame came since):
+    /// not re-armed on every frame, which costs a timer-wheel update per SSE event.
+    deadline: Option<Pin<Box<Sleep>>>,
     rewriter: Option<Rewriter>,
     _stream: Option<StreamGuard>,
     /// Fires when the token this response was fetched with is revoked.
@@ -73,11 +77,33 @@ impl<B> ResponseBody<B> {
         ResponseBody {
             inner,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            last: Instant::now(),
+            deadline: None,
             rewriter,
             _stream: stream,
             revoked: revoked.map(|t| Box::pin(t.cancelled_owned())),
             upstream: upstream.into(),
+        }
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Whether `idle` has passed since the last frame; otherwise the timer is armed (at the
+    /// first wait) and will wake `cx` when it may have.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let due = self.last + self.idle;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            if deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // Fired: a frame may have come since the timer was set.
+            if deadline.deadline() >= due {
+                return true;
+            }
+            deadline.as_mut().reset(due);
         }
     }
 }
@@ -103,7 +129,7 @@ where
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.deadline.as_mut().reset(Instant::now() + this.idle);
+                    this.last = Instant::now();
                     let frame = match (frame.into_data(), this.rewriter.as_mut()) {
                         (Ok(data), Some(rewriter)) => {
                             let out = match rewriter.feed(data) {
@@ -143,7 +169,7 @@ where
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => {
-                    if this.deadline.as_mut().poll(cx).is_ready() {
+                    if this.idle_expired(cx) {
                         tracing::info!(
                             upstream = %this.upstream,
                             timeout = ?this.idle,
@@ -327,4 +353,83 @@ pub fn full(data: impl Into<Bytes>) -> ProxyBody {
     http_body_util::Full::new(data.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// A body whose frames are sent through a channel.
+    struct Channel(mpsc::Receiver<Bytes>);
+
+    impl Body for Channel {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    fn idle_body(idle: Duration) -> (mpsc::Sender<Bytes>, ResponseBody<Channel>) {
+        let (tx, rx) = mpsc::channel(4);
+        (
+            tx,
+            ResponseBody::new(Channel(rx), idle, None, None, None, "u"),
+        )
+    }
+
+    async fn next(body: &mut ResponseBody<Channel>) -> Option<Result<Frame<Bytes>, BoxError>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_last_frame() {
+        let idle = Duration::from_secs(10);
+        let (tx, mut body) = idle_body(idle);
+        let start = Instant::now();
+        // A frame at 6 s: the body waited from the start, so the timer was armed for 10 s.
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            tx.send(Bytes::from_static(b"a")).await.unwrap();
+            // Held open, silent, until the body gives up.
+            tx.closed().await;
+        });
+        let frame = next(&mut body).await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "a");
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
+        // Silent since 6 s: the end comes at 16 s, not at the first timer's 10 s.
+        let end = next(&mut body).await.unwrap();
+        assert!(end.unwrap_err().is::<IdleTimeout>());
+        assert_eq!(start.elapsed(), Duration::from_secs(16));
+        drop(body);
+        sender.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_within_the_idle_timeout_keep_the_stream() {
+        let idle = Duration::from_secs(10);
+        let (tx, mut body) = idle_body(idle);
+        let start = Instant::now();
+        let sender = tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                tx.send(Bytes::from_static(b"e")).await.unwrap();
+            }
+        });
+        for _ in 0..5 {
+            assert!(next(&mut body).await.unwrap().is_ok());
+        }
+        // 35 s with a frame every 7 s: never 10 s of silence.
+        assert_eq!(start.elapsed(), Duration::from_secs(35));
+        // The sender is gone: the body ends, it does not time out.
+        assert!(next(&mut body).await.is_none());
+        sender.await.unwrap();
+    }
 }
