@@ -78,9 +78,12 @@ fn is_listen(parts: &Parts) -> bool {
     parts.method == Method::POST
         && parts
             .headers
-            .get("mcp-method")
+            .get(MCP_METHOD)
             .is_some_and(|v| v.as_bytes() == b"subscriptions/listen")
 }
+
+/// Looked up by name, not by `&str` (which is parsed and checked on every look-up).
+const MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
 
 /// `http://HOST` as the client addressed the proxy (already accepted by the guard).
 fn proxy_origin(parts: &Parts) -> String {

@@ -170,10 +170,13 @@ pub fn clean(text: &str) -> String {
 /// How many characters of a name [`clean`] keeps.
 const MAX_CLEAN: usize = 64;
 
+/// Looked up by name, not by `&str` (which is parsed and checked on every look-up).
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+
 /// A short fingerprint of an `Mcp-Session-Id`: correlates records without logging the session
 /// id itself, which works as a capability for the session.
 pub fn session_tag(parts: &http::request::Parts) -> Option<String> {
-    let v = parts.headers.get("mcp-session-id")?;
+    let v = parts.headers.get(MCP_SESSION_ID)?;
     let digest = ring::digest::digest(&ring::digest::SHA256, v.as_bytes());
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut tag = String::with_capacity(12);
