@@ -87,24 +87,19 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> ResponseBody<B> {
-    /// Whether `idle` has passed since the last frame; otherwise the timer is armed (at the
-    /// first wait) and will wake `cx` when it may have.
-    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let due = self.last + self.idle;
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-        loop {
-            if deadline.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            // Fired: a frame may have come since the timer was set.
-            if deadline.deadline() >= due {
-                return true;
-            }
-            deadline.as_mut().reset(due);
+/// Whether `due` has passed; otherwise `timer` is armed (made at the first wait) and will wake
+/// `cx` when it may have. `due` only moves later (a frame came): the timer is moved on when it
+/// fires early, not each time `due` moves.
+fn expired(timer: &mut Option<Pin<Box<Sleep>>>, due: Instant, cx: &mut Context<'_>) -> bool {
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
         }
+        if timer.deadline() >= due {
+            return true;
+        }
+        timer.as_mut().reset(due);
     }
 }
 
@@ -169,7 +164,7 @@ where
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => {
-                    if this.idle_expired(cx) {
+                    if expired(&mut this.deadline, this.last + this.idle, cx) {
                         tracing::info!(
                             upstream = %this.upstream,
                             timeout = ?this.idle,
@@ -253,7 +248,10 @@ pub struct RequestBody<B> {
     limit: u64,
     fault: Arc<FaultCell>,
     timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the current wait for the client began.
+    since: Instant,
+    /// Armed at the first wait, moved on only when it fires early (as for [`ResponseBody`]).
+    deadline: Option<Pin<Box<Sleep>>>,
     /// The last poll found nothing: the deadline is running. (Time the reader spent not asking,
     /// e.g. while the upstream applied backpressure, is not the client's pause.)
     waiting: bool,
@@ -269,7 +267,8 @@ impl<B> RequestBody<B> {
             limit,
             fault,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            since: Instant::now(),
+            deadline: None,
             waiting: false,
             capture: None,
         }
@@ -296,7 +295,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if !std::mem::replace(&mut this.waiting, false) {
-            this.deadline.as_mut().reset(Instant::now() + this.timeout);
+            this.since = Instant::now();
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -320,7 +319,7 @@ where
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                if expired(&mut this.deadline, this.since + this.timeout, cx) {
                     this.fault.set(Fault::TimedOut);
                     return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))));
                 }
@@ -408,6 +407,34 @@ mod tests {
         let end = next(&mut body).await.unwrap();
         assert!(end.unwrap_err().is::<IdleTimeout>());
         assert_eq!(start.elapsed(), Duration::from_secs(16));
+        drop(body);
+        sender.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_times_out_a_pause_not_the_whole_upload() {
+        let timeout = Duration::from_secs(10);
+        let (tx, rx) = mpsc::channel(4);
+        let fault = Arc::new(FaultCell::default());
+        let mut body = RequestBody::new(Channel(rx), u64::MAX, timeout, fault.clone());
+        let start = Instant::now();
+        let sender = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                tx.send(Bytes::from_static(b"c")).await.unwrap();
+            }
+            tx.closed().await;
+        });
+        for _ in 0..3 {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+            assert!(frame.unwrap().is_ok());
+        }
+        // 24 s of upload, never 10 s without a chunk; then silence from 24 s: out at 34 s.
+        assert_eq!(start.elapsed(), Duration::from_secs(24));
+        let end = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(end.unwrap().unwrap_err().is::<BodyTimeout>());
+        assert_eq!(start.elapsed(), Duration::from_secs(34));
+        assert_eq!(fault.get(), Some(Fault::TimedOut));
         drop(body);
         sender.await.unwrap();
     }
