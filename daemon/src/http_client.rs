@@ -33,6 +33,19 @@ pub struct ClientOptions {
     pub http1_only: bool,
 }
 
+impl ClientOptions {
+    /// The options for the upstream's own calls: its CA, proxy, `allow_http` and HTTP version.
+    pub fn for_upstream(u: &crate::config::Upstream, connect_timeout: Duration) -> ClientOptions {
+        ClientOptions {
+            ca_file: u.ca_file.clone(),
+            proxy: u.proxy.clone(),
+            connect_timeout,
+            allow_http: u.allow_http,
+            http1_only: u.http_version == crate::config::HttpVersion::Http11,
+        }
+    }
+}
+
 /// The system's trust anchors, read once.
 fn system_roots() -> &'static Vec<CertificateDer<'static>> {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
@@ -60,13 +73,9 @@ fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError
     Ok(certs)
 }
 
-/// A rustls client configuration trusting the system roots plus `ca_file`.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ClientError> {
-    tls_config_for(ca_file, false)
-}
-
-/// [`tls_config`], offering only HTTP/1.1 by ALPN when `http1_only`.
-pub fn tls_config_for(
+/// A rustls client configuration trusting the system roots plus `ca_file`, offering HTTP/2 and
+/// HTTP/1.1 by ALPN (only HTTP/1.1 when `http1_only`).
+pub fn tls_config(
     ca_file: Option<&Path>,
     http1_only: bool,
 ) -> Result<rustls::ClientConfig, ClientError> {
@@ -97,7 +106,7 @@ pub fn tls_config_for(
 /// Builds a client. Redirects are never followed: a token must not travel to a URL the config
 /// did not name.
 pub fn build(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
-    let tls = tls_config_for(opts.ca_file.as_deref(), opts.http1_only)?;
+    let tls = tls_config(opts.ca_file.as_deref(), opts.http1_only)?;
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())

@@ -75,13 +75,7 @@ impl Generation {
         let mut clients = HashMap::new();
         let mut forwarders = HashMap::new();
         for u in &config.upstreams {
-            let opts = ClientOptions {
-                ca_file: u.ca_file.clone(),
-                proxy: u.proxy.clone(),
-                connect_timeout: config.limits.connect_timeout,
-                allow_http: u.allow_http,
-                http1_only: u.http_version == crate::config::HttpVersion::Http11,
-            };
+            let opts = ClientOptions::for_upstream(u, config.limits.connect_timeout);
             let client = http_client::build(&opts).map_err(|source| BuildError::Client {
                 upstream: u.name.clone(),
                 source,
@@ -154,7 +148,7 @@ fn forwarder(
         return Err(ClientError::Build("http:// needs allow_http = true".into()));
     }
     let target = Target::new(&u.url).map_err(|e| ClientError::Build(e.to_string()))?;
-    let tls = http_client::tls_config_for(opts.ca_file.as_deref(), opts.http1_only)?;
+    let tls = http_client::tls_config(opts.ca_file.as_deref(), opts.http1_only)?;
     Ok(Forwarder::Pool(Pool::new(Dialer::new(
         target,
         tls,

@@ -101,12 +101,6 @@ pub fn lister(
     key: Arc<AccessKey>,
     connect_timeout: Duration,
 ) -> Result<Lister, ClientError> {
-    let http = http_client::build(&ClientOptions {
-        ca_file: upstream.ca_file.clone(),
-        proxy: upstream.proxy.clone(),
-        connect_timeout,
-        allow_http: upstream.allow_http,
-        http1_only: upstream.http_version == crate::config::HttpVersion::Http11,
-    })?;
+    let http = http_client::build(&ClientOptions::for_upstream(upstream, connect_timeout))?;
     Ok(Lister::new(http, upstream.url.clone(), key))
 }
