@@ -245,7 +245,7 @@ fn debug_str(out: &mut Vec<u8>, value: &str) {
 }
 
 /// The decimal digits of `value` (with `-` before them if `negative`), at the end of `buf`.
-pub(super) fn decimal(buf: &mut [u8; 20], mut value: u64, negative: bool) -> &[u8] {
+pub(crate) fn decimal(buf: &mut [u8; 20], mut value: u64, negative: bool) -> &[u8] {
     let mut at = buf.len();
     loop {
         at -= 1;

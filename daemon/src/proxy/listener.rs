@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::control::admin::{peer_credentials, PeerCred};
+use crate::control::log_line::decimal;
 use crate::proxy::pipeline::Peer;
 use crate::proxy::workers::Portable;
 use crate::state::Shared;
@@ -41,16 +42,17 @@ impl fmt::Display for ClientAddr {
             ClientAddr::Tcp(SocketAddr::V4(a)) => {
                 let mut buf = [0u8; 21]; // "255.255.255.255:65535"
                 let mut at = 0;
-                for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                let numbers = a.ip().octets().map(u64::from);
+                for (i, n) in numbers.into_iter().chain([u64::from(a.port())]).enumerate() {
                     if i > 0 {
-                        buf[at] = b'.';
+                        buf[at] = if i == 4 { b':' } else { b'.' };
                         at += 1;
                     }
-                    at += decimal(&mut buf[at..], octet.into());
+                    let mut digits = [0u8; 20];
+                    let d = decimal(&mut digits, n, false);
+                    buf[at..at + d.len()].copy_from_slice(d);
+                    at += d.len();
                 }
-                buf[at] = b':';
-                at += 1;
-                at += decimal(&mut buf[at..], a.port());
                 // Only ASCII digits, dots and a colon were written.
                 f.write_str(std::str::from_utf8(&buf[..at]).map_err(|_| fmt::Error)?)
             }
@@ -58,23 +60,6 @@ impl fmt::Display for ClientAddr {
             ClientAddr::Unix { uid, pid } => write!(f, "unix:uid={uid},pid={pid}"),
         }
     }
-}
-
-/// Writes `n` in decimal at the start of `out` (room for 5 digits); how many digits.
-fn decimal(out: &mut [u8], n: u16) -> usize {
-    let digits = match n {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    };
-    let mut rest = n;
-    for slot in out[..digits].iter_mut().rev() {
-        *slot = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    digits
 }
 
 /// A bound proxy listener.
