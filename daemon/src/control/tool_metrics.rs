@@ -101,14 +101,12 @@ impl ToolMetrics {
     pub fn call(&self, upstream: &str, server: &str, tool: &str, outcome: Outcome) {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         let i = outcome as usize;
-        let known = calls
-            .get(upstream, server, tool)
-            .is_some_and(|counts| counts[i] > 0);
-        let tool = if !known && calls.series >= MAX_SERIES {
-            "other"
-        } else {
-            tool
-        };
+        // Looked up for the cap only once there are that many label sets.
+        let capped = calls.series >= MAX_SERIES
+            && calls
+                .get(upstream, server, tool)
+                .is_none_or(|counts| counts[i] == 0);
+        let tool = if capped { "other" } else { tool };
         let counts = calls.get_or_insert(upstream, server, tool);
         counts[i] += 1;
         if counts[i] == 1 {
