@@ -343,8 +343,18 @@ pub async fn start_with_two_servers(
     extra: &str,
 ) -> anyhow::Result<(crate::upstream::TestUpstream, Setup, TestDaemon)> {
     let up = crate::upstream::start(crate::upstream::UpstreamOptions::default()).await?;
-    let setup = Setup::new()?;
-    let config = setup.static_config(&up, &format!("{TWO_SERVERS}\n{extra}"))?;
-    let d = TestDaemon::start(&setup.write_config(&config)?, &[]).await?;
+    let (setup, d) = static_daemon(&up, &format!("{TWO_SERVERS}\n{extra}")).await?;
     Ok((up, setup, d))
+}
+
+/// A daemon in front of `upstream` with [`Setup::static_config`] and `extra`; the setup keeps
+/// its config directory.
+pub async fn static_daemon(
+    upstream: &crate::upstream::TestUpstream,
+    extra: &str,
+) -> anyhow::Result<(Setup, TestDaemon)> {
+    let setup = Setup::new()?;
+    let config = setup.static_config(upstream, extra)?;
+    let d = TestDaemon::start(&setup.write_config(&config)?, &[]).await?;
+    Ok((setup, d))
 }

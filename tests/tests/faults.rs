@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcpproxy_tests::daemon::{proxy_client, Setup, TestDaemon};
+use mcpproxy_tests::daemon::{proxy_client, static_daemon, Setup, TestDaemon};
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -106,11 +106,7 @@ async fn start() -> Env {
         ));
     }
     extra.push_str("\n[limits]\nresponse_header_timeout = \"1s\"\nstream_idle_timeout = \"1s\"\n");
-    let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, &extra).unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let (setup, d) = static_daemon(&up, &extra).await.unwrap();
     Env {
         up,
         d,

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcpproxy_tests::daemon::{proxy_client, Setup, TestDaemon, TWO_SERVERS, WAIT};
-use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions, DEFAULT_TOKEN};
+use mcpproxy_tests::daemon::{proxy_client, start_with_two_servers, Setup, TestDaemon, WAIT};
+use mcpproxy_tests::upstream::{TestUpstream, DEFAULT_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,14 +19,7 @@ struct Env {
 }
 
 async fn start(extra: &str) -> Env {
-    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
-    let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, &format!("{TWO_SERVERS}\n{extra}"))
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let (up, setup, d) = start_with_two_servers(extra).await.unwrap();
     Env {
         up,
         d,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mcpproxy_tests::daemon::{proxy_client, EventReader, Setup, TestDaemon};
+use mcpproxy_tests::daemon::{proxy_client, static_daemon, EventReader, Setup, TestDaemon};
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
 
 /// More than one HTTP/2 connection of the test upstream carries (200 streams).
@@ -15,11 +15,7 @@ const STREAMS: usize = 260;
 /// (each worker has its own), so [`STREAMS`] is past one connection's limit.
 async fn start(opts: UpstreamOptions) -> (TestUpstream, TestDaemon, Setup) {
     let up = upstream::start(opts).await.unwrap();
-    let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, "[limits]\nworkers = 1\n").unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let (setup, d) = static_daemon(&up, "[limits]\nworkers = 1\n").await.unwrap();
     (up, d, setup)
 }
 
@@ -117,13 +113,8 @@ async fn a_plain_http1_upstream_serves_concurrent_streams_and_then_requests() {
 #[tokio::test]
 async fn an_upstream_set_to_http_1_1_gets_only_http_1_1() {
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
-    let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, "http_version = \"1.1\"\n\n[limits]\nworkers = 1\n")
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let extra = "http_version = \"1.1\"\n\n[limits]\nworkers = 1\n";
+    let (_setup, d) = static_daemon(&up, extra).await.unwrap();
     let streams = open_streams(&d, 8).await;
     for _ in 0..3 {
         let r = proxy_client().get(d.url("/raw/echo")).send().await.unwrap();
@@ -158,16 +149,8 @@ async fn an_upstream_set_to_http_1_1_gets_only_http_1_1() {
 async fn bodies_larger_than_the_http2_windows_cross_whole_both_ways() {
     const BIG: usize = 8 << 20;
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
-    let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(
-            &up,
-            "[limits]\nmax_request_body = \"16MiB\"\nretry_body_limit = \"4MiB\"\n",
-        )
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let extra = "[limits]\nmax_request_body = \"16MiB\"\nretry_body_limit = \"4MiB\"\n";
+    let (_setup, d) = static_daemon(&up, extra).await.unwrap();
     let counted = |r: reqwest::Response| async move {
         assert_eq!(r.status(), 200);
         r.json::<serde_json::Value>().await.unwrap()["bytes"]
