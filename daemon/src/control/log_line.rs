@@ -9,7 +9,8 @@
 //! stderr's lock); this layer takes ~7k. Here the line is built in a
 //! reused per-thread buffer, plain strings and numbers are copied without `core::fmt`, the
 //! second of the timestamp is formatted once a second ([`log_time`]), and the line goes out in
-//! one `write(2)`; a failed write loses the line and nothing else.
+//! one `write(2)` (on a proxy worker, with the other lines of its busy spell: [`log_hold`]); a
+//! failed write loses the line and nothing else.
 //!
 //! The rules copied from tracing-subscriber 0.3's `DefaultVisitor` and `Format<Full>`:
 //! - timestamp, space, level right-aligned in 5 columns, space, then the fields in the order
@@ -23,6 +24,7 @@
 //! - an event whose formatting fails (a value's `Debug` returned an error) is not written.
 //!
 //! [`log_time`]: super::log_time
+//! [`log_hold`]: super::log_hold
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -41,23 +43,40 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 pub trait LineSink: Send + Sync + 'static {
     /// Writes one line (ending with `\n`); errors are the sink's to swallow.
     fn write_line(&self, line: &[u8]);
+
+    /// Writes the line of an event at `level`; a sink may hold lines below warning back.
+    fn write_event(&self, line: &[u8], _level: &Level) {
+        self.write_line(line);
+    }
 }
 
-/// The process's stderr, written with `write(2)` directly: no lock, no buffering.
+/// The process's stderr, written with `write(2)` directly, no lock; on a proxy worker, lines
+/// below warning are held until the worker goes idle ([`super::log_hold`]).
 pub struct Stderr;
 
 impl LineSink for Stderr {
     fn write_line(&self, line: &[u8]) {
-        let mut rest = line;
-        // One write for a line (a pipe takes up to PIPE_BUF bytes at once, atomically); the
-        // loop only finishes a line the kernel took in part.
-        while !rest.is_empty() {
-            match nix::unistd::write(std::io::stderr(), rest) {
-                Ok(0) => return,
-                Ok(n) => rest = &rest[n..],
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return,
-            }
+        write_stderr(line);
+    }
+
+    fn write_event(&self, line: &[u8], level: &Level) {
+        let urgent = matches!(*level, Level::WARN | Level::ERROR);
+        if !super::log_hold::offer(line, urgent) {
+            write_stderr(line);
+        }
+    }
+}
+
+/// Writes `bytes` (whole lines) to stderr: one write (a pipe takes up to PIPE_BUF bytes at
+/// once, atomically), the loop only finishing what the kernel took in part.
+pub(super) fn write_stderr(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match nix::unistd::write(std::io::stderr(), rest) {
+            Ok(0) => return,
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
         }
     }
 }
@@ -88,7 +107,7 @@ impl<S: Subscriber, W: LineSink> Layer<S> for LineLayer<W> {
         let write = |buf: &mut Vec<u8>| {
             buf.clear();
             if format_line(buf, event).is_ok() {
-                self.sink.write_line(buf);
+                self.sink.write_event(buf, event.metadata().level());
             }
         };
         // An event while this thread's buffer is in use (a value's Debug logging through a

@@ -96,6 +96,8 @@ impl Workers {
         for (i, beat) in (1..=n).zip(beats) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // The worker's held log lines go out whenever it has nothing left to run.
+                .on_thread_park(crate::control::log_hold::flush)
                 .build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let done = done.clone();
@@ -103,7 +105,10 @@ impl Workers {
                 .name(format!("proxy-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(i));
+                    crate::control::log_hold::hold_on_this_thread();
                     runtime.block_on(run(rx, done, beat));
+                    drop(runtime);
+                    crate::control::log_hold::flush();
                 })?;
             queues.push(tx);
             threads.push(thread);
