@@ -10,7 +10,8 @@
 //! generator); streamed uploads; SSE time to first event and per-event latency of one long
 //! stream; a big response and a big request body (peak RSS growth); N concurrent idle SSE
 //! streams; one connection over `max_connections`; c=256 load while the OAuth token is
-//! refreshed every second; start-up time and memory. Everything
+//! refreshed every second; start-up time and memory; with `--soak-seconds`, a soak (the
+//! daemon's RSS and open files after each cycle of mixed load). Everything
 //! is bounded in count and in time (`--max-seconds`); `--quick` runs each scenario tiny.
 //!
 //! Absolute numbers depend on the machine and its load; the ratios of one run are what to
@@ -19,7 +20,8 @@
 //! Files by concern: `daemon` starts and stops the daemon under test, `nginx` the nginx
 //! column, `load` has the clients and the HTTP workloads, `wrk` runs and reads wrk,
 //! `streams` the SSE workloads, `big` the big bodies, `refresh` the token refresh under load,
-//! `startup` the start-up, `policy` the tool policy's cost (none/off/on), `procstat`
+//! `startup` the start-up, `policy` the tool policy's cost (none/off/on), `soak` the soak,
+//! `procstat`
 //! reads `/proc`, `scenarios` runs each scenario on the three columns, `report` formats the
 //! results (text, Markdown, JSON).
 
@@ -32,6 +34,7 @@ mod procstat;
 mod refresh;
 mod report;
 mod scenarios;
+mod soak;
 mod startup;
 mod streams;
 mod wrk;
@@ -119,6 +122,10 @@ pub(crate) struct Args {
     /// Starts of each proxy for the start-up scenario (the median is reported).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
     starts: u64,
+    /// Seconds of the soak: cycles of mixed load through the daemon, its RSS and open files
+    /// read after each (0: no soak; `--only soak` alone soaks for 300).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    soak_seconds: u64,
     /// Warm-up JSON-RPC requests per side, at the highest concurrency level.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     warmup: u64,
@@ -165,6 +172,7 @@ enum Scenario {
     Refresh,
     Startup,
     Policy,
+    Soak,
 }
 
 impl Args {
@@ -196,12 +204,17 @@ impl Args {
         self.refresh_seconds = 2;
         self.refresh_concurrency = self.refresh_concurrency.min(16);
         self.starts = self.starts.min(3);
+        // The soak too (a full run has none unless asked): one cycle.
+        self.soak_seconds = 1;
     }
 }
 
 /// The `mcpproxy-bench` program: parses the arguments, runs, reports.
 pub fn main() -> ExitCode {
     let mut args = Args::parse();
+    if args.soak_seconds == 0 && args.only.contains(&Scenario::Soak) {
+        args.soak_seconds = 300;
+    }
     if args.quick {
         args.shrink();
     }
@@ -428,6 +441,9 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
         report.note(pol.render(true));
         pol.stop().await;
         println!("  done: tool policy none/off/on");
+    }
+    if args.soak_seconds > 0 && args.runs(Scenario::Soak) {
+        soak::soak(args, &env, &mut report).await?;
     }
     let end = procstat::read(daemon_pid);
     let nginx_end = env.nginx_pid().map(procstat::read);
