@@ -74,31 +74,26 @@ pub fn hold_on_this_thread() {
     });
 }
 
+/// Runs `f` on this thread's hold; `None` when the thread holds no lines (or its hold is in
+/// use, or gone with the thread).
+fn with_hold<R>(f: impl FnOnce(&mut Hold) -> R) -> Option<R> {
+    HELD.try_with(|h| {
+        let mut h = h.try_borrow_mut().ok()?;
+        h.0.as_mut().map(f)
+    })
+    .ok()
+    .flatten()
+}
+
 /// Writes this thread's held lines.
 pub fn flush() {
-    let _ = HELD.try_with(|h| {
-        if let Ok(mut h) = h.try_borrow_mut() {
-            if let Some(hold) = &mut h.0 {
-                hold.flush(super::log_line::write_stderr);
-            }
-        }
-    });
+    with_hold(|hold| hold.flush(super::log_line::write_stderr));
 }
 
 /// Hands `line` to this thread's hold; false when the thread does not hold lines (the caller
 /// writes it itself).
 pub fn offer(line: &[u8], urgent: bool) -> bool {
-    HELD.try_with(|h| match h.try_borrow_mut() {
-        Ok(mut h) => match &mut h.0 {
-            Some(hold) => {
-                hold.line(line, urgent, super::log_line::write_stderr);
-                true
-            }
-            None => false,
-        },
-        Err(_) => false,
-    })
-    .unwrap_or(false)
+    with_hold(|hold| hold.line(line, urgent, super::log_line::write_stderr)).is_some()
 }
 
 #[cfg(test)]

@@ -105,10 +105,10 @@ impl Workers {
                 .name(format!("proxy-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(i));
+                    // Held lines, those of tasks dropped with the runtime too, are written
+                    // when the thread ends.
                     crate::control::log_hold::hold_on_this_thread();
                     runtime.block_on(run(rx, done, beat));
-                    drop(runtime);
-                    crate::control::log_hold::flush();
                 })?;
             queues.push(tx);
             threads.push(thread);
