@@ -141,13 +141,24 @@ impl Daemon {
             let _ = l.await;
         }
         let _ = trimmer.await;
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        // Every loop has ended, and a connection still waiting in a worker's queue holds its
+        // watcher, not the loops' context: this is the last handle.
         let grace = self.shared.current().config.limits.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown grace period over; closing the connections still open");
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => {
+                if tokio::time::timeout(grace, graceful.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "shutdown grace period over; closing the connections still open"
+                    );
+                }
+            }
+            Err(_) => {
+                debug_assert!(false, "the accept loops' context outlived them");
+                tracing::error!("cannot wait for the requests in flight; closing them");
+            }
         }
         force.cancel();
         if let Some(workers) = workers.and_then(|w| Arc::try_unwrap(w).ok()) {
@@ -219,6 +230,13 @@ fn out_of_resources(e: &io::Error) -> bool {
     )
 }
 
+/// What a connection needs once accepted, handed with it to its worker. Not the loops'
+/// context: a connection still queued at shutdown must not keep the shutdown's handle shared.
+struct ConnCtx {
+    shared: Arc<Shared>,
+    force: CancellationToken,
+}
+
 /// What every accept loop shares.
 #[derive(Clone)]
 struct LoopCtx {
@@ -276,8 +294,15 @@ async fn accept_loop<L: Accept>(listener: L, ctx: LoopCtx) {
             }
         };
         high.record(slots);
+        // Watched from here: a connection accepted before the shutdown is told of it even when
+        // its worker takes it over only after.
+        let watcher = ctx.graceful.watcher();
+        let conn = ConnCtx {
+            shared: shared.clone(),
+            force: ctx.force.clone(),
+        };
         let Some(workers) = &ctx.workers else {
-            spawn_connection(stream, peer, permit, &ctx);
+            spawn_connection(stream, peer, permit, watcher, conn);
             continue;
         };
         let std = match stream.into_std() {
@@ -287,9 +312,8 @@ async fn accept_loop<L: Accept>(listener: L, ctx: LoopCtx) {
                 continue;
             }
         };
-        let ctx = ctx.clone();
         workers.hand(Box::new(move || match L::Io::from_std(std) {
-            Ok(stream) => spawn_connection(stream, peer, permit, &ctx),
+            Ok(stream) => spawn_connection(stream, peer, permit, watcher, conn),
             Err(e) => {
                 tracing::debug!(client = %peer.addr, error = %e, "cannot take the connection over");
             }
@@ -302,7 +326,8 @@ fn spawn_connection<Io>(
     stream: Io,
     peer: Peer,
     permit: tokio::sync::OwnedSemaphorePermit,
-    ctx: &LoopCtx,
+    watcher: Watcher,
+    ctx: ConnCtx,
 ) where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Peek + Unpin + Send + 'static,
 {
@@ -315,9 +340,9 @@ fn spawn_connection<Io>(
         ctx.shared.clone(),
         limits.clone(),
         activity.clone(),
-        ctx.graceful.watcher(),
+        watcher,
     );
-    let force = ctx.force.clone();
+    let force = ctx.force;
     tokio::spawn(async move {
         let _permit = permit;
         tokio::select! {
