@@ -196,6 +196,47 @@ async fn sigterm_lets_an_open_stream_finish_then_exits() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Connections accepted in the moment of the shutdown (handed to a worker, not yet taken up
+/// by it) once made the daemon stop waiting for any stream: the open one was cut.
+#[tokio::test]
+async fn sigterm_amid_new_connections_still_lets_the_open_stream_finish() {
+    let up = up().await;
+    let setup = Setup::new().unwrap();
+    let config = setup.static_config(&up, "").unwrap();
+    let mut d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    let resp = proxy_client()
+        .get(d.url("/raw/slow-sse"))
+        .send()
+        .await
+        .unwrap();
+    let mut events = EventReader::new(resp);
+    assert_eq!(events.next_event().await.unwrap().data, "one");
+
+    // Connect, and hang up, over and over until the port refuses: some are accepted just as
+    // the daemon stops accepting. Bounded in count; WAIT bounds the whole.
+    let addr = d.addr;
+    let churn = tokio::spawn(async move {
+        for _ in 0..100_000 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    d.signal("TERM").await.unwrap();
+    let refused = tokio::time::timeout(WAIT, churn).await.unwrap().unwrap();
+    assert!(refused, "the port kept accepting after SIGTERM");
+
+    up.release();
+    assert_eq!(events.next_event().await.unwrap().data, "two");
+    up.release();
+    events.end().await.unwrap();
+    let status = d.wait_exit().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 #[tokio::test]
 async fn shutdown_grace_bounds_how_long_a_stream_can_hold_the_exit() {
     let up = up().await;
