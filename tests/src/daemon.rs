@@ -78,6 +78,16 @@ impl Setup {
         ))
     }
 
+    /// A daemon started on [`static_config`](Self::static_config)`(upstream, extra)`.
+    pub async fn static_daemon(
+        &self,
+        upstream: &TestUpstream,
+        extra: &str,
+    ) -> anyhow::Result<TestDaemon> {
+        let config = self.static_config(upstream, extra)?;
+        TestDaemon::start(&self.write_config(&config)?, &[]).await
+    }
+
     /// Writes the config file and returns its path.
     pub fn write_config(&self, text: &str) -> anyhow::Result<PathBuf> {
         let path = self.path("mcpproxyd.toml");
@@ -177,6 +187,20 @@ impl TestDaemon {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A `/raw/slow-sse` stream through the daemon, at its first event (`one`); the upstream
+    /// sends the rest on [`TestUpstream::release`] (see [`finish_slow_stream`]).
+    pub async fn open_slow_stream(&self) -> anyhow::Result<EventReader> {
+        let resp = proxy_client()
+            .get(self.url("/raw/slow-sse"))
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut events = EventReader::new(resp);
+        let first = events.next_event().await?;
+        anyhow::ensure!(first.data == "one", "first event {:?}", first.data);
+        Ok(events)
     }
 
     /// Everything the daemon logged so far.
@@ -285,6 +309,16 @@ pub fn proxy_client() -> reqwest::Client {
     crate::tls::reqwest_client(crate::tls::client_config_with_roots(
         rustls::RootCertStore::empty(),
     ))
+}
+
+/// Lets the upstream finish a stream from [`TestDaemon::open_slow_stream`]: its second event
+/// (`two`) comes through, then its clean end.
+pub async fn finish_slow_stream(up: &TestUpstream, events: &mut EventReader) -> anyhow::Result<()> {
+    up.release();
+    let second = events.next_event().await?;
+    anyhow::ensure!(second.data == "two", "second event {:?}", second.data);
+    up.release();
+    events.end().await
 }
 
 /// Reads server-sent events from a response, one at a time, as they arrive.

@@ -4,7 +4,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use mcpproxy_tests::admin::{get_json, post_json, request};
 use mcpproxy_tests::daemon::{
-    proxy_client, start_with_two_servers, EventReader, Setup, TestDaemon, TWO_SERVERS,
+    finish_slow_stream, proxy_client, start_with_two_servers, Setup, TestDaemon, TWO_SERVERS,
 };
 use mcpproxy_tests::upstream::{self, UpstreamOptions};
 
@@ -157,13 +157,7 @@ async fn reload_applies_the_acl_keeps_streams_and_refuses_invalid_files() {
     let d = TestDaemon::start(&path, &[]).await.unwrap();
     let sock = d.admin_socket();
     let ram = d.url("/accounts/1/custom/ram/id/RAM01/x");
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    assert_eq!(events.next_event().await.unwrap().data, "one");
+    let mut events = d.open_slow_stream().await.unwrap();
 
     std::fs::write(
         &path,
@@ -205,10 +199,7 @@ async fn reload_applies_the_acl_keeps_streams_and_refuses_invalid_files() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["needs_restart"], serde_json::json!(["limits.workers"]));
 
-    up.release();
-    assert_eq!(events.next_event().await.unwrap().data, "two");
-    up.release();
-    events.end().await.unwrap();
+    finish_slow_stream(&up, &mut events).await.unwrap();
     d.wait_for_log("admin action").await.unwrap(); // actions are logged
 }
 

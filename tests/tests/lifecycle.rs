@@ -1,7 +1,7 @@
 //! The daemon's life: start-up banner and errors, reload, graceful shutdown, the README demo.
 
 use mcpproxy_tests::daemon::{
-    bin_path, proxy_client, run_once, EventReader, Setup, TestDaemon, TWO_SERVERS, WAIT,
+    bin_path, finish_slow_stream, proxy_client, run_once, Setup, TestDaemon, TWO_SERVERS, WAIT,
 };
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
 use mcpproxy_tests::wait;
@@ -124,13 +124,7 @@ async fn reload_applies_acl_changes_keeps_streams_and_refuses_bad_files() {
     assert_ne!(proxy_client().get(&ram).send().await.unwrap().status(), 403);
 
     // An open stream across the reload.
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    assert_eq!(events.next_event().await.unwrap().data, "one");
+    let mut events = d.open_slow_stream().await.unwrap();
 
     std::fs::write(
         &path,
@@ -155,27 +149,15 @@ async fn reload_applies_acl_changes_keeps_streams_and_refuses_bad_files() {
     assert!(line.contains("mcpproxyd.toml:"), "{line}");
     assert_eq!(proxy_client().get(&ram).send().await.unwrap().status(), 403);
 
-    up.release();
-    assert_eq!(events.next_event().await.unwrap().data, "two");
-    up.release();
-    events.end().await.unwrap();
+    finish_slow_stream(&up, &mut events).await.unwrap();
 }
 
 #[tokio::test]
 async fn sigterm_lets_an_open_stream_finish_then_exits() {
     let up = up().await;
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, "").unwrap();
-    let mut d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    assert_eq!(events.next_event().await.unwrap().data, "one");
+    let mut d = setup.static_daemon(&up, "").await.unwrap();
+    let mut events = d.open_slow_stream().await.unwrap();
 
     d.signal("TERM").await.unwrap();
     d.wait_for_log("shutting down").await.unwrap();
@@ -188,10 +170,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits() {
     .await
     .unwrap();
     // The stream in flight still completes.
-    up.release();
-    assert_eq!(events.next_event().await.unwrap().data, "two");
-    up.release();
-    events.end().await.unwrap();
+    finish_slow_stream(&up, &mut events).await.unwrap();
     let status = d.wait_exit().await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
@@ -202,17 +181,8 @@ async fn sigterm_lets_an_open_stream_finish_then_exits() {
 async fn sigterm_amid_new_connections_still_lets_the_open_stream_finish() {
     let up = up().await;
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, "").unwrap();
-    let mut d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    assert_eq!(events.next_event().await.unwrap().data, "one");
+    let mut d = setup.static_daemon(&up, "").await.unwrap();
+    let mut events = d.open_slow_stream().await.unwrap();
 
     // Connect, and hang up, over and over until the port refuses: some are accepted just as
     // the daemon stops accepting. Bounded in count; WAIT bounds the whole.
@@ -229,10 +199,7 @@ async fn sigterm_amid_new_connections_still_lets_the_open_stream_finish() {
     let refused = tokio::time::timeout(WAIT, churn).await.unwrap().unwrap();
     assert!(refused, "the port kept accepting after SIGTERM");
 
-    up.release();
-    assert_eq!(events.next_event().await.unwrap().data, "two");
-    up.release();
-    events.end().await.unwrap();
+    finish_slow_stream(&up, &mut events).await.unwrap();
     let status = d.wait_exit().await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
@@ -241,19 +208,11 @@ async fn sigterm_amid_new_connections_still_lets_the_open_stream_finish() {
 async fn shutdown_grace_bounds_how_long_a_stream_can_hold_the_exit() {
     let up = up().await;
     let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, "[limits]\nshutdown_grace = \"1s\"\n")
-        .unwrap();
-    let mut d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+    let mut d = setup
+        .static_daemon(&up, "[limits]\nshutdown_grace = \"1s\"\n")
         .await
         .unwrap();
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    assert_eq!(events.next_event().await.unwrap().data, "one");
+    let mut events = d.open_slow_stream().await.unwrap();
     d.signal("TERM").await.unwrap();
     // Never released: the daemon closes it when the grace period is over.
     let status = d.wait_exit().await.unwrap();
@@ -272,19 +231,11 @@ async fn shutdown_grace_bounds_how_long_a_stream_can_hold_the_exit() {
 async fn second_sigint_exits_at_once() {
     let up = up().await;
     let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, "[limits]\nshutdown_grace = \"10m\"\n")
-        .unwrap();
-    let mut d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+    let mut d = setup
+        .static_daemon(&up, "[limits]\nshutdown_grace = \"10m\"\n")
         .await
         .unwrap();
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    events.next_event().await.unwrap();
+    let _events = d.open_slow_stream().await.unwrap();
     d.signal("INT").await.unwrap();
     d.wait_for_log("shutting down").await.unwrap();
     d.signal("INT").await.unwrap();

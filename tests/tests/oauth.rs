@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mcpproxy_tests::admin::{get_json, post_json};
-use mcpproxy_tests::daemon::{proxy_client, EventReader, Setup, TestDaemon};
+use mcpproxy_tests::daemon::{proxy_client, Setup, TestDaemon};
 use mcpproxy_tests::oauth::{self, Fault, OAuthOptions, OAuthServer};
 use mcpproxy_tests::upstream::{self, TestUpstream, TokenValidator, UpstreamOptions};
 use mcpproxy_tests::{procs, wait};
@@ -330,13 +330,7 @@ async fn revoke_cuts_open_streams_and_revokes_at_the_server() {
     let w = world(OAuthOptions::default()).await;
     let d = TestDaemon::start(&w.config, &[]).await.unwrap();
     login_by_callback(&w, &d).await;
-    let resp = proxy_client()
-        .get(d.url("/raw/slow-sse"))
-        .send()
-        .await
-        .unwrap();
-    let mut events = EventReader::new(resp);
-    assert_eq!(events.next_event().await.unwrap().data, "one");
+    let mut events = d.open_slow_stream().await.unwrap();
 
     let (status, v) = post_json(&d.admin_socket(), "/v1/revoke", "{}")
         .await

@@ -13,12 +13,6 @@ async fn upstream_with(opts: UpstreamOptions) -> TestUpstream {
     upstream::start(opts).await.expect("test upstream")
 }
 
-async fn daemon_for(setup: &Setup, up: &TestUpstream, extra: &str) -> TestDaemon {
-    let config = setup.static_config(up, extra).unwrap();
-    let path = setup.write_config(&config).unwrap();
-    TestDaemon::start(&path, &[]).await.unwrap()
-}
-
 fn text_of(result: &serde_json::Value) -> &str {
     result["result"]["content"][0]["text"]
         .as_str()
@@ -29,7 +23,7 @@ fn text_of(result: &serde_json::Value) -> &str {
 async fn streamable_http_session_round_trip_with_sse_and_json_answers() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
 
     let mut client = McpClient::new(proxy_client(), d.url("/accounts/1/custom/ecs/id/E1/mcp"));
     client.initialize().await.unwrap();
@@ -86,7 +80,7 @@ async fn streamable_http_session_round_trip_with_sse_and_json_answers() {
 async fn client_authorization_never_reaches_the_upstream() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
     let resp = proxy_client()
         .get(d.url("/raw/echo?x=1"))
         .header("Authorization", "Bearer client-own-token")
@@ -134,7 +128,7 @@ async fn client_authorization_never_reaches_the_upstream() {
 async fn sse_events_arrive_while_the_upstream_stream_is_open() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
     let resp = proxy_client()
         .get(d.url("/raw/slow-sse"))
         .header("Accept", "text/event-stream")
@@ -154,7 +148,7 @@ async fn sse_events_arrive_while_the_upstream_stream_is_open() {
 async fn client_disconnect_cancels_the_upstream_request() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
 
     // A stream the client walks away from.
     let resp = proxy_client()
@@ -263,7 +257,7 @@ async fn legacy_sse_endpoint_is_rewritten_so_messages_go_through_the_proxy() {
 async fn callback_and_oauth_discovery_are_never_forwarded() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
     // The login callback is the proxy's own: without a pending login's state it is refused.
     for path in [
         "/callback?code=SECRETCODE&state=x",
@@ -298,7 +292,7 @@ async fn callback_and_oauth_discovery_are_never_forwarded() {
 async fn upstream_401_loses_its_www_authenticate() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
     let resp = proxy_client()
         .get(d.url("/raw/status/401"))
         .send()
@@ -312,7 +306,7 @@ async fn upstream_401_loses_its_www_authenticate() {
 async fn redirects_are_passed_back_not_followed() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
     let resp = proxy_client()
         .get(d.url("/raw/redirect"))
         .send()
@@ -326,12 +320,13 @@ async fn redirects_are_passed_back_not_followed() {
 async fn unreachable_slow_and_oversized_get_clear_errors() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(
-        &setup,
-        &up,
-        "[limits]\nmax_request_body = \"1KiB\"\nretry_body_limit = \"1KiB\"\nresponse_header_timeout = \"1s\"\n",
-    )
-    .await;
+    let d = setup
+        .static_daemon(
+            &up,
+            "[limits]\nmax_request_body = \"1KiB\"\nretry_body_limit = \"1KiB\"\nresponse_header_timeout = \"1s\"\n",
+        )
+        .await
+        .unwrap();
     // Body over the limit, announced by Content-Length: refused before forwarding.
     let resp = proxy_client()
         .post(d.url("/raw/count"))
@@ -406,7 +401,7 @@ async fn oauth_profile_without_login_gets_401_with_advice() {
 async fn raw_requests_with_bodies_keep_alive_over_one_connection() {
     let up = upstream_with(UpstreamOptions::default()).await;
     let setup = Setup::new().unwrap();
-    let d = daemon_for(&setup, &up, "").await;
+    let d = setup.static_daemon(&up, "").await.unwrap();
     let host = d.addr.to_string();
     let req = format!(
         "POST /raw/count HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3\r\n\r\nabc\
