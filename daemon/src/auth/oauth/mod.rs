@@ -139,6 +139,18 @@ fn assertion_params(secret: Option<(&SecretString, AuthMethod)>) -> Vec<(&'stati
     }
 }
 
+/// What every token request of `grant` adds to its form: the `resource` (RFC 8707) when there
+/// is one, then the client assertion when the client authenticates with one.
+fn grant_params(grant: &Grant<'_>) -> Vec<(&'static str, String)> {
+    let mut params: Vec<_> = grant
+        .resource
+        .map(|r| ("resource", r.to_string()))
+        .into_iter()
+        .collect();
+    params.extend(assertion_params(grant.secret));
+    params
+}
+
 impl Endpoints {
     /// The endpoints a stored record goes back to: refresh and revocation use the server that
     /// issued the tokens.
@@ -490,10 +502,7 @@ pub async fn exchange_code(
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|_| OAuthError::Config("no token endpoint".into()))?
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
-    if let Some(r) = grant.resource {
-        req = req.add_extra_param("resource", r.to_string());
-    }
-    for (k, v) in assertion_params(grant.secret) {
+    for (k, v) in grant_params(grant) {
         req = req.add_extra_param(k, v);
     }
     let resp = req
@@ -514,10 +523,7 @@ pub async fn refresh(
     let mut req = c
         .exchange_refresh_token(&rt)
         .map_err(|_| OAuthError::Config("no token endpoint".into()))?;
-    if let Some(r) = grant.resource {
-        req = req.add_extra_param("resource", r.to_string());
-    }
-    for (k, v) in assertion_params(grant.secret) {
+    for (k, v) in grant_params(grant) {
         req = req.add_extra_param(k, v);
     }
     let resp = req
@@ -540,10 +546,7 @@ pub async fn client_credentials(
     if !scopes.is_empty() {
         req = req.add_extra_param("scope", scopes.join(" "));
     }
-    if let Some(r) = grant.resource {
-        req = req.add_extra_param("resource", r.to_string());
-    }
-    for (k, v) in assertion_params(grant.secret) {
+    for (k, v) in grant_params(grant) {
         req = req.add_extra_param(k, v);
     }
     let resp = req
