@@ -1,17 +1,15 @@
 //! Connections over `[limits] max_connections` are answered at once and logged, never left
 //! waiting in the accept backlog.
 
-use mcpproxy_tests::daemon::{proxy_client, raw_get, Setup, TestDaemon, WAIT};
+use mcpproxy_tests::daemon::{proxy_client, raw_get, Setup, WAIT};
 use mcpproxy_tests::upstream::{self, UpstreamOptions};
 
 #[tokio::test]
 async fn a_connection_over_max_connections_gets_503_json_at_once_and_a_log_line() {
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
     let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, "[limits]\nmax_connections = 1\n")
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+    let d = setup
+        .static_daemon(&up, "[limits]\nmax_connections = 1\n")
         .await
         .unwrap();
     let host = d.addr.to_string();

@@ -25,10 +25,8 @@ const POLICY: &str = "[[upstream.servers]]\nname = \"ecs\"\nid = \"ECS01\"\n\
 async fn start(extra: &str) -> (TestUpstream, Setup, TestDaemon) {
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
     let setup = Setup::new().unwrap();
-    let config = setup
-        .static_config(&up, &format!("{POLICY}{extra}"))
-        .unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+    let d = setup
+        .static_daemon(&up, &format!("{POLICY}{extra}"))
         .await
         .unwrap();
     (up, setup, d)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use mcpproxy_tests::daemon::{Setup, TestDaemon};
+use mcpproxy_tests::daemon::Setup;
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
 use serde_json::Value;
 use tokio::process::Command;
@@ -163,10 +163,7 @@ async fn official_python_sdk_works_through_the_proxy_over_streamable_http_and_ss
         .await
         .expect("test upstream");
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, "").unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let d = setup.static_daemon(&up, "").await.unwrap();
 
     // Streamable HTTP: rmcp's stateful endpoint, with SSE answers.
     let result = run_client(&python, &d.url(&format!("{MOUNT}/mcp")), "streamable").await;
@@ -217,10 +214,7 @@ async fn official_python_sdk_works_with_a_client_key_on_both_transports() {
     let setup = Setup::new().unwrap();
     let state = setup.path("state");
     let extra = format!("[listen]\nrequire_client_keys = true\n[store]\ndir = {state:?}\n");
-    let config = setup.static_config(&up, &extra).unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let d = setup.static_daemon(&up, &extra).await.unwrap();
     let (status, added) =
         mcpproxy_tests::admin::post_json(&d.admin_socket(), "/v1/keys", r#"{"name":"python"}"#)
             .await
@@ -297,10 +291,7 @@ async fn official_python_sdk_sees_a_denied_tool_as_a_tool_error() {
     let setup = Setup::new().unwrap();
     let policy =
         "[[policy]]\nname = \"no-add\"\nupstreams = [\"test\"]\nblocked_tools = [\"add\"]\n";
-    let config = setup.static_config(&up, policy).unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let d = setup.static_daemon(&up, policy).await.unwrap();
     for (endpoint, transport) in [("mcp", "streamable"), ("sse", "sse")] {
         let url = d.url(&format!("{MOUNT}/{endpoint}"));
         let result = run_client_with(&python, &url, transport, &["--denied", "add"]).await;

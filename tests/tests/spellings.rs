@@ -28,10 +28,7 @@ async fn start(acl: &str) -> Env {
          [[upstream.servers]]\nname = \"ram\"\nid = \"RAM01\"\nmcp = \"{RAM}/mcp\"\n\
          [acl]\n{acl}\n"
     );
-    let config = setup.static_config(&up, &servers).unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let d = setup.static_daemon(&up, &servers).await.unwrap();
     Env {
         up,
         d,

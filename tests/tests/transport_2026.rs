@@ -10,10 +10,7 @@ const ORIGIN: &str = "http://localhost:3000";
 async fn start(extra: &str) -> (TestUpstream, TestDaemon, Setup) {
     let up = upstream::start(UpstreamOptions::default()).await.unwrap();
     let setup = Setup::new().unwrap();
-    let config = setup.static_config(&up, extra).unwrap();
-    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
-        .await
-        .unwrap();
+    let d = setup.static_daemon(&up, extra).await.unwrap();
     (up, d, setup)
 }
 
