@@ -235,6 +235,9 @@ fn out_of_resources(e: &io::Error) -> bool {
 struct ConnCtx {
     shared: Arc<Shared>,
     force: CancellationToken,
+    /// Taken at accept: a connection accepted before the shutdown is told of it even when its
+    /// worker takes it over only after.
+    watcher: Watcher,
 }
 
 /// What every accept loop shares.
@@ -294,15 +297,13 @@ async fn accept_loop<L: Accept>(listener: L, ctx: LoopCtx) {
             }
         };
         high.record(slots);
-        // Watched from here: a connection accepted before the shutdown is told of it even when
-        // its worker takes it over only after.
-        let watcher = ctx.graceful.watcher();
         let conn = ConnCtx {
             shared: shared.clone(),
             force: ctx.force.clone(),
+            watcher: ctx.graceful.watcher(),
         };
         let Some(workers) = &ctx.workers else {
-            spawn_connection(stream, peer, permit, watcher, conn);
+            spawn_connection(stream, peer, permit, conn);
             continue;
         };
         let std = match stream.into_std() {
@@ -313,7 +314,7 @@ async fn accept_loop<L: Accept>(listener: L, ctx: LoopCtx) {
             }
         };
         workers.hand(Box::new(move || match L::Io::from_std(std) {
-            Ok(stream) => spawn_connection(stream, peer, permit, watcher, conn),
+            Ok(stream) => spawn_connection(stream, peer, permit, conn),
             Err(e) => {
                 tracing::debug!(client = %peer.addr, error = %e, "cannot take the connection over");
             }
@@ -326,7 +327,6 @@ fn spawn_connection<Io>(
     stream: Io,
     peer: Peer,
     permit: tokio::sync::OwnedSemaphorePermit,
-    watcher: Watcher,
     ctx: ConnCtx,
 ) where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Peek + Unpin + Send + 'static,
@@ -337,10 +337,10 @@ fn spawn_connection<Io>(
     let conn = serve_connection(
         stream,
         peer,
-        ctx.shared.clone(),
+        ctx.shared,
         limits.clone(),
         activity.clone(),
-        watcher,
+        ctx.watcher,
     );
     let force = ctx.force;
     tokio::spawn(async move {
