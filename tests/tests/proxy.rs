@@ -163,13 +163,22 @@ async fn client_disconnect_cancels_the_upstream_request() {
     up.wait_stream_closed(1).await;
 
     // A request whose answer never comes.
+    // (The URL is made out here: a task owning the daemon would kill it when aborted.)
     let client = proxy_client();
-    let pending = tokio::spawn(async move { client.get(d.url("/raw/hang")).send().await });
+    let url = d.url("/raw/hang");
+    let pending = tokio::spawn(async move { client.get(url).send().await });
     up.wait_requests(up.requests().len() + 1).await;
     pending.abort();
     tokio::time::timeout(WAIT, up.wait_stream_closed(2))
         .await
         .expect("upstream request cancelled");
+    // By the daemon, which goes on serving.
+    let r = proxy_client()
+        .get(d.url("/raw/reflect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]

@@ -1,9 +1,12 @@
 //! The daemon's upstream connections: more concurrent event streams than one HTTP/2
 //! connection allows (the test upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` is hyper's 200) all
 //! open at once (the extra connection closed soon after the burst), and streams over a plain
-//! HTTP/1.1 upstream go on kept-alive connections; bodies larger than the HTTP/2 windows.
+//! HTTP/1.1 upstream go on kept-alive connections; bodies larger than the HTTP/2 windows; a
+//! request whose client leaves before the answer is not reset before the upstream answered it
+//! (or a short window passed), so a crowd of clients leaving together does not look like a
+//! rapid-reset attack to the upstream, which would close the connection under every request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mcpproxy_tests::daemon::{proxy_client, static_daemon, EventReader, Setup, TestDaemon};
 use mcpproxy_tests::upstream::{self, TestUpstream, UpstreamOptions};
@@ -194,4 +197,81 @@ async fn bodies_larger_than_the_http2_windows_cross_whole_both_ways() {
         versions.iter().all(|v| v == "HTTP/2.0"),
         "every request went over HTTP/2: {versions:?}"
     );
+}
+
+/// Workers 1: the left request and the next one share one HTTP/2 connection. Debug: the
+/// daemon says when it starts and ends settling a left request's stream.
+const SETTLE_EXTRA: &str = "[limits]\nworkers = 1\n\n[log]\nlevel = \"debug\"\n";
+const SETTLING: &str = "the client left before the upstream answered";
+
+/// Sends `POST /raw/held` through the daemon, waits until the upstream holds it, then drops
+/// the client's connection; returns when the daemon has seen the client leave.
+async fn leave_a_held_request(up: &TestUpstream, d: &TestDaemon) -> Instant {
+    let before = up.requests().len();
+    let client = proxy_client();
+    let url = d.url("/raw/held");
+    let call = tokio::spawn(async move { client.post(url).body("{}").send().await });
+    up.wait_requests(before + 1).await;
+    call.abort();
+    let left = Instant::now();
+    let _ = call.await;
+    d.wait_for_log(SETTLING).await.unwrap();
+    left
+}
+
+#[tokio::test]
+async fn a_request_its_client_left_is_answered_and_read_not_reset() {
+    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
+    let (_s, d) = static_daemon(&up, SETTLE_EXTRA).await.unwrap();
+    leave_a_held_request(&up, &d).await;
+    // The next request goes out on the same connection after anything the daemon sent for
+    // the left one, so by its answer a reset would have reached the upstream.
+    let r = proxy_client()
+        .get(d.url("/raw/reflect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.closed_streams(), 0, "the left stream was not reset");
+    up.release();
+    d.wait_for_log("a left request's answer was read to its end")
+        .await
+        .unwrap();
+    assert_eq!(up.closed_streams(), 0, "answered, not reset");
+    // Its place on the connection was given back: the connection goes on serving.
+    for _ in 0..3 {
+        let r = proxy_client()
+            .get(d.url("/raw/reflect"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(up.closed_streams(), 0);
+}
+
+#[tokio::test]
+async fn a_request_its_client_left_is_reset_when_the_upstream_does_not_answer_soon() {
+    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
+    let (_s, d) = static_daemon(&up, SETTLE_EXTRA).await.unwrap();
+    let left = leave_a_held_request(&up, &d).await;
+    tokio::time::timeout(mcpproxy_tests::daemon::WAIT, up.wait_stream_closed(1))
+        .await
+        .expect("the left stream was reset in the end");
+    // Not at once (a reset then is what the upstream may take for an attack) but after the
+    // daemon's 2 s window from the send.
+    assert!(
+        left.elapsed() >= Duration::from_secs(1),
+        "reset {:?} after the client left",
+        left.elapsed()
+    );
+    d.wait_for_log("a left request was not answered in time; reset")
+        .await
+        .unwrap();
+    let r = proxy_client()
+        .get(d.url("/raw/reflect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

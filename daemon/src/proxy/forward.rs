@@ -356,8 +356,8 @@ async fn send_pooled(
             }
             Conn::H2(sender, lease) => {
                 aim(pool, &mut request, target, true);
-                match sender.send(request).await {
-                    Ok(response) => {
+                match sender.send(request, lease).await {
+                    Ok((response, lease)) => {
                         return Ok(response.map(|b| UpstreamBody::h2(b, lease)));
                     }
                     Err(upstream_h2::SendError::Unsent(_, unsent)) if !fresh_only => {

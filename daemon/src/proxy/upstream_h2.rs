@@ -3,17 +3,27 @@
 //! answer. hyper's client would hand each request to its dispatch task and spawn one more task
 //! per request for the answer (and one to pipe the body), two task hops and a spawn for every
 //! JSON-RPC call; here only a streamed body gets a task of its own.
+//!
+//! A request whose client leaves before the upstream has answered its head is not reset at
+//! once: its stream is kept for up to [`SETTLE_WINDOW`] after it was sent, the answer read and
+//! dropped, and only then, if it has not ended, reset. HTTP/2 servers count streams reset
+//! before they took them up as a rapid-reset attack (CVE-2023-44487): hyper's server closes the
+//! whole connection after 20 of them (`GOAWAY ENHANCE_YOUR_CALM`), so when many clients left
+//! together (a client restarting its workers, the end of a load test), every other request on
+//! that connection failed with them (`502`, "stream closed because of a broken pipe").
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::poll_fn;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use crate::proxy::forward::UpBody;
 
@@ -30,6 +40,17 @@ const MAX_SEND_BUFFER: usize = 1 << 20;
 const MAX_HEADER_LIST: u32 = 16 << 10;
 /// Streams to allow before the peer's `SETTINGS` arrive (hyper's default).
 const INITIAL_MAX_SEND_STREAMS: usize = 100;
+/// How long after it was sent a request left by its client keeps its stream (see the module
+/// notes). Long past the moment an upstream takes a stream up, and what Envoy counts as a
+/// premature reset (1 s); short enough that an abandoned call is cancelled soon.
+const SETTLE_WINDOW: Duration = Duration::from_secs(2);
+/// Most streams kept at once for clients that left; past it, a left request is reset at once,
+/// so a client that sends and leaves in a loop cannot make the daemon hold upstream streams
+/// without bound.
+const MAX_SETTLING: usize = 1024;
+/// Most answer bytes read from a stream its client left; a longer answer is reset.
+const SETTLE_DRAIN: usize = 64 << 10;
+static SETTLING: AtomicUsize = AtomicUsize::new(0);
 
 /// One open HTTP/2 connection: the handle requests are sent on, and what its driver task
 /// publishes (the peer's stream limit, read on every poll, and whether it has ended).
@@ -123,7 +144,16 @@ impl Sender {
     /// Sends one request (its URI absolute) and waits for the response head. A kept body is
     /// queued with the headers (h2 sends it as the peer's window allows); a streamed one is
     /// piped by a task of its own, so the answer can arrive before the body has all gone.
-    pub async fn send(&self, request: Request<UpBody>) -> Result<Response<RecvBody>, SendError> {
+    /// `keep` (the request's place in the pool) is handed back with the answer, or kept with
+    /// the stream while it settles if the caller drops this future before the answer.
+    pub async fn send<K>(
+        &self,
+        request: Request<UpBody>,
+        keep: K,
+    ) -> Result<(Response<RecvBody>, K), SendError>
+    where
+        K: Send + Unpin + 'static,
+    {
         let mut send = self.send.clone();
         if let Err(e) = poll_fn(|cx| send.poll_ready(cx)).await {
             return Err(SendError::Unsent(e, Box::new(request)));
@@ -137,6 +167,7 @@ impl Sender {
             }
         }
         let end = body.is_end_stream();
+        let sent = Instant::now();
         let (response, mut stream) = send.send_request(Request::from_parts(head, ()), end)?;
         if !end {
             match body {
@@ -147,10 +178,104 @@ impl Sender {
                 }
             }
         }
-        let response = response.await?;
+        let answer = Answer {
+            response: Some(response),
+            keep: Some(keep),
+            sent,
+        };
+        let (response, keep) = answer.await?;
         let length = crate::proxy::forward::content_length(response.headers());
-        Ok(response.map(|recv| RecvBody { recv, length }))
+        Ok((response.map(|recv| RecvBody { recv, length }), keep))
     }
+}
+
+/// The answer to a sent request; dropped before it arrived, it lets the stream settle.
+struct Answer<K: Send + Unpin + 'static> {
+    response: Option<h2::client::ResponseFuture>,
+    keep: Option<K>,
+    sent: Instant,
+}
+
+impl<K: Send + Unpin + 'static> std::future::Future for Answer<K> {
+    type Output = Result<(Response<h2::RecvStream>, K), h2::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(response) = this.response.as_mut() else {
+            return Poll::Pending;
+        };
+        let result = ready!(Pin::new(response).poll(cx));
+        this.response = None;
+        Poll::Ready(result.map(|r| (r, this.keep.take().expect("an answer is taken once"))))
+    }
+}
+
+impl<K: Send + Unpin + 'static> Drop for Answer<K> {
+    fn drop(&mut self) {
+        if let Some(response) = self.response.take() {
+            settle(response, self.keep.take(), self.sent + SETTLE_WINDOW);
+        }
+    }
+}
+
+/// Counts a settling stream while it lives.
+struct Settling;
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        SETTLING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Keeps a stream whose client left until the upstream's answer has been read to its end
+/// (then nothing is reset) or `until` (then it is reset, as it is at once when `until` has
+/// passed, when [`MAX_SETTLING`] streams are settling, or outside a runtime).
+fn settle<K: Send + 'static>(
+    response: h2::client::ResponseFuture,
+    keep: Option<K>,
+    until: Instant,
+) {
+    if Instant::now() >= until {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if SETTLING.fetch_add(1, Ordering::AcqRel) >= MAX_SETTLING {
+        SETTLING.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let counted = Settling;
+    tracing::debug!("the client left before the upstream answered; reading the answer first");
+    runtime.spawn(async move {
+        let _counted = counted;
+        let _keep = keep;
+        let outcome = tokio::time::timeout_at(until, drain(response)).await;
+        match outcome {
+            Ok(Ok(true)) => tracing::debug!("a left request's answer was read to its end"),
+            Ok(Ok(false)) => {
+                tracing::debug!("a left request's answer was longer than 64 KiB; reset")
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "a left request's stream failed"),
+            Err(_) => tracing::debug!("a left request was not answered in time; reset"),
+        }
+    });
+}
+
+/// Reads an answer and drops it: `true` when it ended, `false` past [`SETTLE_DRAIN`] bytes.
+async fn drain(response: h2::client::ResponseFuture) -> Result<bool, h2::Error> {
+    let mut body = response.await?.into_body();
+    let mut read = 0;
+    while let Some(data) = body.data().await {
+        let data = data?;
+        read += data.len();
+        let _ = body.flow_control().release_capacity(data.len());
+        if read > SETTLE_DRAIN {
+            return Ok(false);
+        }
+    }
+    body.trailers().await?;
+    Ok(true)
 }
 
 /// Methods whose empty body is still sent with `Content-Length: 0` (as hyper does).

@@ -3,6 +3,8 @@
 //! - `GET` or `POST /raw/slow-sse`: `data: one`, then after [`release`] `data: two`, then after
 //!   another release the end; dropped early it counts in [`closed_streams`].
 //! - `GET /raw/hang`: never answers; dropped it counts in [`closed_streams`].
+//! - `POST /raw/held`: reads the body, then after [`release`] answers `{"held":"answered"}`;
+//!   dropped before that (the stream reset) it counts in [`closed_streams`].
 //! - `ANY /raw/echo`: the request as JSON, with awkward response headers
 //!   (`Mcp-Session-Id`, `Set-Cookie`, a hop-by-hop `X-Hop` named by `Connection`,
 //!   `WWW-Authenticate: Basic`).
@@ -43,6 +45,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
             slow_sse(shared.clone())
         }
         "/raw/hang" if is(&req, Method::GET) => hang(shared.clone()).await,
+        "/raw/held" if is(&req, Method::POST) => held(shared.clone(), req).await,
         "/raw/echo" => echo(req).await,
         "/raw/redirect" if is(&req, Method::GET) => redirect(),
         "/raw/redirect-self" if is(&req, Method::GET) => redirect_self(shared),
@@ -62,7 +65,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Req) -> Response<RespBody>
         "/raw/bytes" if is(&req, Method::GET) => super::bench::bytes(&req),
         p if p.starts_with("/raw/status/") && is(&req, Method::GET) => status(p),
         "/raw/slow-sse" | "/raw/hang" | "/raw/redirect" => method_not_allowed("GET"),
-        "/raw/count" => method_not_allowed("POST"),
+        "/raw/count" | "/raw/held" => method_not_allowed("POST"),
         _ => json(
             StatusCode::NOT_FOUND,
             &json!({ "error": "not_found", "path": path }),
@@ -114,6 +117,16 @@ fn frame(text: &'static str) -> Result<Frame<Bytes>, std::convert::Infallible> {
 async fn hang(shared: Arc<Shared>) -> Response<RespBody> {
     let _guard = ClosedGuard::new(shared, StreamKind::Raw);
     std::future::pending().await
+}
+
+async fn held(shared: Arc<Shared>, req: Req) -> Response<RespBody> {
+    let mut guard = ClosedGuard::new(shared, StreamKind::Raw);
+    if let Err(e) = req.into_body().collect().await {
+        return body_error(&e);
+    }
+    wait_release(guard.shared()).await;
+    guard.finish();
+    json(StatusCode::OK, &json!({ "held": "answered" }))
 }
 
 async fn echo(req: Req) -> Response<RespBody> {
