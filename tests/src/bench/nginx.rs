@@ -131,18 +131,24 @@ impl Nginx {
         std::fs::write(&ca, ca_pem).map_err(|e| e.to_string())?;
         let port = free_port().map_err(|e| e.to_string())?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, config(port, upstream, &ca, workers)).map_err(|e| e.to_string())?;
-        let version = Command::new(&bin).arg("-v").output().await.map_or_else(
+        Nginx::spawn(&bin, &prefix, &config(port, upstream, &ca, workers), port).await
+    }
+
+    /// Runs `bin` with `conf` written into `prefix` (which has its `tmp`), and waits until it
+    /// listens on `port`.
+    async fn spawn(bin: &Path, prefix: &Path, conf: &str, port: u16) -> Result<Nginx, String> {
+        let conf_path = prefix.join("nginx.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let version = Command::new(bin).arg("-v").output().await.map_or_else(
             |_| "unknown".to_owned(),
             |o| String::from_utf8_lossy(&o.stderr).trim().to_owned(),
         );
         let exec = Instant::now();
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .arg("-p")
-            .arg(&prefix)
+            .arg(prefix)
             .arg("-c")
-            .arg(&conf)
+            .arg(&conf_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
