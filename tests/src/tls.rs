@@ -24,6 +24,10 @@ pub struct TestCa {
     ca_pem: String,
     leaf_der: CertificateDer<'static>,
     leaf_key_der: Vec<u8>,
+    /// The leaf and the CA certificate, and the leaf's key, in PEM (for a server of another
+    /// program: the bench's nginx upstream).
+    leaf_chain_pem: String,
+    leaf_key_pem: String,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -71,6 +75,8 @@ impl TestCa {
             .expect("sign leaf");
 
         TestCa {
+            leaf_chain_pem: format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+            leaf_key_pem: leaf_key.serialize_pem(),
             ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().clone(),
             leaf_der: leaf_cert.der().clone(),
@@ -91,6 +97,15 @@ impl TestCa {
     /// Writes the CA certificate as PEM to `path`.
     pub fn write_ca_pem(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         std::fs::write(path, self.ca_pem.as_bytes())
+    }
+
+    /// Writes the leaf certificate (with the CA's after it) and its key as PEM files, the key
+    /// with mode 0600.
+    pub fn write_server_pem(&self, cert: &Path, key: &Path) -> std::io::Result<()> {
+        std::fs::write(cert, self.leaf_chain_pem.as_bytes())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(key, self.leaf_key_pem.as_bytes())?;
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
     }
 
     /// A server config presenting the leaf certificate, offering ALPN `h2` and `http/1.1`.

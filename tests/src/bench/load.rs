@@ -222,11 +222,22 @@ pub(super) async fn sse_first_event(
 
 /// HTTP versions of the upstream's requests after the first `since`, with counts.
 pub(super) fn versions_since(upstream: &TestUpstream, since: usize) -> String {
+    count_versions(
+        upstream
+            .requests()
+            .into_iter()
+            .skip(since)
+            .map(|r| r.version),
+    )
+}
+
+/// "HTTP/2.0 for 3 requests, HTTP/1.1 for 1 requests": each version and how often, in order.
+pub(super) fn count_versions(versions: impl IntoIterator<Item = String>) -> String {
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for r in upstream.requests().into_iter().skip(since) {
-        match counts.iter_mut().find(|(v, _)| *v == r.version) {
+    for version in versions {
+        match counts.iter_mut().find(|(v, _)| *v == version) {
             Some((_, n)) => *n += 1,
-            None => counts.push((r.version, 1)),
+            None => counts.push((version, 1)),
         }
     }
     counts

@@ -7,7 +7,9 @@
 //! through nginx (plain HTTP). The proxies' memory, open files and CPU come from `/proc`.
 //!
 //! Scenarios: JSON-RPC `tools/call` at each concurrency (wrk when installed, else a built-in
-//! generator); streamed uploads; SSE time to first event and per-event latency of one long
+//! generator); the same with the issue's yardstick upstream, an nginx answering a static
+//! result over HTTPS (HTTP/2 or HTTP/1.1 by ALPN), behind both proxies' `/static` mounts;
+//! streamed uploads; SSE time to first event and per-event latency of one long
 //! stream; a big response and a big request body (peak RSS growth); N concurrent idle SSE
 //! streams; one connection over `max_connections`; c=256 load while the OAuth token is
 //! refreshed every second; start-up time and memory; with `--soak-seconds`, a soak (the
@@ -18,7 +20,7 @@
 //! compare.
 //!
 //! Files by concern: `daemon` starts and stops the daemon under test, `nginx` the nginx
-//! column, `load` has the clients and the HTTP workloads, `wrk` runs and reads wrk,
+//! column and the static upstream, `load` has the clients and the HTTP workloads, `wrk` runs and reads wrk,
 //! `streams` the SSE workloads, `big` the big bodies, `refresh` the token refresh under load,
 //! `startup` the start-up, `policy` the tool policy's cost (none/off/on), `soak` the soak,
 //! `procstat`
@@ -164,6 +166,9 @@ pub(crate) struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
     Rpc,
+    /// The JSON-RPC rows again, the upstream an nginx serving a static answer (the issue's
+    /// yardstick), not the test upstream; needs nginx.
+    RpcStatic,
     Upload,
     Big,
     Sse,
@@ -276,6 +281,10 @@ struct Env {
     direct: Side,
     proxy: Side,
     via_nginx: Option<Side>,
+    /// The issue's yardstick upstream (nginx, a static answer) and the three columns' clients
+    /// aimed at it, when nginx runs and `rpc-static` is in the run.
+    static_up: Option<Nginx>,
+    static_sides: Option<[Side; 3]>,
     setup: Setup,
     daemon_bin: PathBuf,
 }
@@ -322,10 +331,36 @@ async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
         .context("starting the test upstream")?,
     );
     let setup = Setup::new()?;
+    let static_up = if !args.runs(Scenario::RpcStatic) {
+        None
+    } else if args.no_nginx {
+        report.fact("static upstream", "not run: --no-nginx");
+        None
+    } else {
+        match Nginx::start_static(&upstream, setup.dir.path()).await {
+            Ok(n) => {
+                report.fact("static upstream", format!("{} on {}", n.version, n.addr));
+                Some(n)
+            }
+            Err(why) => {
+                report.fact("static upstream", format!("not run: {why}"));
+                None
+            }
+        }
+    };
     // The big request body must pass the daemon's `max_request_body` (16 MiB by default).
     // Keys before the first table belong to the `[[upstream]]` that `static_config` ends with.
+    let static_table = static_up.as_ref().map_or_else(String::new, |n| {
+        format!(
+            "\n[[upstream]]\nname = \"static\"\nmount = \"/static\"\nurl = \"https://{}\"\n\
+             auth = \"test\"\nca_file = {:?}\nhttp_version = {:?}\n",
+            n.addr,
+            setup.path("ca.pem"),
+            args.upstream_http
+        )
+    });
     let extra = format!(
-        "http_version = {:?}\n\n[log]\nlevel = {:?}\n\n[limits]\nmax_request_body = \"{}MiB\"\n",
+        "http_version = {:?}\n{static_table}\n[log]\nlevel = {:?}\n\n[limits]\nmax_request_body = \"{}MiB\"\n",
         args.upstream_http,
         args.daemon_log,
         args.big_mib.max(MAX_UPLOAD_MIB) + 1
@@ -336,7 +371,8 @@ async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
         report.fact("nginx", "not measured: --no-nginx");
         None
     } else {
-        match Nginx::start(&upstream, setup.dir.path()).await {
+        let static_port = static_up.as_ref().map(|n| n.addr.port());
+        match Nginx::start(&upstream, setup.dir.path(), static_port).await {
             Ok(nginx) => {
                 report.fact("nginx", format!("{} on {}", nginx.version, nginx.addr));
                 Some(nginx)
@@ -379,6 +415,25 @@ async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
         }),
         None => None,
     };
+    // The static upstream's columns: the same clients, at the static upstream's own address
+    // and at the proxies' `/static` mount.
+    let static_sides = match (&static_up, &via_nginx) {
+        (Some(n), Some(via)) => Some([
+            Side {
+                base: format!("https://{}", n.addr),
+                ..direct.clone()
+            },
+            Side {
+                base: format!("{}/static", proxy.base),
+                ..proxy.clone()
+            },
+            Side {
+                base: format!("{}/static", via.base),
+                ..via.clone()
+            },
+        ]),
+        _ => None,
+    };
     Ok(Env {
         upstream,
         daemon,
@@ -386,6 +441,8 @@ async fn setup(args: &Args, report: &mut Report) -> anyhow::Result<Env> {
         direct,
         proxy,
         via_nginx,
+        static_up,
+        static_sides,
         setup,
         daemon_bin,
     })
@@ -410,7 +467,19 @@ async fn setup_and_measure(args: &Args) -> anyhow::Result<(Env, Report)> {
     scenarios::warm_up(args, &env, &mut report).await?;
     println!("Warmed up; measuring.\n");
     if args.runs(Scenario::Rpc) {
-        scenarios::rpc(args, &env, &mut report).await?;
+        let pids = [None, env.daemon.pid(), env.nginx_pid()];
+        scenarios::rpc(args, &env, env.sides(), pids, "", &mut report).await?;
+    }
+    if args.runs(Scenario::RpcStatic) {
+        match &env.static_sides {
+            Some([direct, proxy, via]) => {
+                let pids = [None, env.daemon.pid(), env.nginx_pid()];
+                let sides = [Some(direct), Some(proxy), Some(via)];
+                let label = "nginx static upstream, ";
+                scenarios::rpc(args, &env, sides, pids, label, &mut report).await?;
+            }
+            None => println!("JSON-RPC with the static upstream not measured: it needs nginx"),
+        }
     }
     if args.runs(Scenario::Upload) {
         scenarios::upload(args, &env, &mut report).await?;

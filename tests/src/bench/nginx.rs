@@ -20,6 +20,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running nginx (master and workers); stopped when dropped.
 pub(super) struct Nginx {
     child: Child,
+    prefix: PathBuf,
     pub(super) addr: SocketAddr,
     pub(super) version: String,
     /// From exec to the first accepted connection (polled every millisecond).
@@ -69,7 +70,13 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn config(port: u16, upstream: &TestUpstream, ca: &Path, workers: usize) -> String {
+fn config(
+    port: u16,
+    upstream: &TestUpstream,
+    ca: &Path,
+    workers: usize,
+    static_port: Option<u16>,
+) -> String {
     let up_port = upstream
         .base_url()
         .rsplit(':')
@@ -90,11 +97,12 @@ http {{
     fastcgi_temp_path tmp/fastcgi;
     uwsgi_temp_path tmp/uwsgi;
     scgi_temp_path tmp/scgi;
-    upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; }}
-    server {{
+    upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; keepalive_requests {KEEPALIVE_REQUESTS}; }}
+{static_upstream}    server {{
         listen 127.0.0.1:{port} backlog=4096;
         client_max_body_size 1024m;
-        location / {{
+        keepalive_requests {KEEPALIVE_REQUESTS};
+{static_location}        location / {{
             proxy_pass https://up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -114,12 +122,84 @@ http {{
 "#,
         token = upstream.token(),
         ca = ca.display(),
+        static_upstream = static_port.map_or_else(String::new, |p| format!(
+            "    upstream static_up {{ server 127.0.0.1:{p}; keepalive 256; keepalive_requests {KEEPALIVE_REQUESTS}; }}\n"
+        )),
+        static_location = static_port.map_or_else(String::new, |p| format!(
+            r#"        location /static/ {{
+            proxy_pass https://static_up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host localhost:{p};
+            proxy_set_header Authorization "Bearer {token}";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_ssl_server_name on;
+            proxy_ssl_name localhost;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_session_reuse on;
+        }}
+"#,
+            token = upstream.token(),
+            ca = ca.display(),
+        )),
+    )
+}
+
+/// Requests per kept-alive connection, client and upstream side (nginx's default, 1,000,
+/// would close wrk's connections and its own upstream ones, and in the static upstream the
+/// daemon's HTTP/2 connections, every 1,000 requests; the daemon and the test upstream have
+/// no such limit).
+const KEEPALIVE_REQUESTS: u32 = 1_000_000;
+
+/// The issue's own yardstick upstream: nginx serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with
+/// the test CA's leaf, answering `POST /raw/rpc` with `answer` when the bearer is `token`
+/// (else 401), and nothing else; its access log holds each request's protocol.
+fn static_config(port: u16, cert: &Path, key: &Path, token: &str, answer: &str) -> String {
+    format!(
+        r#"worker_processes {workers};
+daemon off;
+pid nginx.pid;
+error_log error.log warn;
+worker_rlimit_nofile 40000;
+events {{ worker_connections 16384; }}
+http {{
+    log_format proto $server_protocol;
+    access_log access.log proto;
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl http2 backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        keepalive_requests {KEEPALIVE_REQUESTS};
+        location = /raw/rpc {{
+            if ($http_authorization != "Bearer {token}") {{ return 401; }}
+            default_type application/json;
+            return 200 '{answer}';
+        }}
+        location / {{ return 404; }}
+    }}
+}}
+"#,
+        workers = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cert = cert.display(),
+        key = key.display(),
     )
 }
 
 impl Nginx {
     /// Starts nginx in `dir` in front of `upstream`; `Err` is the reason it is not measured.
-    pub(super) async fn start(upstream: &TestUpstream, dir: &Path) -> Result<Nginx, String> {
+    /// With `static_port`, `/static/…` goes to the static upstream there.
+    pub(super) async fn start(
+        upstream: &TestUpstream,
+        dir: &Path,
+        static_port: Option<u16>,
+    ) -> Result<Nginx, String> {
         let bin = match find_nginx() {
             Some(bin) => bin,
             None => install().await?,
@@ -131,7 +211,31 @@ impl Nginx {
         std::fs::write(&ca, ca_pem).map_err(|e| e.to_string())?;
         let port = free_port().map_err(|e| e.to_string())?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Nginx::spawn(&bin, &prefix, &config(port, upstream, &ca, workers), port).await
+        let conf = config(port, upstream, &ca, workers, static_port);
+        Nginx::spawn(&bin, &prefix, &conf, port).await
+    }
+
+    /// Starts the static upstream (see [`static_config`]) in `dir`, with `upstream`'s TLS leaf
+    /// and token; `Err` is the reason it does not run.
+    pub(super) async fn start_static(upstream: &TestUpstream, dir: &Path) -> Result<Nginx, String> {
+        let bin = match find_nginx() {
+            Some(bin) => bin,
+            None => install().await?,
+        };
+        let ca = upstream.ca.as_ref().ok_or("the upstream has no CA")?;
+        let prefix = dir.join("nginx-static");
+        std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
+        let (cert, key) = (prefix.join("leaf.pem"), prefix.join("leaf.key"));
+        ca.write_server_pem(&cert, &key)
+            .map_err(|e| e.to_string())?;
+        let answer = crate::upstream::bench::rpc_answer();
+        let answer = std::str::from_utf8(&answer).map_err(|e| e.to_string())?;
+        if answer.contains('\'') {
+            return Err("the answer cannot be quoted for nginx".into());
+        }
+        let port = free_port().map_err(|e| e.to_string())?;
+        let conf = static_config(port, &cert, &key, upstream.token(), answer);
+        Nginx::spawn(&bin, &prefix, &conf, port).await
     }
 
     /// Runs `bin` with `conf` written into `prefix` (which has its `tmp`), and waits until it
@@ -157,6 +261,7 @@ impl Nginx {
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         let mut nginx = Nginx {
             child,
+            prefix: prefix.to_path_buf(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             version,
             started_in: Duration::ZERO,
@@ -178,6 +283,15 @@ impl Nginx {
             "nginx did not listen on {} within {START_TIMEOUT:?}",
             nginx.addr
         ))
+    }
+
+    /// The protocol of each request the static upstream logged so far (`HTTP/2.0`, ...).
+    pub(super) fn logged_protocols(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prefix.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     pub(super) fn pid(&self) -> Option<u32> {

@@ -101,6 +101,11 @@ impl Report {
         self.facts.push((key.to_owned(), value.into()));
     }
 
+    /// Whether a fact named `key` was recorded.
+    pub(super) fn has_fact(&self, key: &str) -> bool {
+        self.facts.iter().any(|(k, _)| k == key)
+    }
+
     pub(super) fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
     }

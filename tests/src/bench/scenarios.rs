@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::load::{
-    median, rpc_call, rpc_run, sse_first_event, upload as upload_once, versions_since, Samples,
-    Side,
+    count_versions, median, rpc_call, rpc_run, sse_first_event, upload as upload_once,
+    versions_since, Samples, Side,
 };
 use super::procstat::{self, ProcStat};
 use super::report::{Kind, Report};
@@ -33,6 +33,20 @@ pub(super) async fn warm_up(args: &Args, env: &Env, report: &mut Report) -> anyh
             report.fact(&format!("{} to upstream", side.name), versions);
         }
     }
+    if let (Some(sides), Some(up)) = (&env.static_sides, &env.static_up) {
+        for side in sides {
+            let seen_before = up.logged_protocols().len();
+            rpc_call(side)
+                .await
+                .with_context(|| format!("first request to the static upstream ({})", side.name))?;
+            rpc_run(side, args.warmup.max(conc), conc).await?;
+            let seen = up.logged_protocols().split_off(seen_before);
+            report.fact(
+                &format!("{} to the static upstream", side.name),
+                count_versions(seen),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -49,13 +63,25 @@ struct Run {
     requests: u64,
 }
 
-/// JSON-RPC `tools/call` at each concurrency: wrk when installed, else the built-in generator.
-pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+/// JSON-RPC `tools/call` at each concurrency: wrk when installed, else the built-in generator;
+/// `sides` the three columns' clients, `pids` whose CPU is counted, `label` before `c=…`.
+pub(super) async fn rpc(
+    args: &Args,
+    env: &Env,
+    sides: [Option<&Side>; 3],
+    pids: [Option<u32>; 3],
+    label: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let wrk_bin = wrk::find_in_path("wrk");
     let script = env.setup.path("tools-call.lua");
+    if wrk_bin.is_some() {
+        wrk::write_script(&script)?;
+    }
     match &wrk_bin {
+        // Both JSON-RPC scenarios run the same load.
+        _ if report.has_fact("JSON-RPC load") => {}
         Some(bin) => {
-            wrk::write_script(&script)?;
             report.fact(
                 "JSON-RPC load",
                 format!(
@@ -76,10 +102,9 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
             );
         }
     }
-    let pids = [None, env.daemon.pid(), env.nginx_pid()];
     for &conc in &args.concurrency {
         let problems_before = env.daemon.problems().count;
-        let label = format!("JSON-RPC tools/call, c={conc}");
+        let label = format!("JSON-RPC tools/call, {label}c={conc}");
         // Each round runs every column once, in turn: a burst of noise on the shared machine
         // lands on one round of one column, and the medians leave it out.
         let mut runs: [Vec<Run>; 3] = Default::default();
@@ -87,7 +112,7 @@ pub(super) async fn rpc(args: &Args, env: &Env, report: &mut Report) -> anyhow::
         let mut requests_total = [0u64; 3];
         let mut errors = 0;
         for _ in 0..args.rounds {
-            for (i, side) in env.sides().into_iter().enumerate() {
+            for (i, side) in sides.into_iter().enumerate() {
                 let Some(side) = side else { continue };
                 let before = pids[i].map(procstat::read);
                 let run = match &wrk_bin {

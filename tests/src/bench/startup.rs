@@ -96,7 +96,7 @@ async fn daemon_once(bin: &Path, config: &Path, dir: &Path) -> anyhow::Result<St
 
 async fn nginx_once(env: &Env, dir: &Path) -> Result<Start, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let mut nginx = Nginx::start(&env.upstream, dir).await?;
+    let mut nginx = Nginx::start(&env.upstream, dir, None).await?;
     let start = Start {
         ready: nginx.started_in,
         rss_kib: nginx.pid().map_or(0, |pid| procstat::read(pid).rss_kib),

@@ -22,7 +22,7 @@ use super::router::{json, Req, RespBody};
 use super::{ClosedGuard, Shared, StreamKind};
 
 /// The fixed `tools/call` result of `/raw/rpc`: about 1 KB of JSON.
-fn rpc_answer() -> Bytes {
+pub fn rpc_answer() -> Bytes {
     static ANSWER: OnceLock<Bytes> = OnceLock::new();
     ANSWER
         .get_or_init(|| {
