@@ -202,7 +202,6 @@ async fn bodies_larger_than_the_http2_windows_cross_whole_both_ways() {
 /// Workers 1: the left request and the next one share one HTTP/2 connection. Debug: the
 /// daemon says when it starts and ends settling a left request's stream.
 const SETTLE_EXTRA: &str = "[limits]\nworkers = 1\n\n[log]\nlevel = \"debug\"\n";
-const SETTLING: &str = "the client left before the upstream answered";
 
 /// Sends `POST /raw/held` through the daemon, waits until the upstream holds it, then drops
 /// the client's connection; returns when the daemon has seen the client leave.
@@ -215,7 +214,23 @@ async fn leave_a_held_request(up: &TestUpstream, d: &TestDaemon) -> Instant {
     call.abort();
     let left = Instant::now();
     let _ = call.await;
-    d.wait_for_log(SETTLING).await.unwrap();
+    // The request's audit line, written as the daemon drops it (it has no "proxied" line).
+    let line = d
+        .wait_for_line(|l| l.contains("the client left before the upstream answered"))
+        .await
+        .unwrap();
+    assert!(line.contains(" INFO "), "{line}");
+    for field in [
+        "upstream=test",
+        "method=POST",
+        "path=/raw/held",
+        "decision=\"allowed\"",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    d.wait_for_log("keeping a left request's stream until its answer has been read")
+        .await
+        .unwrap();
     left
 }
 

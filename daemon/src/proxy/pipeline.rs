@@ -154,8 +154,17 @@ async fn pipeline<'g>(
             tool_policy::Step::Forward(body, policy) => (body, policy),
         };
     let (token, streams) = token_step(shared, upstream).await?;
-    let mut forwarded =
-        forward_step(shared, generation, upstream, parts, body, &token, trace).await?;
+    let left = Left {
+        peer,
+        key: trace.key_name(),
+        upstream,
+        server: trace.server,
+        parts,
+        started: Instant::now(),
+    };
+    let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await;
+    std::mem::forget(left);
+    let mut forwarded = forwarded?;
     let rpc = log_proxied(generation, peer, upstream, parts, trace, &mut forwarded);
     let response = respond::respond(
         shared,
@@ -320,6 +329,36 @@ async fn forward_step(
         body: out,
         started,
     })
+}
+
+/// The audit line of a forwarded request whose client left before the upstream's answer
+/// (nginx's 499): hyper drops the pipeline with the connection, so the line is written when
+/// this is dropped mid-forward; forgotten once the forward step has returned. The request has
+/// gone to the upstream, which may act on it; without this line it would leave no trace.
+struct Left<'a> {
+    peer: Peer,
+    key: Option<&'a str>,
+    upstream: &'a Upstream,
+    server: &'a str,
+    parts: &'a Parts,
+    started: Instant,
+}
+
+impl Drop for Left<'_> {
+    fn drop(&mut self) {
+        tracing::info!(
+            client = %self.peer.addr,
+            key = self.key,
+            upstream = %self.upstream.name,
+            server = %self.server,
+            profile = %self.upstream.auth,
+            method = %self.parts.method,
+            path = %self.parts.uri.path(),
+            decision = "allowed",
+            latency_ms = self.started.elapsed().as_millis() as u64,
+            "the client left before the upstream answered"
+        );
+    }
 }
 
 /// Step 6 begins with the audit line of a forwarded request; returns what the JSON-RPC scan

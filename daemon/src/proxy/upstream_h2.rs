@@ -246,7 +246,7 @@ fn settle<K: Send + 'static>(
         return;
     }
     let counted = Settling;
-    tracing::debug!("the client left before the upstream answered; reading the answer first");
+    tracing::debug!("keeping a left request's stream until its answer has been read");
     runtime.spawn(async move {
         let _counted = counted;
         let _keep = keep;
