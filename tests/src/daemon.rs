@@ -203,6 +203,12 @@ impl TestDaemon {
         Ok(events)
     }
 
+    /// Asserts that `GET path` through the daemon answers 200 (it is still serving).
+    pub async fn expect_ok(&self, path: &str) {
+        let r = proxy_client().get(self.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path} through the daemon");
+    }
+
     /// Everything the daemon logged so far.
     pub fn logs(&self) -> String {
         self.logs.0.lock().unwrap().clone()

@@ -173,12 +173,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
         .await
         .expect("upstream request cancelled");
     // By the daemon, which goes on serving.
-    let r = proxy_client()
-        .get(d.url("/raw/reflect"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    d.expect_ok("/raw/reflect").await;
 }
 
 #[tokio::test]

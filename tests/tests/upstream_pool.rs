@@ -241,12 +241,7 @@ async fn a_request_its_client_left_is_answered_and_read_not_reset() {
     leave_a_held_request(&up, &d).await;
     // The next request goes out on the same connection after anything the daemon sent for
     // the left one, so by its answer a reset would have reached the upstream.
-    let r = proxy_client()
-        .get(d.url("/raw/reflect"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    d.expect_ok("/raw/reflect").await;
     assert_eq!(up.closed_streams(), 0, "the left stream was not reset");
     up.release();
     d.wait_for_log("a left request's answer was read to its end")
@@ -255,12 +250,7 @@ async fn a_request_its_client_left_is_answered_and_read_not_reset() {
     assert_eq!(up.closed_streams(), 0, "answered, not reset");
     // Its place on the connection was given back: the connection goes on serving.
     for _ in 0..3 {
-        let r = proxy_client()
-            .get(d.url("/raw/reflect"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        d.expect_ok("/raw/reflect").await;
     }
     assert_eq!(up.closed_streams(), 0);
 }
@@ -283,10 +273,5 @@ async fn a_request_its_client_left_is_reset_when_the_upstream_does_not_answer_so
     d.wait_for_log("a left request was not answered in time; reset")
         .await
         .unwrap();
-    let r = proxy_client()
-        .get(d.url("/raw/reflect"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    d.expect_ok("/raw/reflect").await;
 }

@@ -84,6 +84,35 @@ fn config(
         .unwrap_or_default()
         .trim_end_matches('/');
     format!(
+        r#"{preamble}
+    access_log access.log;
+    upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; keepalive_requests {KEEPALIVE_REQUESTS}; }}
+{static_upstream}    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 1024m;
+        keepalive_requests {KEEPALIVE_REQUESTS};
+{static_location}{main_location}    }}
+}}
+"#,
+        preamble = preamble(workers),
+        main_location = location("/", "https://up", up_port, upstream.token(), ca),
+        static_upstream = static_port.map_or_else(String::new, |p| format!(
+            "    upstream static_up {{ server 127.0.0.1:{p}; keepalive 256; keepalive_requests {KEEPALIVE_REQUESTS}; }}\n"
+        )),
+        static_location = static_port.map_or_else(String::new, |p| location(
+            "/static/",
+            "https://static_up/",
+            &p.to_string(),
+            upstream.token(),
+            ca
+        )),
+    )
+}
+
+/// What both configs begin with, up to the `http` block's own settings: `workers`
+/// processes in the foreground, files in the prefix, room for many connections.
+fn preamble(workers: usize) -> String {
+    format!(
         r#"worker_processes {workers};
 daemon off;
 pid nginx.pid;
@@ -91,19 +120,20 @@ error_log error.log warn;
 worker_rlimit_nofile 40000;
 events {{ worker_connections 16384; }}
 http {{
-    access_log access.log;
     client_body_temp_path tmp/body;
     proxy_temp_path tmp/proxy;
     fastcgi_temp_path tmp/fastcgi;
     uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; keepalive_requests {KEEPALIVE_REQUESTS}; }}
-{static_upstream}    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        client_max_body_size 1024m;
-        keepalive_requests {KEEPALIVE_REQUESTS};
-{static_location}        location / {{
-            proxy_pass https://up;
+    scgi_temp_path tmp/scgi;"#
+    )
+}
+
+/// A `location` block passing `path` to `pass` ("nginx with a header"): HTTP/1.1 kept alive,
+/// the bearer added, nothing buffered, the upstream's certificate checked against `ca`.
+fn location(path: &str, pass: &str, up_port: &str, token: &str, ca: &Path) -> String {
+    format!(
+        r#"        location {path} {{
+            proxy_pass {pass};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host localhost:{up_port};
@@ -117,33 +147,8 @@ http {{
             proxy_ssl_trusted_certificate {ca};
             proxy_ssl_session_reuse on;
         }}
-    }}
-}}
 "#,
-        token = upstream.token(),
         ca = ca.display(),
-        static_upstream = static_port.map_or_else(String::new, |p| format!(
-            "    upstream static_up {{ server 127.0.0.1:{p}; keepalive 256; keepalive_requests {KEEPALIVE_REQUESTS}; }}\n"
-        )),
-        static_location = static_port.map_or_else(String::new, |p| format!(
-            r#"        location /static/ {{
-            proxy_pass https://static_up/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host localhost:{p};
-            proxy_set_header Authorization "Bearer {token}";
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_ssl_server_name on;
-            proxy_ssl_name localhost;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {ca};
-            proxy_ssl_session_reuse on;
-        }}
-"#,
-            token = upstream.token(),
-            ca = ca.display(),
-        )),
     )
 }
 
@@ -158,20 +163,9 @@ const KEEPALIVE_REQUESTS: u32 = 1_000_000;
 /// (else 401), and nothing else; its access log holds each request's protocol.
 fn static_config(port: u16, cert: &Path, key: &Path, token: &str, answer: &str) -> String {
     format!(
-        r#"worker_processes {workers};
-daemon off;
-pid nginx.pid;
-error_log error.log warn;
-worker_rlimit_nofile 40000;
-events {{ worker_connections 16384; }}
-http {{
+        r#"{preamble}
     log_format proto $server_protocol;
     access_log access.log proto;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
     server {{
         listen 127.0.0.1:{port} ssl http2 backlog=4096;
         ssl_certificate {cert};
@@ -186,7 +180,7 @@ http {{
     }}
 }}
 "#,
-        workers = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        preamble = preamble(std::thread::available_parallelism().map_or(1, |n| n.get())),
         cert = cert.display(),
         key = key.display(),
     )
