@@ -19,6 +19,7 @@
 //! - [`wait`]: bounded polling for conditions that send no event.
 //! - [`prereq`]: tests that need an outside tool fail (or, when asked, skip) without it.
 //! - [`procs`]: which processes are still alive (leak checks), from `/proc`.
+//! - [`refusing`]: a bare HTTP/2 upstream that refuses chosen streams unprocessed.
 //! - [`bench`]: the `mcpproxy-bench` program (mcpproxyd against direct access, one run).
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod oauth;
 pub mod oauth_world;
 pub mod prereq;
 pub mod procs;
+pub mod refusing;
 pub mod sse;
 pub mod tls;
 pub mod upstream;

@@ -4,7 +4,8 @@
 //! HTTP/1.1 upstream go on kept-alive connections; bodies larger than the HTTP/2 windows; a
 //! request whose client leaves before the answer is not reset before the upstream answered it
 //! (or a short window passed), so a crowd of clients leaving together does not look like a
-//! rapid-reset attack to the upstream, which would close the connection under every request.
+//! rapid-reset attack to the upstream, which would close the connection under every request;
+//! a stream the upstream refused unprocessed is sent again when its body can be.
 
 use std::time::{Duration, Instant};
 
@@ -274,4 +275,70 @@ async fn a_request_its_client_left_is_reset_when_the_upstream_does_not_answer_so
         .await
         .unwrap();
     d.expect_ok("/raw/reflect").await;
+}
+
+/// A daemon in front of a [`refusing`](mcpproxy_tests::refusing) upstream.
+async fn refusing_daemon(up: &mcpproxy_tests::refusing::RefusingUpstream) -> (Setup, TestDaemon) {
+    let setup = Setup::new().unwrap();
+    mcpproxy_tests::daemon::write_private(&setup.path("token"), "refusing-token\n").unwrap();
+    std::fs::write(setup.path("ca.pem"), up.ca.ca_pem()).unwrap();
+    let config = format!(
+        "[auth.test]\nkind = \"static\"\ntoken_file = {:?}\n\n[[upstream]]\nname = \"test\"\n\
+         url = \"https://{}\"\nauth = \"test\"\nca_file = {:?}\n",
+        setup.path("token"),
+        up.addr,
+        setup.path("ca.pem")
+    );
+    let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
+        .await
+        .unwrap();
+    (setup, d)
+}
+
+#[tokio::test]
+async fn a_stream_the_upstream_refused_unprocessed_is_sent_again() {
+    let up = mcpproxy_tests::refusing::start(1).await.unwrap();
+    let (_s, d) = refusing_daemon(&up).await;
+    let r = proxy_client()
+        .post(d.url("/mcp"))
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), r#"{"answered":2}"#);
+    assert_eq!((up.seen(), up.refused()), (2, 1));
+}
+
+#[tokio::test]
+async fn a_refused_stream_whose_body_streamed_through_is_not_sent_again() {
+    let up = mcpproxy_tests::refusing::start(1).await.unwrap();
+    let (_s, d) = refusing_daemon(&up).await;
+    // No length: the daemon streams the body through and keeps no copy to send again.
+    let chunks = futures_util::stream::iter(
+        [
+            &b"{\"jsonrpc\":\"2.0\","[..],
+            b"\"id\":1,\"method\":\"ping\"}",
+        ]
+        .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from_static(c))),
+    );
+    let r = proxy_client()
+        .post(d.url("/mcp"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!((up.seen(), up.refused()), (1, 1));
+    // The connection goes on serving.
+    let r = proxy_client()
+        .post(d.url("/mcp"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!((up.seen(), up.refused()), (2, 1));
 }

@@ -279,10 +279,22 @@ pub async fn send(
     let sent = match forwarder {
         Forwarder::Pool(pool) => {
             let request = pooled_request(parts, out_headers, out);
-            tokio::time::timeout(
-                limits.response_header_timeout,
-                send_pooled(pool, target, request),
-            )
+            tokio::time::timeout(limits.response_header_timeout, async {
+                match send_pooled(pool, target, request).await {
+                    Err(Failure::Refused(e)) => match body.kept() {
+                        // Not processed (the upstream said so): a kept body goes once more.
+                        Some(kept) => {
+                            tracing::debug!(upstream = %upstream.name, error = %e, "the upstream refused the stream unprocessed; sending it again");
+                            let again = headers::request_headers(&parts.headers, token.expose_secret())
+                                .map_err(|_| e)?;
+                            let request = pooled_request(parts, again, UpBody::full(kept));
+                            send_pooled(pool, target, request).await.map_err(Failure::into_message)
+                        }
+                        None => Err(e),
+                    },
+                    other => other.map_err(Failure::into_message),
+                }
+            })
             .await
         }
         Forwarder::Proxied(client) => {
@@ -334,19 +346,34 @@ fn pooled_request(parts: &Parts, headers: http::HeaderMap, body: UpBody) -> Requ
     request
 }
 
+/// Why a pooled send got no answer, as the error chain to log.
+enum Failure {
+    /// The upstream refused the stream unprocessed: the request may go again.
+    Refused(String),
+    Other(String),
+}
+
+impl Failure {
+    fn into_message(self) -> String {
+        match self {
+            Failure::Refused(m) | Failure::Other(m) => m,
+        }
+    }
+}
+
 /// Sends on a pooled connection; once more on a fresh one when a pooled connection closed
 /// before the request went out (an upstream may close idle connections at any time).
 async fn send_pooled(
     pool: &Pool,
     target: &PathAndQuery,
     mut request: Request<UpBody>,
-) -> Result<Response<UpstreamBody>, String> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let mut fresh_only = false;
     loop {
         let conn = pool
             .checkout(fresh_only)
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| Failure::Other(error_chain(&e)))?;
         let (sent, lease) = match conn {
             Conn::H1(mut sender, mut lease) => {
                 aim(pool, &mut request, target, false);
@@ -365,8 +392,13 @@ async fn send_pooled(
                         request = *unsent;
                         continue;
                     }
+                    Err(upstream_h2::SendError::Refused(e)) => {
+                        return Err(Failure::Refused(error_chain(&e)))
+                    }
                     Err(upstream_h2::SendError::Unsent(e, _))
-                    | Err(upstream_h2::SendError::Failed(e)) => return Err(error_chain(&e)),
+                    | Err(upstream_h2::SendError::Failed(e)) => {
+                        return Err(Failure::Other(error_chain(&e)))
+                    }
                 }
             }
         };
@@ -377,7 +409,7 @@ async fn send_pooled(
                     fresh_only = true;
                     request = unsent;
                 }
-                _ => return Err(error_chain(&e.into_error())),
+                _ => return Err(Failure::Other(error_chain(&e.into_error()))),
             },
         }
     }

@@ -66,7 +66,19 @@ pub enum SendError {
     /// The connection could take no new stream (it failed or is going away): nothing was
     /// sent, and the request is handed back to be sent on another connection.
     Unsent(h2::Error, Box<Request<UpBody>>),
+    /// The upstream refused the stream without processing it: reset with `REFUSED_STREAM`,
+    /// or above the last stream id of its `GOAWAY` (RFC 9113 sections 8.7 and 6.8): safe to
+    /// send again, if the body can be.
+    Refused(h2::Error),
     Failed(h2::Error),
+}
+
+/// Whether the upstream said it did not process the stream. h2 gives a stream a remote
+/// `GOAWAY` error only when its id is above the frame's last stream id; the streams at or
+/// below it go on, and end with their own answer or error.
+fn refused(e: &h2::Error) -> bool {
+    e.is_remote()
+        && ((e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)) || e.is_go_away())
 }
 
 impl From<h2::Error> for SendError {
@@ -183,7 +195,13 @@ impl Sender {
             keep: Some(keep),
             sent,
         };
-        let (response, keep) = answer.await?;
+        let (response, keep) = answer.await.map_err(|e| {
+            if refused(&e) {
+                SendError::Refused(e)
+            } else {
+                SendError::Failed(e)
+            }
+        })?;
         let length = crate::proxy::forward::content_length(response.headers());
         Ok((response.map(|recv| RecvBody { recv, length }), keep))
     }
