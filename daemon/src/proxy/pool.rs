@@ -180,14 +180,16 @@ impl Pool {
         }
         let seen = self.0.attempts.load(Ordering::Acquire);
         let _one = self.slot().opening.lock().await;
-        if !fresh_only {
+        let opened_meanwhile = self.0.attempts.load(Ordering::Acquire) != seen;
+        // A retry takes a connection opened while it waited: when a connection goes away with
+        // many requests on it, they share the one that replaces it instead of each opening
+        // its own, one after the other (the connection that failed is retired, not offered).
+        if !fresh_only || opened_meanwhile {
             if let Some(c) = self.shared_h2() {
                 return Ok(c);
             }
         }
-        if self.0.attempts.load(Ordering::Acquire) != seen
-            && self.0.last_failed.load(Ordering::Acquire)
-        {
+        if opened_meanwhile && self.0.last_failed.load(Ordering::Acquire) {
             return Err(DialError::Connect(std::io::Error::other(
                 "the connection opened just before failed",
             )));

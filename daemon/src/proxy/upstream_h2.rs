@@ -149,8 +149,14 @@ where
 }
 
 impl Sender {
+    /// Whether the connection takes no new stream: it ended, or the peer is going away.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Offers the connection for no new stream (its streams in flight go on).
+    fn retire(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Sends one request (its URI absolute) and waits for the response head. A kept body is
@@ -168,6 +174,7 @@ impl Sender {
     {
         let mut send = self.send.clone();
         if let Err(e) = poll_fn(|cx| send.poll_ready(cx)).await {
+            self.retire();
             return Err(SendError::Unsent(e, Box::new(request)));
         }
         let (mut head, body) = request.into_parts();
@@ -196,6 +203,9 @@ impl Sender {
             sent,
         };
         let (response, keep) = answer.await.map_err(|e| {
+            if e.is_go_away() {
+                self.retire();
+            }
             if refused(&e) {
                 SendError::Refused(e)
             } else {
