@@ -81,12 +81,6 @@ fn refused(e: &h2::Error) -> bool {
         && ((e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)) || e.is_go_away())
 }
 
-impl From<h2::Error> for SendError {
-    fn from(e: h2::Error) -> SendError {
-        SendError::Failed(e)
-    }
-}
-
 /// The HTTP/2 handshake on an open (TLS) connection; the connection is driven by a task of its
 /// own until the peer or the daemon closes it.
 pub async fn handshake<T>(io: T) -> Result<Sender, h2::Error>
@@ -159,6 +153,19 @@ impl Sender {
         self.closed.store(true, Ordering::Release);
     }
 
+    /// What an h2 error of a sent (or being sent) stream means: after a `GOAWAY` the
+    /// connection is retired; a stream the upstream refused unprocessed may go again.
+    fn failure(&self, e: h2::Error) -> SendError {
+        if e.is_go_away() {
+            self.retire();
+        }
+        if refused(&e) {
+            SendError::Refused(e)
+        } else {
+            SendError::Failed(e)
+        }
+    }
+
     /// Sends one request (its URI absolute) and waits for the response head. A kept body is
     /// queued with the headers (h2 sends it as the peer's window allows); a streamed one is
     /// piped by a task of its own, so the answer can arrive before the body has all gone.
@@ -187,11 +194,15 @@ impl Sender {
         }
         let end = body.is_end_stream();
         let sent = Instant::now();
-        let (response, mut stream) = send.send_request(Request::from_parts(head, ()), end)?;
+        let (response, mut stream) = send
+            .send_request(Request::from_parts(head, ()), end)
+            .map_err(|e| self.failure(e))?;
         if !end {
             match body {
-                UpBody::Full(Some(b)) => stream.send_data(b, true)?,
-                UpBody::Full(None) => stream.send_data(Bytes::new(), true)?,
+                UpBody::Full(Some(b)) => stream.send_data(b, true).map_err(|e| self.failure(e))?,
+                UpBody::Full(None) => stream
+                    .send_data(Bytes::new(), true)
+                    .map_err(|e| self.failure(e))?,
                 streamed @ UpBody::Streamed(_) => {
                     tokio::spawn(pipe(streamed, stream));
                 }
@@ -202,16 +213,7 @@ impl Sender {
             keep: Some(keep),
             sent,
         };
-        let (response, keep) = answer.await.map_err(|e| {
-            if e.is_go_away() {
-                self.retire();
-            }
-            if refused(&e) {
-                SendError::Refused(e)
-            } else {
-                SendError::Failed(e)
-            }
-        })?;
+        let (response, keep) = answer.await.map_err(|e| self.failure(e))?;
         let length = crate::proxy::forward::content_length(response.headers());
         Ok((response.map(|recv| RecvBody { recv, length }), keep))
     }
