@@ -270,6 +270,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(nginx) = &mut env.nginx {
         nginx.stop().await;
     }
+    if let Some(nginx) = &mut env.static_up {
+        nginx.stop().await;
+    }
     Ok(())
 }
 

@@ -312,6 +312,9 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Not stopped with [`stop`](Nginx::stop) (an error path): SIGTERM, then up to 3 s for the
+    /// master to stop its workers before the child's kill-on-drop SIGKILLs it (a master killed
+    /// first leaves its workers running).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             if let Some(pid) = self.child.id() {
@@ -319,6 +322,10 @@ impl Drop for Nginx {
                     .arg("-TERM")
                     .arg(pid.to_string())
                     .status();
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
     }
