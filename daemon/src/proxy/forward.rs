@@ -279,23 +279,16 @@ pub async fn send(
     let sent = match forwarder {
         Forwarder::Pool(pool) => {
             let request = pooled_request(parts, out_headers, out);
-            tokio::time::timeout(limits.response_header_timeout, async {
+            let sent = async {
                 match send_pooled(pool, target, request).await {
-                    Err(Failure::Refused(e)) => match body.kept() {
-                        // Not processed (the upstream said so): a kept body goes once more.
-                        Some(kept) => {
-                            tracing::debug!(upstream = %upstream.name, error = %e, "the upstream refused the stream unprocessed; sending it again");
-                            let again = headers::request_headers(&parts.headers, token.expose_secret())
-                                .map_err(|_| e)?;
-                            let request = pooled_request(parts, again, UpBody::full(kept));
-                            send_pooled(pool, target, request).await.map_err(Failure::into_message)
-                        }
-                        None => Err(e),
-                    },
+                    Err(Failure::Refused(e)) => {
+                        let kept = body.kept();
+                        send_refused_again(pool, upstream, parts, target, token, kept, e).await
+                    }
                     other => other.map_err(Failure::into_message),
                 }
-            })
-            .await
+            };
+            tokio::time::timeout(limits.response_header_timeout, sent).await
         }
         Forwarder::Proxied(client) => {
             let url = proxied_url(upstream, target);
@@ -344,6 +337,30 @@ fn pooled_request(parts: &Parts, headers: http::HeaderMap, body: UpBody) -> Requ
         // What reqwest sent when the client named no `Accept`.
         .or_insert(HeaderValue::from_static("*/*"));
     request
+}
+
+/// A request the upstream refused unprocessed goes once more if its body was `kept` (a
+/// streamed one cannot); else the refusal `e` stands.
+async fn send_refused_again(
+    pool: &Pool,
+    upstream: &Upstream,
+    parts: &Parts,
+    target: &PathAndQuery,
+    token: &SecretString,
+    kept: Option<Bytes>,
+    e: String,
+) -> Result<Response<UpstreamBody>, String> {
+    let Some(kept) = kept else { return Err(e) };
+    tracing::debug!(
+        upstream = %upstream.name,
+        error = %e,
+        "the upstream refused the stream unprocessed; sending it again"
+    );
+    let headers = headers::request_headers(&parts.headers, token.expose_secret()).map_err(|_| e)?;
+    let request = pooled_request(parts, headers, UpBody::full(kept));
+    send_pooled(pool, target, request)
+        .await
+        .map_err(Failure::into_message)
 }
 
 /// Why a pooled send got no answer, as the error chain to log.
