@@ -162,7 +162,14 @@ const KEEPALIVE_REQUESTS: u32 = 1_000_000;
 /// The issue's own yardstick upstream: nginx serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with
 /// the test CA's leaf, answering `POST /raw/rpc` with `answer` when the bearer is `token`
 /// (else 401), and nothing else; its access log holds each request's protocol.
-fn static_config(port: u16, cert: &Path, key: &Path, token: &str, answer: &str) -> String {
+fn static_config(
+    port: u16,
+    workers: usize,
+    cert: &Path,
+    key: &Path,
+    token: &str,
+    answer: &str,
+) -> String {
     format!(
         r#"{preamble}
     log_format proto $server_protocol;
@@ -180,10 +187,25 @@ fn static_config(port: u16, cert: &Path, key: &Path, token: &str, answer: &str) 
     }}
 }}
 "#,
-        preamble = preamble(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        preamble = preamble(workers),
         cert = cert.display(),
         key = key.display(),
     )
+}
+
+/// One worker process per core.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The nginx binary (installed if missing and allowed) and `prefix`, created with its `tmp`.
+async fn prepare(prefix: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let bin = match find_nginx() {
+        Some(bin) => bin,
+        None => install().await?,
+    };
+    std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
+    Ok((bin, prefix.to_path_buf()))
 }
 
 impl Nginx {
@@ -194,31 +216,20 @@ impl Nginx {
         dir: &Path,
         static_port: Option<u16>,
     ) -> Result<Nginx, String> {
-        let bin = match find_nginx() {
-            Some(bin) => bin,
-            None => install().await?,
-        };
         let ca_pem = upstream.ca_pem().ok_or("the upstream has no CA")?;
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
+        let (bin, prefix) = prepare(&dir.join("nginx")).await?;
         let ca = prefix.join("ca.pem");
         std::fs::write(&ca, ca_pem).map_err(|e| e.to_string())?;
         let port = free_port().map_err(|e| e.to_string())?;
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let conf = config(port, upstream, &ca, workers, static_port);
+        let conf = config(port, upstream, &ca, workers(), static_port);
         Nginx::spawn(&bin, &prefix, &conf, port).await
     }
 
     /// Starts the static upstream (see [`static_config`]) in `dir`, with `upstream`'s TLS leaf
     /// and token; `Err` is the reason it does not run.
     pub(super) async fn start_static(upstream: &TestUpstream, dir: &Path) -> Result<Nginx, String> {
-        let bin = match find_nginx() {
-            Some(bin) => bin,
-            None => install().await?,
-        };
         let ca = upstream.ca.as_ref().ok_or("the upstream has no CA")?;
-        let prefix = dir.join("nginx-static");
-        std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
+        let (bin, prefix) = prepare(&dir.join("nginx-static")).await?;
         let (cert, key) = (prefix.join("leaf.pem"), prefix.join("leaf.key"));
         ca.write_server_pem(&cert, &key)
             .map_err(|e| e.to_string())?;
@@ -228,7 +239,7 @@ impl Nginx {
             return Err("the answer cannot be quoted for nginx".into());
         }
         let port = free_port().map_err(|e| e.to_string())?;
-        let conf = static_config(port, &cert, &key, upstream.token(), answer);
+        let conf = static_config(port, workers(), &cert, &key, upstream.token(), answer);
         Nginx::spawn(&bin, &prefix, &conf, port).await
     }
 
