@@ -248,7 +248,7 @@ impl<K: Send + Unpin + 'static> Drop for Answer<K> {
     }
 }
 
-/// Counts a settling stream while it lives.
+/// Counts a settling stream while it lives (made right after the count is raised).
 struct Settling;
 
 impl Drop for Settling {
@@ -271,11 +271,11 @@ fn settle<K: Send + 'static>(
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    if SETTLING.fetch_add(1, Ordering::AcqRel) >= MAX_SETTLING {
-        SETTLING.fetch_sub(1, Ordering::AcqRel);
+    let settling = SETTLING.fetch_add(1, Ordering::AcqRel);
+    let counted = Settling;
+    if settling >= MAX_SETTLING {
         return;
     }
-    let counted = Settling;
     tracing::debug!("keeping a left request's stream until its answer has been read");
     runtime.spawn(async move {
         let _counted = counted;
