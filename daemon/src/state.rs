@@ -149,11 +149,10 @@ fn forwarder(
     }
     let target = Target::new(&u.url).map_err(|e| ClientError::Build(e.to_string()))?;
     let tls = http_client::tls_config(opts.ca_file.as_deref(), opts.http1_only)?;
-    Ok(Forwarder::Pool(Pool::new(Dialer::new(
-        target,
-        tls,
-        opts.connect_timeout,
-    ))))
+    Ok(Forwarder::Pool(Pool::new(
+        Dialer::new(target, tls, opts.connect_timeout),
+        &u.name,
+    )))
 }
 
 /// Request counters, kept across reloads.

@@ -27,6 +27,7 @@ mod accept;
 pub mod admin;
 pub mod aliyun_fake;
 pub mod bench;
+pub mod capped;
 pub mod conformance;
 pub mod daemon;
 pub mod mcp_client;

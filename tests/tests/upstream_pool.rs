@@ -5,7 +5,8 @@
 //! request whose client leaves before the answer is not reset before the upstream answered it
 //! (or a short window passed), so a crowd of clients leaving together does not look like a
 //! rapid-reset attack to the upstream, which would close the connection under every request;
-//! a stream the upstream refused unprocessed is sent again when its body can be.
+//! a stream the upstream refused unprocessed is sent again when its body can be; an upstream
+//! that ends each connection after a fixed number of streams is left before it refuses any.
 
 use std::time::{Duration, Instant};
 
@@ -279,14 +280,24 @@ async fn a_request_its_client_left_is_reset_when_the_upstream_does_not_answer_so
 
 /// A daemon in front of a [`refusing`](mcpproxy_tests::refusing) upstream.
 async fn refusing_daemon(up: &mcpproxy_tests::refusing::RefusingUpstream) -> (Setup, TestDaemon) {
+    bare_h2_daemon(up.addr, &up.ca, "").await
+}
+
+/// A daemon in front of a bare HTTP/2 upstream at `addr`, its certificate from `ca`; `extra`
+/// goes at the end of the config.
+async fn bare_h2_daemon(
+    addr: std::net::SocketAddr,
+    ca: &mcpproxy_tests::tls::TestCa,
+    extra: &str,
+) -> (Setup, TestDaemon) {
     let setup = Setup::new().unwrap();
     mcpproxy_tests::daemon::write_private(&setup.path("token"), "refusing-token\n").unwrap();
-    std::fs::write(setup.path("ca.pem"), up.ca.ca_pem()).unwrap();
+    std::fs::write(setup.path("ca.pem"), ca.ca_pem()).unwrap();
     let config = format!(
         "[auth.test]\nkind = \"static\"\ntoken_file = {:?}\n\n[[upstream]]\nname = \"test\"\n\
-         url = \"https://{}\"\nauth = \"test\"\nca_file = {:?}\n",
+         url = \"https://{}\"\nauth = \"test\"\nca_file = {:?}\n\n{extra}",
         setup.path("token"),
-        up.addr,
+        addr,
         setup.path("ca.pem")
     );
     let d = TestDaemon::start(&setup.write_config(&config).unwrap(), &[])
@@ -341,4 +352,62 @@ async fn a_refused_stream_whose_body_streamed_through_is_not_sent_again() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!((up.seen(), up.refused()), (2, 1));
+}
+
+/// `n` JSON-RPC calls at once; each must be answered.
+async fn calls_at_once(d: &TestDaemon, n: usize) {
+    let client = proxy_client();
+    let calls = (0..n).map(|i| {
+        client
+            .post(d.url("/mcp"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#))
+            .send()
+    });
+    for r in futures_util::future::join_all(calls).await {
+        let r = r.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{body}\n{}", d.logs());
+    }
+}
+
+const LEARNT: &str = "the upstream ends its HTTP/2 connections after a fixed number of streams";
+
+#[tokio::test]
+async fn an_upstream_that_ends_connections_after_a_fixed_count_is_left_before_it_refuses() {
+    // As nginx at `keepalive_requests`: a GOAWAY at a connection's 5th stream, refusing the
+    // streams already sent past it (those calls go again, and are answered). Fewer calls at
+    // once than that, so a call sent again always finds room on the next connection.
+    let up = mcpproxy_tests::capped::start(5).await.unwrap();
+    let (_s, d) = bare_h2_daemon(up.addr, &up.ca, "[limits]\nworkers = 1\n").await;
+    let mut rounds = 0;
+    while !d.logs().contains(LEARNT) {
+        rounds += 1;
+        assert!(
+            rounds <= 100,
+            "no budget learnt; {} streams refused",
+            up.refused()
+        );
+        calls_at_once(&d, 4).await;
+    }
+    assert!(d.logs().contains("upstream=test streams=5"), "{}", d.logs());
+    // Now every connection is left at its 5th stream: none is refused any more.
+    let (refused, answered, connections) = (up.refused(), up.answered(), up.connections());
+    for _ in 0..10 {
+        calls_at_once(&d, 4).await;
+    }
+    assert_eq!(
+        up.refused(),
+        refused,
+        "streams refused once the budget was known"
+    );
+    assert_eq!(up.answered(), answered + 40);
+    // Each connection took its 5 streams (the next one opened ahead, at the 4th, is
+    // one more at most).
+    assert!(
+        up.connections() - connections <= 40 / 5 + 1,
+        "{} connections",
+        up.connections() - connections
+    );
 }

@@ -4,6 +4,14 @@
 //! connection would queue every stream past its limit inside h2, the client hanging).
 //! HTTP/1.1 connections are kept alive, one request at a time, up to [`MAX_IDLE_H1`] idle.
 //! Each proxy worker thread has its own connections (see `proxy::workers`).
+//!
+//! Some upstreams end every HTTP/2 connection after a fixed number of streams (nginx's
+//! `keepalive_requests`, 1,000 by default): their `GOAWAY` refuses the streams already on their
+//! way past it, and those requests go once more on another connection, a round trip late. When
+//! two connections in a row went away after the same number of streams, the pool takes that as
+//! the upstream's budget ([`StreamBudget`]): it sends no connection more streams than that,
+//! and opens the next connection when three quarters of the budget are used, so the requests
+//! move over without a refusal and without waiting for a handshake.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,11 +41,58 @@ struct H2Conn {
     /// With the peer's current stream limit.
     sender: upstream_h2::Sender,
     in_flight: AtomicUsize,
+    /// Streams sent on it so far.
+    taken: AtomicUsize,
     /// When the last stream ended (ms since the pool's epoch), for the idle timeout.
     idle_since: AtomicU64,
+    budget: Arc<StreamBudget>,
+}
+
+/// What a connection's stream slot means for the connection's budget.
+#[derive(PartialEq, Eq)]
+enum Budgeted {
+    /// Room left, or no budget known.
+    Room,
+    /// This stream used three quarters of the budget: time to open the next connection.
+    OpenNext,
 }
 
 impl H2Conn {
+    fn new(
+        sender: upstream_h2::Sender,
+        in_flight: usize,
+        now_ms: u64,
+        budget: &Arc<StreamBudget>,
+    ) -> H2Conn {
+        H2Conn {
+            sender,
+            in_flight: AtomicUsize::new(in_flight),
+            taken: AtomicUsize::new(in_flight),
+            idle_since: AtomicU64::new(now_ms),
+            budget: budget.clone(),
+        }
+    }
+
+    /// Counts one more stream against the upstream's budget (`None`: over it, the slot is not
+    /// taken); the stream that reaches the budget retires the connection.
+    fn count(&self, taken: usize) -> Option<Budgeted> {
+        let budget = self.budget.per_connection.load(Ordering::Relaxed);
+        if budget == 0 {
+            return Some(Budgeted::Room);
+        }
+        if taken >= budget {
+            self.sender.retire();
+        }
+        if taken > budget {
+            return None;
+        }
+        Some(if taken == budget - budget / 4 {
+            Budgeted::OpenNext
+        } else {
+            Budgeted::Room
+        })
+    }
+
     fn limit(&self) -> usize {
         match self.sender.limit.load(Ordering::Relaxed) {
             0 => 1,
@@ -46,14 +101,65 @@ impl H2Conn {
         }
     }
 
-    /// Takes one stream slot if there is room.
-    fn reserve(&self) -> bool {
+    /// Takes one stream slot if there is room, under the peer's limit of streams at once and
+    /// under the upstream's budget of streams per connection.
+    fn reserve(&self) -> Option<Budgeted> {
         let limit = self.limit();
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
-            .is_ok()
+            .ok()?;
+        let counted = self.count(self.taken.fetch_add(1, Ordering::AcqRel) + 1);
+        if counted.is_none() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        counted
+    }
+}
+
+impl Drop for H2Conn {
+    /// The connection is done with (no stream and no pool holds it): what it was taken for
+    /// before a `GOAWAY`, if one refused streams, is what the budget learns from.
+    fn drop(&mut self) {
+        if let Some(taken) = self.sender.taken_before_go_away() {
+            self.budget.observe(taken);
+        }
+    }
+}
+
+/// The streams per HTTP/2 connection the upstream takes before it goes away, learnt from its
+/// `GOAWAY`s; one pool's, shared by its threads.
+#[derive(Default)]
+pub struct StreamBudget {
+    /// The upstream's name, for the log.
+    upstream: Box<str>,
+    /// The budget (0: none known).
+    per_connection: AtomicUsize,
+    /// What the last connection to go away with refused streams had taken.
+    last_seen: AtomicUsize,
+}
+
+impl StreamBudget {
+    /// A connection's `GOAWAY` refused every stream past its first `taken`. The same count
+    /// twice in a row is the upstream's budget; one count alone (a restart, a shutdown) is not.
+    fn observe(&self, taken: usize) {
+        if taken == 0 || self.last_seen.swap(taken, Ordering::AcqRel) != taken {
+            return;
+        }
+        if self.per_connection.swap(taken, Ordering::AcqRel) != taken {
+            tracing::info!(
+                upstream = %self.upstream,
+                streams = taken,
+                "the upstream ends its HTTP/2 connections after a fixed number of streams; \
+                 the next connection now opens before then"
+            );
+        }
+    }
+
+    /// The budget learnt (0: none).
+    fn per_connection(&self) -> usize {
+        self.per_connection.load(Ordering::Relaxed)
     }
 }
 
@@ -76,6 +182,7 @@ struct Inner {
     /// share its failure instead of each waiting out a connect timeout in turn.
     attempts: AtomicU64,
     last_failed: std::sync::atomic::AtomicBool,
+    budget: Arc<StreamBudget>,
 }
 
 /// The connections of one thread.
@@ -117,8 +224,8 @@ enum LeaseKind {
 impl Pool {
     /// A pool; inside a runtime, also the task that closes its idle connections (it ends with
     /// the pool).
-    pub fn new(dialer: Dialer) -> Pool {
-        let pool = Pool::unswept(dialer);
+    pub fn new(dialer: Dialer, upstream: &str) -> Pool {
+        let pool = Pool::unswept(dialer, upstream);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let weak = Arc::downgrade(&pool.0);
             runtime.spawn(async move {
@@ -134,7 +241,7 @@ impl Pool {
         pool
     }
 
-    fn unswept(dialer: Dialer) -> Pool {
+    fn unswept(dialer: Dialer, upstream: &str) -> Pool {
         Pool(Arc::new(Inner {
             dialer,
             epoch: Instant::now(),
@@ -145,6 +252,10 @@ impl Pool {
             proto: Mutex::new(Proto::Unknown),
             attempts: AtomicU64::new(0),
             last_failed: Default::default(),
+            budget: Arc::new(StreamBudget {
+                upstream: upstream.into(),
+                ..StreamBudget::default()
+            }),
         }))
     }
 
@@ -210,11 +321,15 @@ impl Pool {
             }
             Fresh::H2(sender) => {
                 *lock(&self.0.proto) = Proto::H2;
-                let conn = Arc::new(H2Conn {
-                    sender: sender.clone(),
-                    in_flight: AtomicUsize::new(1),
-                    idle_since: AtomicU64::new(self.now_ms()),
-                });
+                let conn = Arc::new(H2Conn::new(
+                    sender.clone(),
+                    1,
+                    self.now_ms(),
+                    &self.0.budget,
+                ));
+                if conn.count(1) == Some(Budgeted::OpenNext) {
+                    self.open_next();
+                }
                 lock(&self.slot().h2).push(conn.clone());
                 self.h2_conn(sender, conn)
             }
@@ -247,10 +362,44 @@ impl Pool {
         let now = self.now_ms();
         let mut conns = lock(&self.slot().h2);
         prune(&mut conns, now);
-        let conn = conns.iter().find(|c| c.reserve())?;
+        let (conn, budgeted) = conns.iter().find_map(|c| Some((c, c.reserve()?)))?;
         let conn = conn.clone();
         drop(conns);
+        if budgeted == Budgeted::OpenNext {
+            self.open_next();
+        }
         Some(self.h2_conn(conn.sender.clone(), conn))
+    }
+
+    /// Opens the current thread's next HTTP/2 connection, by a task of its own, for the
+    /// streams past the open one's budget; unless one with room to spare is open already.
+    fn open_next(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = self.clone();
+        runtime.spawn(async move {
+            let _one = pool.slot().opening.lock().await;
+            let budget = pool.0.budget.per_connection();
+            let spare = lock(&pool.slot().h2).iter().any(|c| {
+                !c.sender.is_closed() && c.taken.load(Ordering::Acquire) < budget - budget / 4
+            });
+            if spare {
+                return;
+            }
+            match Box::pin(pool.0.dialer.dial()).await {
+                Ok(Fresh::H2(sender)) => {
+                    pool.0.attempts.fetch_add(1, Ordering::AcqRel);
+                    let conn = H2Conn::new(sender, 0, pool.now_ms(), &pool.0.budget);
+                    lock(&pool.slot().h2).push(Arc::new(conn));
+                }
+                // The upstream changed its protocol: the next request's own open learns it.
+                Ok(Fresh::H1(_)) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "opening the next upstream connection failed")
+                }
+            }
+        });
     }
 
     /// Drops every thread's closed connections and idle extra HTTP/2 ones (their sockets
@@ -351,4 +500,31 @@ fn prune(conns: &mut Vec<Arc<H2Conn>>, now_ms: u64) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamBudget;
+
+    #[test]
+    fn a_budget_is_the_same_count_twice_in_a_row() {
+        let budget = StreamBudget::default();
+        budget.observe(7);
+        assert_eq!(budget.per_connection(), 0, "one count alone");
+        budget.observe(9);
+        assert_eq!(budget.per_connection(), 0, "two different counts");
+        budget.observe(9);
+        assert_eq!(budget.per_connection(), 9);
+        budget.observe(3);
+        assert_eq!(
+            budget.per_connection(),
+            9,
+            "one other count does not move it"
+        );
+        budget.observe(3);
+        assert_eq!(budget.per_connection(), 3);
+        budget.observe(0);
+        budget.observe(0);
+        assert_eq!(budget.per_connection(), 3, "nothing taken is no budget");
+    }
 }

@@ -13,7 +13,7 @@
 //! that connection failed with them (`502`, "stream closed because of a broken pipe").
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -59,6 +59,9 @@ pub struct Sender {
     send: h2::client::SendRequest<Bytes>,
     pub limit: Arc<AtomicUsize>,
     closed: Arc<AtomicBool>,
+    /// The lowest id of a stream the peer's `GOAWAY` refused (`u32::MAX`: none), which tells
+    /// how many streams the peer took on this connection before it went away.
+    refused_from: Arc<AtomicU32>,
 }
 
 /// Why a request got no answer.
@@ -101,6 +104,7 @@ where
         send,
         limit: Arc::new(AtomicUsize::new(conn.max_concurrent_send_streams())),
         closed: Arc::new(AtomicBool::new(false)),
+        refused_from: Arc::new(AtomicU32::new(u32::MAX)),
     };
     tokio::spawn(Driven {
         conn,
@@ -149,8 +153,18 @@ impl Sender {
     }
 
     /// Offers the connection for no new stream (its streams in flight go on).
-    fn retire(&self) {
+    pub fn retire(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    /// How many streams the peer took before its `GOAWAY` refused the rest, when it refused
+    /// any: client streams have the odd ids from 1, one after another, so the streams below the
+    /// lowest refused id are the ones it took.
+    pub fn taken_before_go_away(&self) -> Option<usize> {
+        match self.refused_from.load(Ordering::Acquire) {
+            u32::MAX => None,
+            id => Some((id / 2) as usize),
+        }
     }
 
     /// What an h2 error of a sent (or being sent) stream means: after a `GOAWAY` the
@@ -213,7 +227,12 @@ impl Sender {
             keep: Some(keep),
             sent,
         };
-        let (response, keep) = answer.await.map_err(|e| self.failure(e))?;
+        let (response, keep) = answer.await.map_err(|(e, id)| {
+            if refused(&e) && e.is_go_away() {
+                self.refused_from.fetch_min(id, Ordering::AcqRel);
+            }
+            self.failure(e)
+        })?;
         let length = crate::proxy::forward::content_length(response.headers());
         Ok((response.map(|recv| RecvBody { recv, length }), keep))
     }
@@ -227,14 +246,16 @@ struct Answer<K: Send + Unpin + 'static> {
 }
 
 impl<K: Send + Unpin + 'static> std::future::Future for Answer<K> {
-    type Output = Result<(Response<h2::RecvStream>, K), h2::Error>;
+    /// The answer, or why there is none and the stream's id.
+    type Output = Result<(Response<h2::RecvStream>, K), (h2::Error, u32)>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let Some(response) = this.response.as_mut() else {
             return Poll::Pending;
         };
-        let result = ready!(Pin::new(response).poll(cx));
+        let result = ready!(Pin::new(&mut *response).poll(cx))
+            .map_err(|e| (e, u32::from(response.stream_id())));
         this.response = None;
         Poll::Ready(result.map(|r| (r, this.keep.take().expect("an answer is taken once"))))
     }
