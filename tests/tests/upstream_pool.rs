@@ -208,10 +208,15 @@ const SETTLE_EXTRA: &str = "[limits]\nworkers = 1\n\n[log]\nlevel = \"debug\"\n"
 /// Sends `POST /raw/held` through the daemon, waits until the upstream holds it, then drops
 /// the client's connection; returns when the daemon has seen the client leave.
 async fn leave_a_held_request(up: &TestUpstream, d: &TestDaemon) -> Instant {
+    leave_a_held_call(up, d, "{}").await
+}
+
+/// [`leave_a_held_request`] with `body`.
+async fn leave_a_held_call(up: &TestUpstream, d: &TestDaemon, body: &'static str) -> Instant {
     let before = up.requests().len();
     let client = proxy_client();
     let url = d.url("/raw/held");
-    let call = tokio::spawn(async move { client.post(url).body("{}").send().await });
+    let call = tokio::spawn(async move { client.post(url).body(body).send().await });
     up.wait_requests(before + 1).await;
     call.abort();
     let left = Instant::now();
@@ -255,6 +260,45 @@ async fn a_request_its_client_left_is_answered_and_read_not_reset() {
         d.expect_ok("/raw/reflect").await;
     }
     assert_eq!(up.closed_streams(), 0);
+}
+
+#[tokio::test]
+async fn a_tool_call_its_client_left_is_recorded_with_an_unknown_outcome() {
+    let up = upstream::start(UpstreamOptions::default()).await.unwrap();
+    let (_s, d) = static_daemon(&up, SETTLE_EXTRA).await.unwrap();
+    let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"held_tool"}}"#;
+    leave_a_held_call(&up, &d, call).await;
+    // It went to the upstream, which may act on it: its line names the tool, and it has the
+    // record and the count that an answered call gets, with the outcome unknown.
+    let logs = d.logs();
+    let left = logs
+        .lines()
+        .find(|l| l.contains("the client left before the upstream answered"))
+        .unwrap();
+    assert!(left.contains("tool=\"held_tool\""), "{left}");
+    assert!(left.contains("rpc_method=\"tools/call\""), "{left}");
+    let record = d
+        .wait_for_line(|l| l.contains("tool call finished"))
+        .await
+        .unwrap();
+    for field in [
+        "tool=held_tool",
+        "rpc_id=\"7\"",
+        "outcome=\"unknown\"",
+        "upstream=test",
+    ] {
+        assert!(record.contains(field), "{field} in {record}");
+    }
+    let (status, metrics) =
+        mcpproxy_tests::admin::request(&d.admin_socket(), "GET", "/v1/metrics", None)
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"tool="held_tool",outcome="unknown"} 1"#),
+        "{metrics}"
+    );
+    up.release();
 }
 
 #[tokio::test]

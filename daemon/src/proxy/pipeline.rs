@@ -154,18 +154,32 @@ async fn pipeline<'g>(
             tool_policy::Step::Forward(body, policy) => (body, policy),
         };
     let (token, streams) = token_step(shared, upstream).await?;
-    let left = Left {
+    let mut left = Left {
         peer,
         key: trace.key_name(),
         upstream,
         server: trace.server,
         parts,
         started: Instant::now(),
+        metrics: &shared.metrics,
+        policy: &policy,
+        rpc: None,
+        armed: true,
     };
-    let forwarded = forward_step(shared, generation, upstream, parts, body, &token, trace).await;
-    std::mem::forget(left);
+    let forwarded = forward_step(shared, generation, body, &token, trace, &mut left).await;
+    left.armed = false;
+    let scanned = left.rpc.take();
+    drop(left);
     let mut forwarded = forwarded?;
-    let rpc = log_proxied(generation, peer, upstream, parts, trace, &mut forwarded);
+    let rpc = log_proxied(
+        generation,
+        peer,
+        upstream,
+        parts,
+        trace,
+        &mut forwarded,
+        scanned,
+    );
     let response = respond::respond(
         shared,
         generation,
@@ -279,16 +293,17 @@ struct Forwarded {
 }
 
 /// Step 5, forward: the request sent upstream; after an upstream 401, one forced refresh and
-/// one retry when the body was small enough to keep.
+/// one retry when the body was small enough to keep. A kept body's JSON-RPC scan goes to
+/// `left` before the request is sent, for its record if the client leaves meanwhile.
 async fn forward_step(
     shared: &Shared,
     generation: &Generation,
-    upstream: &Upstream,
-    parts: &Parts,
     body: tool_policy::PolicyBody,
     token: &SecretString,
     trace: &Trace<'_>,
+    left: &mut Left<'_>,
 ) -> Result<Forwarded, ProxyError> {
+    let (upstream, parts) = (left.upstream, left.parts);
     let started = Instant::now();
     let limits = &generation.config.limits;
     let target = forward::upstream_target(upstream, parts)?;
@@ -300,6 +315,10 @@ async fn forward_step(
             })?;
     let mut out = body.into_out(parts, limits).await?;
     client_key::check_tool(trace.key.as_ref(), parts, &out)?;
+    let kept = matches!(out, forward::OutBody::Kept(..));
+    if kept && generation.config.log.audit_rpc && parts.method == Method::POST {
+        left.rpc = Some(out.take_rpc_info());
+    }
     let mut response =
         forward::send(forwarder, upstream, parts, &target, token, &mut out, limits).await?;
     if response.status() == StatusCode::UNAUTHORIZED && out.kept().is_some() {
@@ -332,9 +351,10 @@ async fn forward_step(
 }
 
 /// The audit line of a forwarded request whose client left before the upstream's answer
-/// (nginx's 499): hyper drops the pipeline with the connection, so the line is written when
-/// this is dropped mid-forward; forgotten once the forward step has returned. The request has
-/// gone to the upstream, which may act on it; without this line it would leave no trace.
+/// (nginx's 499), and the records of its tool calls (outcome `unknown`): hyper drops the
+/// pipeline with the connection, so they are written when this is dropped mid-forward, and
+/// not once the forward step has returned (`armed` false). The request has gone to the
+/// upstream, which may act on it; without them it would leave no trace.
 struct Left<'a> {
     peer: Peer,
     key: Option<&'a str>,
@@ -342,10 +362,19 @@ struct Left<'a> {
     server: &'a str,
     parts: &'a Parts,
     started: Instant,
+    metrics: &'a crate::control::metrics::Metrics,
+    policy: &'a tool_policy::PolicyContext<'a>,
+    /// The JSON-RPC scan of a kept body, once the forward step made it.
+    rpc: Option<RpcInfo>,
+    armed: bool,
 }
 
 impl Drop for Left<'_> {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let rpc = self.rpc.take().unwrap_or_default();
         tracing::info!(
             client = %self.peer.addr,
             key = self.key,
@@ -355,9 +384,12 @@ impl Drop for Left<'_> {
             method = %self.parts.method,
             path = %self.parts.uri.path(),
             decision = "allowed",
+            rpc_method = rpc.method.as_deref(),
+            tool = rpc.tool.as_deref(),
             latency_ms = self.started.elapsed().as_millis() as u64,
             "the client left before the upstream answered"
         );
+        tool_policy::unanswered(self.metrics, self.policy, self.parts, &rpc);
     }
 }
 
@@ -370,11 +402,14 @@ fn log_proxied(
     parts: &Parts,
     trace: &Trace<'_>,
     forwarded: &mut Forwarded,
+    scanned: Option<RpcInfo>,
 ) -> RpcInfo {
-    let rpc = if generation.config.log.audit_rpc && parts.method == Method::POST {
-        forwarded.body.take_rpc_info()
-    } else {
-        Default::default()
+    let rpc = match scanned {
+        Some(rpc) => rpc,
+        None if generation.config.log.audit_rpc && parts.method == Method::POST => {
+            forwarded.body.take_rpc_info()
+        }
+        None => Default::default(),
     };
     tracing::info!(
         client = %peer.addr,

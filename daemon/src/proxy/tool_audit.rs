@@ -223,28 +223,40 @@ impl Audited {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        for call in &self.calls {
-            let outcome = if call.batched {
-                Outcome::Unknown
-            } else {
-                self.scan.outcome()
-            };
-            let rpc_error = (!call.batched).then(|| self.scan.rpc_error()).flatten();
-            self.metrics
-                .tools
-                .call(&call.upstream, &call.server, &call.tool, outcome);
-            tracing::info!(
-                upstream = %call.upstream,
-                server = %call.server,
-                tool = %call.tool,
-                rpc_id = call.rpc_id.as_deref(),
-                session = call.session.as_deref(),
-                outcome = outcome.label(),
-                rpc_error,
-                tool_is_error = outcome == Outcome::ToolError,
-                "tool call finished"
-            );
-        }
+        record_calls(&self.calls, &self.metrics, &self.scan);
+    }
+}
+
+/// The calls of a request whose client left before the upstream answered: their outcome is
+/// unknown, and they are counted and logged as such (they went to the upstream, which may
+/// have acted on them).
+pub fn record_unanswered(calls: &[CallRecord], metrics: &Metrics) {
+    record_calls(calls, metrics, &OutcomeScan::default());
+}
+
+/// Counts each call under the outcome `scan` saw in its answer and writes its record.
+fn record_calls(calls: &[CallRecord], metrics: &Metrics, scan: &OutcomeScan) {
+    for call in calls {
+        let outcome = if call.batched {
+            Outcome::Unknown
+        } else {
+            scan.outcome()
+        };
+        let rpc_error = (!call.batched).then(|| scan.rpc_error()).flatten();
+        metrics
+            .tools
+            .call(&call.upstream, &call.server, &call.tool, outcome);
+        tracing::info!(
+            upstream = %call.upstream,
+            server = %call.server,
+            tool = %call.tool,
+            rpc_id = call.rpc_id.as_deref(),
+            session = call.session.as_deref(),
+            outcome = outcome.label(),
+            rpc_error,
+            tool_is_error = outcome == Outcome::ToolError,
+            "tool call finished"
+        );
     }
 }
 

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use crate::config::{Limits, Upstream};
+use crate::control::metrics::Metrics;
 use crate::control::tool_metrics::Outcome;
 use crate::proxy::body::{self, FaultCell, ProxyBody, RequestBody};
 use crate::proxy::error::ProxyError;
@@ -353,6 +354,13 @@ pub fn respond(
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.len() >= prefix.len()
         && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// Counts and logs the tool calls of a request whose client left before the upstream
+/// answered (outcome `unknown`), as their answer's end would have.
+pub fn unanswered(metrics: &Metrics, ctx: &PolicyContext<'_>, parts: &Parts, rpc: &RpcInfo) {
+    let calls = records(ctx, parts, rpc);
+    tool_audit::record_unanswered(&calls, metrics);
 }
 
 fn records(ctx: &PolicyContext<'_>, parts: &Parts, rpc: &RpcInfo) -> Vec<CallRecord> {
