@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::bare_h2;
 use crate::tls::TestCa;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -73,36 +73,18 @@ impl Drop for CappedUpstream {
 
 /// Starts it on `127.0.0.1:0`; each connection takes `cap` streams (at least 1).
 pub async fn start(cap: usize) -> anyhow::Result<CappedUpstream> {
-    let ca = TestCa::new();
-    let mut config = (*ca.server_config()).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let (listener, acceptor, ca) = bare_h2::listen().await?;
     let up = CappedUpstream {
         addr: listener.local_addr()?,
         ca,
         stats: Arc::default(),
         stop: CancellationToken::new(),
     };
-    let (stats, stop) = (up.stats.clone(), up.stop.clone());
-    tokio::spawn(async move {
-        loop {
-            let tcp = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => tcp,
-                    Err(_) => continue,
-                },
-                _ = stop.cancelled() => return,
-            };
-            stats.connections.fetch_add(1, Ordering::SeqCst);
-            let (acceptor, stats, stop) = (acceptor.clone(), stats.clone(), stop.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = serve(acceptor, tcp, cap.max(1), &stats) => {}
-                    _ = stop.cancelled() => {}
-                }
-            });
-        }
+    let stats = up.stats.clone();
+    bare_h2::accept_until(listener, up.stop.clone(), move |tcp| {
+        stats.connections.fetch_add(1, Ordering::SeqCst);
+        let (acceptor, stats) = (acceptor.clone(), stats.clone());
+        async move { serve(acceptor, tcp, cap.max(1), &stats).await }
     });
     Ok(up)
 }

@@ -26,6 +26,7 @@
 mod accept;
 pub mod admin;
 pub mod aliyun_fake;
+mod bare_h2;
 pub mod bench;
 pub mod capped;
 pub mod conformance;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::bare_h2;
 use crate::tls::TestCa;
 
 /// The running upstream; stopped when dropped.
@@ -45,11 +45,7 @@ impl Drop for RefusingUpstream {
 
 /// Starts it on `127.0.0.1:0`.
 pub async fn start(refuse: usize) -> anyhow::Result<RefusingUpstream> {
-    let ca = TestCa::new();
-    let mut config = (*ca.server_config()).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let (listener, acceptor, ca) = bare_h2::listen().await?;
     let up = RefusingUpstream {
         addr: listener.local_addr()?,
         ca,
@@ -57,25 +53,9 @@ pub async fn start(refuse: usize) -> anyhow::Result<RefusingUpstream> {
         refused: Arc::default(),
         stop: CancellationToken::new(),
     };
-    let (seen, refused, stop) = (up.seen.clone(), up.refused.clone(), up.stop.clone());
-    tokio::spawn(async move {
-        loop {
-            let tcp = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => tcp,
-                    Err(_) => continue,
-                },
-                _ = stop.cancelled() => return,
-            };
-            let conn = serve(acceptor.clone(), tcp, refuse, seen.clone(), refused.clone());
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = conn => {}
-                    _ = stop.cancelled() => {}
-                }
-            });
-        }
+    let (seen, refused) = (up.seen.clone(), up.refused.clone());
+    bare_h2::accept_until(listener, up.stop.clone(), move |tcp| {
+        serve(acceptor.clone(), tcp, refuse, seen.clone(), refused.clone())
     });
     Ok(up)
 }
