@@ -86,7 +86,7 @@ impl H2Conn {
         if taken > budget {
             return None;
         }
-        Some(if taken == budget - budget / 4 {
+        Some(if taken == open_next_at(budget) {
             Budgeted::OpenNext
         } else {
             Budgeted::Room
@@ -126,6 +126,12 @@ impl Drop for H2Conn {
             self.budget.observe(taken);
         }
     }
+}
+
+/// The stream of a connection, under a budget, at which the next connection is opened: three
+/// quarters of the budget.
+fn open_next_at(budget: usize) -> usize {
+    budget - budget / 4
 }
 
 /// The streams per HTTP/2 connection the upstream takes before it goes away, learnt from its
@@ -321,19 +327,25 @@ impl Pool {
             }
             Fresh::H2(sender) => {
                 *lock(&self.0.proto) = Proto::H2;
-                let conn = Arc::new(H2Conn::new(
-                    sender.clone(),
-                    1,
-                    self.now_ms(),
-                    &self.0.budget,
-                ));
+                let conn = self.add_h2(sender.clone(), 1);
                 if conn.count(1) == Some(Budgeted::OpenNext) {
                     self.open_next();
                 }
-                lock(&self.slot().h2).push(conn.clone());
                 self.h2_conn(sender, conn)
             }
         })
+    }
+
+    /// A new HTTP/2 connection among the current thread's, with `in_flight` streams on it.
+    fn add_h2(&self, sender: upstream_h2::Sender, in_flight: usize) -> Arc<H2Conn> {
+        let conn = Arc::new(H2Conn::new(
+            sender,
+            in_flight,
+            self.now_ms(),
+            &self.0.budget,
+        ));
+        lock(&self.slot().h2).push(conn.clone());
+        conn
     }
 
     fn h1_conn(&self, sender: http1::SendRequest<UpBody>) -> Conn {
@@ -382,7 +394,7 @@ impl Pool {
             let _one = pool.slot().opening.lock().await;
             let budget = pool.0.budget.per_connection();
             let spare = lock(&pool.slot().h2).iter().any(|c| {
-                !c.sender.is_closed() && c.taken.load(Ordering::Acquire) < budget - budget / 4
+                !c.sender.is_closed() && c.taken.load(Ordering::Acquire) < open_next_at(budget)
             });
             if spare {
                 return;
@@ -390,8 +402,7 @@ impl Pool {
             match Box::pin(pool.0.dialer.dial()).await {
                 Ok(Fresh::H2(sender)) => {
                     pool.0.attempts.fetch_add(1, Ordering::AcqRel);
-                    let conn = H2Conn::new(sender, 0, pool.now_ms(), &pool.0.budget);
-                    lock(&pool.slot().h2).push(Arc::new(conn));
+                    pool.add_h2(sender, 0);
                 }
                 // The upstream changed its protocol: the next request's own open learns it.
                 Ok(Fresh::H1(_)) => {}
