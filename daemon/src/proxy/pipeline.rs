@@ -167,9 +167,7 @@ async fn pipeline<'g>(
         armed: true,
     };
     let forwarded = forward_step(shared, generation, body, &token, trace, &mut left).await;
-    left.armed = false;
-    let scanned = left.rpc.take();
-    drop(left);
+    let scanned = left.disarm();
     let mut forwarded = forwarded?;
     let rpc = log_proxied(
         generation,
@@ -315,8 +313,7 @@ async fn forward_step(
             })?;
     let mut out = body.into_out(parts, limits).await?;
     client_key::check_tool(trace.key.as_ref(), parts, &out)?;
-    let kept = matches!(out, forward::OutBody::Kept(..));
-    if kept && generation.config.log.audit_rpc && parts.method == Method::POST {
+    if matches!(out, forward::OutBody::Kept(..)) && audits_rpc(generation, parts) {
         left.rpc = Some(out.take_rpc_info());
     }
     let mut response =
@@ -353,7 +350,7 @@ async fn forward_step(
 /// The audit line of a forwarded request whose client left before the upstream's answer
 /// (nginx's 499), and the records of its tool calls (outcome `unknown`): hyper drops the
 /// pipeline with the connection, so they are written when this is dropped mid-forward, and
-/// not once the forward step has returned (`armed` false). The request has gone to the
+/// not once the forward step has returned (`disarm`). The request has gone to the
 /// upstream, which may act on it; without them it would leave no trace.
 struct Left<'a> {
     peer: Peer,
@@ -367,6 +364,14 @@ struct Left<'a> {
     /// The JSON-RPC scan of a kept body, once the forward step made it.
     rpc: Option<RpcInfo>,
     armed: bool,
+}
+
+impl Left<'_> {
+    /// The forward step returned: nothing is written; what it scanned is handed on.
+    fn disarm(mut self) -> Option<RpcInfo> {
+        self.armed = false;
+        self.rpc.take()
+    }
 }
 
 impl Drop for Left<'_> {
@@ -393,6 +398,12 @@ impl Drop for Left<'_> {
     }
 }
 
+/// Whether a request's JSON-RPC method and tool go in its audit line (`[log] audit_rpc`; only
+/// a POST carries a JSON-RPC body).
+fn audits_rpc(generation: &Generation, parts: &Parts) -> bool {
+    generation.config.log.audit_rpc && parts.method == Method::POST
+}
+
 /// Step 6 begins with the audit line of a forwarded request; returns what the JSON-RPC scan
 /// of its body found, for the tool policy's view of the response.
 fn log_proxied(
@@ -406,9 +417,7 @@ fn log_proxied(
 ) -> RpcInfo {
     let rpc = match scanned {
         Some(rpc) => rpc,
-        None if generation.config.log.audit_rpc && parts.method == Method::POST => {
-            forwarded.body.take_rpc_info()
-        }
+        None if audits_rpc(generation, parts) => forwarded.body.take_rpc_info(),
         None => Default::default(),
     };
     tracing::info!(
