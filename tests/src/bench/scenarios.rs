@@ -240,7 +240,11 @@ pub(super) async fn sse(args: &Args, env: &Env, report: &mut Report) -> anyhow::
     for _ in 0..args.rounds {
         for (i, side) in env.sides().into_iter().enumerate() {
             let Some(side) = side else { continue };
-            let (samples, most) = streams::ticks(side, per_round, args.tick_us).await?;
+            let tls = match i {
+                0 => env.upstream.client_config(),
+                _ => crate::tls::client_config_with_roots(rustls::RootCertStore::empty()),
+            };
+            let (samples, most) = streams::ticks_alone(side, tls, per_round, args.tick_us).await?;
             events[i]
                 .get_or_insert_with(Samples::default)
                 .latencies

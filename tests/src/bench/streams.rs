@@ -15,9 +15,46 @@ use super::procstat::{self, ProcStat};
 use crate::sse::SseParser;
 use crate::upstream::bench::now_us;
 
+/// [`ticks`] read by a client of its own on a thread of its own (a single-threaded runtime):
+/// the clock is read as each event arrives, not when a work-stealing runtime shared with the
+/// test upstream (which produces the events) and the other clients gets round to it. On the
+/// bench's shared runtime the client's reads queued behind the upstream's work, more so when
+/// the upstream served the stream over HTTP/2 (as it does to the daemon), and that wait was
+/// counted as the proxy's. `tls` is the client's configuration for the side's base URL.
+pub(super) async fn ticks_alone(
+    side: &Side,
+    tls: rustls::ClientConfig,
+    n: u64,
+    every_us: u64,
+) -> anyhow::Result<(Samples, usize)> {
+    let mut side = side.clone();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sse-ticks-client".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the SSE client's runtime")
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        // A new client: a pooled connection would still be driven by the
+                        // runtime that opened it.
+                        side.client = super::load::http1_client(tls)?;
+                        ticks(&side, n, every_us).await
+                    })
+                });
+            let _ = done.send(outcome);
+        })
+        .context("starting the SSE client's thread")?;
+    result
+        .await
+        .context("the SSE client's thread ended without an answer")?
+}
+
 /// Per-event latencies of `/raw/ticks` (n events, one every `every_us`), and the most events
 /// that arrived in one read (1 = never batched).
-pub(super) async fn ticks(side: &Side, n: u64, every_us: u64) -> anyhow::Result<(Samples, usize)> {
+async fn ticks(side: &Side, n: u64, every_us: u64) -> anyhow::Result<(Samples, usize)> {
     let started = Instant::now();
     let mut resp = side
         .request(
