@@ -162,6 +162,30 @@ impl Rewriter {
 
     /// Processes one chunk; returns the bytes to forward now (possibly empty).
     pub fn feed(&mut self, chunk: Bytes) -> Result<Bytes, EventTooLarge> {
+        if self.passes_whole(&chunk) {
+            return Ok(chunk);
+        }
+        self.scan(chunk)
+    }
+
+    /// Whether `chunk` passes on as it came, with the scanner's state as it was: at an event's
+    /// start, nothing held, a chunk of whole events (it ends with a blank line) with no CR and
+    /// no `event` anywhere, so none of its events has a type, none is held and all of it goes
+    /// on, which is what [`Rewriter::scan`] would send (byte by byte, through the hold buffer).
+    /// Streams of untyped events (`data:` lines only) take this path, an event at a time.
+    fn passes_whole(&self, chunk: &[u8]) -> bool {
+        self.filter.is_none()
+            && self.mode == Mode::Deciding
+            && self.held.is_empty()
+            && self.line_start
+            && !self.after_cr
+            && chunk.ends_with(b"\n\n")
+            && memchr::memchr(b'\r', chunk).is_none()
+            && memchr::memmem::find(chunk, b"event").is_none()
+    }
+
+    /// [`Rewriter::feed`] byte by byte.
+    fn scan(&mut self, chunk: Bytes) -> Result<Bytes, EventTooLarge> {
         let mut out = BytesMut::new();
         let mut pass_from = 0; // start of the current run of bytes passing through untouched
         for (i, &b) in chunk.iter().enumerate() {

@@ -203,3 +203,59 @@ fn a_large_held_event_does_not_keep_its_buffer() {
     assert_eq!(out.len(), 32 * 1024 + 8);
     assert!(r.held.capacity() <= KEEP_HELD, "{}", r.held.capacity());
 }
+
+/// The scanner's state, to compare two rewriters.
+fn state(r: &Rewriter) -> (Mode, Vec<u8>, bool, bool, Vec<u8>) {
+    (
+        r.mode,
+        r.held.to_vec(),
+        r.after_cr,
+        r.line_start,
+        r.line_head.clone(),
+    )
+}
+
+#[test]
+fn a_chunk_of_untyped_whole_events_passes_as_the_byte_scan_would_send_it() {
+    let chunks = [
+        "data: 1\n\n",
+        "data: 2\ndata: 3\n\n",
+        ": a comment\nid: 7\ndata: 4\n\n\n",
+        "\n\n",
+        // Not whole, typed, with CRs: the byte scan, then back at an event's start.
+        "data: 5\n",
+        "\n",
+        "event: endpoint\ndata: /base/message?sessionId=1\n\n",
+        "data: 6\r\n\r\n",
+        "data: the word event in the data\n\n",
+        "data: 7\n\ndata: 8\n\n",
+        "event: message\ndata: 9\n\n",
+        "data: 10\n\n",
+    ];
+    let mut fast = Rewriter::new(map());
+    let mut slow = Rewriter::new(map());
+    let mut took_the_fast_path = 0;
+    for chunk in chunks {
+        let bytes = Bytes::copy_from_slice(chunk.as_bytes());
+        if fast.passes_whole(&bytes) {
+            took_the_fast_path += 1;
+        }
+        let a = fast.feed(bytes.clone()).unwrap();
+        let b = slow.scan(bytes).unwrap();
+        assert_eq!(a, b, "after {chunk:?}");
+        assert_eq!(state(&fast), state(&slow), "after {chunk:?}");
+    }
+    assert_eq!(took_the_fast_path, 6);
+    // The endpoint event after the fast chunks was still rewritten.
+    let (_, all) = run(&chunks);
+    assert!(all.contains("data: /gh/message?sessionId=1\n"), "{all}");
+}
+
+#[test]
+fn a_filtering_rewriter_never_takes_the_untyped_path() {
+    let filter: EventFilter = Box::new(|_, data| Some(data.replace('1', "one")));
+    let mut r = Rewriter::filtering(filter, 1024);
+    let bytes = Bytes::from_static(b"data: 1\n\n");
+    assert!(!r.passes_whole(&bytes));
+    assert_eq!(&r.feed(bytes).unwrap()[..], b"data: one\n\n");
+}
