@@ -29,6 +29,19 @@ pub(crate) fn serve<H, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    accept_until(listener, shutdown, move |stream, conn| {
+        connection(stream, tls.clone(), conn, handle.clone())
+    });
+}
+
+/// Accepts connections until `stop`, each served by `serve` in a task of its own. Each gets a
+/// child token of `stop`: the connection's task is dropped when it is cancelled, and so at
+/// `stop` too.
+pub(crate) fn accept_until<S, F>(listener: TcpListener, stop: CancellationToken, serve: S)
+where
+    S: Fn(TcpStream, CancellationToken) -> F + Send + 'static,
+    F: Future + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -36,13 +49,13 @@ pub(crate) fn serve<H, Fut, B>(
                     Ok((stream, _)) => stream,
                     Err(_) => continue,
                 },
-                () = shutdown.cancelled() => return,
+                () = stop.cancelled() => return,
             };
-            let conn = shutdown.child_token();
-            let (tls, handle) = (tls.clone(), handle.clone());
+            let conn = stop.child_token();
+            let served = serve(stream, conn.clone());
             tokio::spawn(async move {
                 tokio::select! {
-                    () = connection(stream, tls, conn.clone(), handle) => {}
+                    _ = served => {}
                     () = conn.cancelled() => {}
                 }
             });

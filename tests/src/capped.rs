@@ -81,7 +81,7 @@ pub async fn start(cap: usize) -> anyhow::Result<CappedUpstream> {
         stop: CancellationToken::new(),
     };
     let stats = up.stats.clone();
-    bare_h2::accept_until(listener, up.stop.clone(), move |tcp| {
+    crate::accept::accept_until(listener, up.stop.clone(), move |tcp, _| {
         stats.connections.fetch_add(1, Ordering::SeqCst);
         let (acceptor, stats) = (acceptor.clone(), stats.clone());
         async move { serve(acceptor, tcp, cap.max(1), &stats).await }

@@ -54,7 +54,7 @@ pub async fn start(refuse: usize) -> anyhow::Result<RefusingUpstream> {
         stop: CancellationToken::new(),
     };
     let (seen, refused) = (up.seen.clone(), up.refused.clone());
-    bare_h2::accept_until(listener, up.stop.clone(), move |tcp| {
+    crate::accept::accept_until(listener, up.stop.clone(), move |tcp, _| {
         serve(acceptor.clone(), tcp, refuse, seen.clone(), refused.clone())
     });
     Ok(up)
