@@ -170,9 +170,11 @@ impl Rewriter {
 
     /// Whether `chunk` passes on as it came, with the scanner's state as it was: at an event's
     /// start, nothing held, a chunk of whole events (it ends with a blank line) with no CR and
-    /// no `event` anywhere, so none of its events has a type, none is held and all of it goes
-    /// on, which is what [`Rewriter::scan`] would send (byte by byte, through the hold buffer).
-    /// Streams of untyped events (`data:` lines only) take this path, an event at a time.
+    /// no `endpoint` anywhere, so none of its events is an `endpoint` event (the only kind held
+    /// and rewritten when nothing filters), none is held past its end and all of it goes on,
+    /// which is what [`Rewriter::scan`] would send (byte by byte, through the hold buffer).
+    /// Streams of untyped events (`data:` lines only) and of typed ones (`event: message`, as
+    /// most MCP servers send) take this path, an event or a few at a time.
     fn passes_whole(&self, chunk: &[u8]) -> bool {
         self.filter.is_none()
             && self.mode == Mode::Deciding
@@ -181,7 +183,7 @@ impl Rewriter {
             && !self.after_cr
             && chunk.ends_with(b"\n\n")
             && memchr::memchr(b'\r', chunk).is_none()
-            && memchr::memmem::find(chunk, b"event").is_none()
+            && memchr::memmem::find(chunk, b"endpoint").is_none()
     }
 
     /// [`Rewriter::feed`] byte by byte.

@@ -216,7 +216,7 @@ fn state(r: &Rewriter) -> (Mode, Vec<u8>, bool, bool, Vec<u8>) {
 }
 
 #[test]
-fn a_chunk_of_untyped_whole_events_passes_as_the_byte_scan_would_send_it() {
+fn a_chunk_of_whole_events_without_an_endpoint_passes_as_the_byte_scan_would_send_it() {
     let chunks = [
         "data: 1\n\n",
         "data: 2\ndata: 3\n\n",
@@ -231,6 +231,14 @@ fn a_chunk_of_untyped_whole_events_passes_as_the_byte_scan_would_send_it() {
         "data: 7\n\ndata: 8\n\n",
         "event: message\ndata: 9\n\n",
         "data: 10\n\n",
+        "event: message\ndata: {\"a\":1}\n\nevent:ping\n\nid: 3\nevent: message\ndata: 11\n\n",
+        // The word anywhere, even in the data of another type: the byte scan.
+        "event: message\ndata: {\"endpoint\":2}\n\n",
+        // A typed event split across chunks: the byte scan until its end.
+        "event: mess",
+        "age\ndata: 12\n\n",
+        "event: endpoint\ndata: /base/message?sessionId=2\n\n",
+        "event: message\ndata: 13\n\n",
     ];
     let mut fast = Rewriter::new(map());
     let mut slow = Rewriter::new(map());
@@ -245,14 +253,15 @@ fn a_chunk_of_untyped_whole_events_passes_as_the_byte_scan_would_send_it() {
         assert_eq!(a, b, "after {chunk:?}");
         assert_eq!(state(&fast), state(&slow), "after {chunk:?}");
     }
-    assert_eq!(took_the_fast_path, 6);
-    // The endpoint event after the fast chunks was still rewritten.
+    assert_eq!(took_the_fast_path, 10);
+    // The endpoint events after the fast chunks were still rewritten.
     let (_, all) = run(&chunks);
     assert!(all.contains("data: /gh/message?sessionId=1\n"), "{all}");
+    assert!(all.contains("data: /gh/message?sessionId=2\n"), "{all}");
 }
 
 #[test]
-fn a_filtering_rewriter_never_takes_the_untyped_path() {
+fn a_filtering_rewriter_never_passes_a_chunk_whole() {
     let filter: EventFilter = Box::new(|_, data| Some(data.replace('1', "one")));
     let mut r = Rewriter::filtering(filter, 1024);
     let bytes = Bytes::from_static(b"data: 1\n\n");
