@@ -59,7 +59,7 @@ async fn ticks(side: &Side, n: u64, every_us: u64) -> anyhow::Result<(Samples, u
     let mut resp = side
         .request(
             Method::GET,
-            &format!("/raw/ticks?n={n}&every_us={every_us}"),
+            &format!("/raw/ticks?n={n}&every_us={every_us}&typed=1"),
         )
         .header(ACCEPT, "text/event-stream")
         .send()
@@ -78,6 +78,12 @@ async fn ticks(side: &Side, n: u64, every_us: u64) -> anyhow::Result<(Samples, u
         let events = parser.push(&chunk);
         most_per_read = most_per_read.max(events.len());
         for e in events {
+            ensure!(
+                e.event.as_deref() == Some("message"),
+                "{} /raw/ticks: an event of type {:?}, not message",
+                side.name,
+                e.event
+            );
             let sent: u64 = e
                 .data
                 .parse()

@@ -2,8 +2,9 @@
 //! and not the upstream.
 //!
 //! - `POST /raw/rpc`: reads the body, answers a fixed JSON-RPC result of about 1 KB.
-//! - `GET /raw/ticks?n=N&every_us=U`: N events `data: <µs since the Unix epoch>`, one every
-//!   U µs (N <= 1,000,000, U <= 1 s), then the end; the client computes each event's latency.
+//! - `GET /raw/ticks?n=N&every_us=U[&typed=1]`: N events `data: <µs since the Unix epoch>`,
+//!   one every U µs (N <= 1,000,000, U <= 1 s), then the end; the client computes each event's
+//!   latency. With `typed=1` each event has an `event: message` line first, as MCP servers send.
 //! - `GET /raw/hold`: `data: open`, then holds the stream open until the client drops it.
 //! - `GET /raw/bytes?n=N`: N bytes (N <= 1 GiB) of `x` with `Content-Length: N`, streamed in
 //!   64 KiB frames of one static buffer: the upstream holds no copy of the body.
@@ -73,12 +74,17 @@ pub(crate) fn ticks(req: &Req) -> Response<RespBody> {
     let every = Duration::from_micros(query_u64(req, "every_us").unwrap_or(1000).min(1_000_000));
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let kind = if query_u64(req, "typed") == Some(1) {
+        "event: message\n"
+    } else {
+        ""
+    };
     let events = stream::unfold((0u64, interval), move |(i, mut interval)| async move {
         if i == n {
             return None;
         }
         interval.tick().await;
-        let line = format!("data: {}\n\n", now_us());
+        let line = format!("{kind}data: {}\n\n", now_us());
         Some((Ok(Frame::data(Bytes::from(line))), (i + 1, interval)))
     });
     sse_response(StreamBody::new(events).boxed())
