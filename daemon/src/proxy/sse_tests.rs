@@ -268,3 +268,28 @@ fn a_filtering_rewriter_never_passes_a_chunk_whole() {
     assert!(!r.passes_whole(&bytes));
     assert_eq!(&r.feed(bytes).unwrap()[..], b"data: one\n\n");
 }
+
+#[test]
+fn endpoint_is_found_wherever_it_is() {
+    for text in [
+        "endpoint",
+        "event: endpoint\n\n",
+        "data: {\"p\":\"endpoint\"}\n\n",
+        "pp endpoint",
+        "endendpoint",
+        "x endpoint",
+    ] {
+        assert!(mentions_endpoint(text.as_bytes()), "{text:?}");
+    }
+    for text in [
+        "",
+        "p",
+        "pe",
+        "endpoin",
+        "ndpoint",
+        "end point",
+        "event: message\ndata: p\n\n",
+    ] {
+        assert!(!mentions_endpoint(text.as_bytes()), "{text:?}");
+    }
+}
